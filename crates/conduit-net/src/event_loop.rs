@@ -1,0 +1,955 @@
+//! The event loop: accepts, reads, writes, timers and cross-thread messages on one thread.
+
+use crate::slab::{ConnId, Slab};
+use crate::timer::{TimerId, Timers};
+use crate::write_queue::{QueueFull, WriteQueue};
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Token, Waker};
+use std::io::{self, Read};
+use std::net::{Shutdown, SocketAddr};
+use std::ops::Range;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const LISTENER: Token = Token(usize::MAX - 1);
+const WAKER: Token = Token(usize::MAX - 2);
+/// Connections accepted per turn before the loop lets other work run; the rest are taken next turn.
+const ACCEPTS_PER_TURN: usize = 256;
+
+/// Tunables of the event loop. Every buffer and queue it keeps is bounded by one of these.
+#[derive(Clone, Debug)]
+pub struct LoopConfig {
+    /// Open connections at most; past it new connections get `overload_response` and are closed.
+    pub max_connections: usize,
+    /// Bytes written (best effort) to a connection refused because `max_connections` was reached.
+    pub overload_response: Vec<u8>,
+    /// Pending output per connection, in bytes (see [`WriteQueue`]).
+    pub write_queue_limit: usize,
+    /// A connection that asked with [`Context::notify_drained`] is told once its queue is at or below this.
+    pub low_water: usize,
+    /// The loop's one read buffer, shared by all connections.
+    pub read_buffer_size: usize,
+    /// Bytes read from one connection per turn before others get their turn.
+    pub read_budget: usize,
+    /// Readiness events taken from the OS per poll.
+    pub events_capacity: usize,
+    /// After a graceful close, how long to wait for the peer's EOF before closing anyway. Reading until EOF
+    /// keeps the kernel from answering unread input with a reset that could destroy the response in flight.
+    pub linger: Duration,
+    /// How long to stop accepting after the process ran out of file descriptors or memory.
+    pub accept_backoff: Duration,
+    /// `TCP_NODELAY` on accepted sockets: events are small and must not wait for Nagle's algorithm.
+    pub nodelay: bool,
+    /// TCP keepalive probes after this much idle time, to find peers that vanished without a FIN or RST.
+    pub tcp_keepalive: Option<Duration>,
+    /// Messages waiting in the loop's mailbox at most; [`Remote::send`] fails with `Full` past it.
+    pub mailbox_limit: usize,
+}
+
+impl Default for LoopConfig {
+    fn default() -> Self {
+        LoopConfig {
+            max_connections: 16_384,
+            overload_response: Vec::new(),
+            write_queue_limit: 1024 * 1024,
+            low_water: 16 * 1024,
+            read_buffer_size: 64 * 1024,
+            read_budget: 256 * 1024,
+            events_capacity: 1024,
+            linger: Duration::from_secs(2),
+            accept_backoff: Duration::from_millis(100),
+            nodelay: true,
+            tcp_keepalive: None,
+            mailbox_limit: 1 << 16,
+        }
+    }
+}
+
+/// Why a connection was closed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CloseReason {
+    /// The handler asked for it (directly, or after a graceful flush).
+    Local,
+    /// A read or write failed: reset by the peer, broken pipe, and the like.
+    Io(io::ErrorKind),
+    /// The loop is stopping.
+    Shutdown,
+}
+
+/// A write was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WriteError {
+    /// The connection is closed or closing.
+    Closed,
+    /// Its write queue is full; nothing was queued.
+    Full(QueueFull),
+}
+
+impl std::fmt::Display for WriteError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            WriteError::Closed => f.write_str("connection is closed"),
+            WriteError::Full(full) => full.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for WriteError {}
+
+/// What an application does with a loop's connections. Every call runs on the loop's thread and must not
+/// block: a slow callback delays every connection.
+pub trait Handler {
+    /// Messages other threads send through a [`Remote`].
+    type Message: Send + 'static;
+
+    /// A connection was accepted.
+    fn on_connect(&mut self, cx: &mut Context<'_, Self::Message>, conn: ConnId);
+
+    /// Bytes arrived. `data` is only valid for this call: keep what you need.
+    fn on_data(&mut self, cx: &mut Context<'_, Self::Message>, conn: ConnId, data: &[u8]);
+
+    /// The peer will send nothing more (EOF). By default the connection is closed.
+    fn on_read_closed(&mut self, cx: &mut Context<'_, Self::Message>, conn: ConnId) {
+        cx.close(conn);
+    }
+
+    /// The write queue fell to the low-water mark after [`Context::notify_drained`]: a good time to produce more.
+    fn on_drained(&mut self, _cx: &mut Context<'_, Self::Message>, _conn: ConnId) {}
+
+    /// A timer armed through the context fired; `key` is the value given when it was armed.
+    fn on_timer(&mut self, _cx: &mut Context<'_, Self::Message>, _timer: TimerId, _key: u64) {}
+
+    /// A message arrived from another thread.
+    fn on_message(&mut self, _cx: &mut Context<'_, Self::Message>, _msg: Self::Message) {}
+
+    /// The connection is gone; `conn` will not be seen again. Free what belongs to it.
+    fn on_close(&mut self, cx: &mut Context<'_, Self::Message>, conn: ConnId, reason: CloseReason);
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum LoopTimer {
+    Handler(u64),
+    Linger(ConnId),
+    ResumeAccept,
+}
+
+/// Where a connection is in its life. Output may be pending in every phase but `Lingering`.
+#[derive(Debug, PartialEq, Eq)]
+enum Phase {
+    Open,
+    /// Write what is queued, then shut down the write side.
+    FlushThenClose,
+    /// Write side shut; reading and discarding until EOF or the timer.
+    Lingering(TimerId),
+    /// Scheduled for removal at the end of the current step.
+    Closing,
+}
+
+#[derive(Debug)]
+struct Conn {
+    stream: TcpStream,
+    peer: SocketAddr,
+    queue: WriteQueue,
+    phase: Phase,
+    writable_registered: bool,
+    dirty: bool,
+    want_drained: bool,
+    read_closed: bool,
+}
+
+#[derive(Debug)]
+struct Mailbox<M> {
+    queue: Mutex<Vec<M>>,
+    waker: Waker,
+    notified: AtomicBool,
+    open: AtomicBool,
+    limit: usize,
+}
+
+/// Why [`Remote::send`] failed; the message is handed back.
+#[derive(Debug, PartialEq, Eq)]
+pub enum SendError<M> {
+    /// The loop has stopped.
+    Closed(M),
+    /// The mailbox holds `mailbox_limit` messages already.
+    Full(M),
+}
+
+impl<M> SendError<M> {
+    /// The message that was not sent.
+    pub fn into_inner(self) -> M {
+        match self {
+            SendError::Closed(m) | SendError::Full(m) => m,
+        }
+    }
+}
+
+impl<M> std::fmt::Display for SendError<M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SendError::Closed(_) => f.write_str("event loop has stopped"),
+            SendError::Full(_) => f.write_str("event loop mailbox is full"),
+        }
+    }
+}
+
+impl<M: std::fmt::Debug> std::error::Error for SendError<M> {}
+
+/// A handle other threads use to send messages to the loop. Cheap to clone.
+#[derive(Debug)]
+pub struct Remote<M> {
+    mailbox: Arc<Mailbox<M>>,
+}
+
+impl<M> Clone for Remote<M> {
+    fn clone(&self) -> Self {
+        Remote {
+            mailbox: Arc::clone(&self.mailbox),
+        }
+    }
+}
+
+impl<M> Remote<M> {
+    /// Queues `msg` for the loop and wakes it. Many sends between two turns cost one wake-up.
+    ///
+    /// # Errors
+    /// [`SendError::Closed`] once the loop has stopped, [`SendError::Full`] when its mailbox is full.
+    pub fn send(&self, msg: M) -> Result<(), SendError<M>> {
+        if !self.mailbox.open.load(Ordering::Acquire) {
+            return Err(SendError::Closed(msg));
+        }
+        {
+            let mut queue = self.mailbox.queue.lock().unwrap_or_else(|e| e.into_inner());
+            if queue.len() >= self.mailbox.limit {
+                return Err(SendError::Full(msg));
+            }
+            queue.push(msg);
+        }
+        if !self.mailbox.notified.swap(true, Ordering::AcqRel) {
+            if let Err(e) = self.mailbox.waker.wake() {
+                log::error!("waking the event loop failed: {e}");
+            }
+        }
+        Ok(())
+    }
+
+    /// True while the loop runs.
+    pub fn is_open(&self) -> bool {
+        self.mailbox.open.load(Ordering::Acquire)
+    }
+}
+
+/// Everything the loop owns except the handler, so the handler can be given a [`Context`] over it.
+#[derive(Debug)]
+struct Core<M> {
+    poll: Poll,
+    listener: Option<TcpListener>,
+    accept_paused: bool,
+    accept_pending: bool,
+    conns: Slab<Conn>,
+    timers: Timers<LoopTimer>,
+    mailbox: Arc<Mailbox<M>>,
+    /// Connections with output written this turn, flushed together at its end.
+    dirty: Vec<ConnId>,
+    /// Connections whose queue reached low water, told at the start of the next turn.
+    drained: Vec<ConnId>,
+    /// Connections that used up their read budget and still have input.
+    pending_reads: Vec<ConnId>,
+    to_close: Vec<(ConnId, CloseReason)>,
+    config: LoopConfig,
+    now: Instant,
+    stopping: bool,
+}
+
+/// The handler's view of the loop during a callback.
+#[derive(Debug)]
+pub struct Context<'a, M> {
+    core: &'a mut Core<M>,
+}
+
+impl<M> Context<'_, M> {
+    /// The time this turn of the loop started; use it instead of reading the clock.
+    pub fn now(&self) -> Instant {
+        self.core.now
+    }
+
+    fn open_conn(&mut self, conn: ConnId) -> Result<&mut Conn, WriteError> {
+        match self.core.conns.get_mut(conn) {
+            Some(c) if matches!(c.phase, Phase::Open) => Ok(c),
+            _ => Err(WriteError::Closed),
+        }
+    }
+
+    fn mark_dirty(core: &mut Core<M>, conn: ConnId) {
+        if let Some(c) = core.conns.get_mut(conn) {
+            if !c.dirty {
+                c.dirty = true;
+                core.dirty.push(conn);
+            }
+        }
+    }
+
+    /// Queues a copy of `bytes`; it is written at the end of this turn, together with anything else queued.
+    ///
+    /// # Errors
+    /// [`WriteError::Closed`] if the connection is closed or closing; [`WriteError::Full`] if its queue is full.
+    pub fn write(&mut self, conn: ConnId, bytes: &[u8]) -> Result<(), WriteError> {
+        self.open_conn(conn)?
+            .queue
+            .push_slice(bytes)
+            .map_err(WriteError::Full)?;
+        Self::mark_dirty(self.core, conn);
+        Ok(())
+    }
+
+    /// Queues an owned buffer without copying it.
+    ///
+    /// # Errors
+    /// As for [`write`](Self::write).
+    pub fn write_vec(&mut self, conn: ConnId, bytes: Vec<u8>) -> Result<(), WriteError> {
+        self.open_conn(conn)?
+            .queue
+            .push_vec(bytes)
+            .map_err(WriteError::Full)?;
+        Self::mark_dirty(self.core, conn);
+        Ok(())
+    }
+
+    /// Queues a range of bytes shared with other connections: one encoding, many readers, no copies.
+    ///
+    /// # Errors
+    /// As for [`write`](Self::write).
+    pub fn write_shared(
+        &mut self,
+        conn: ConnId,
+        bytes: &Arc<[u8]>,
+        range: Range<usize>,
+    ) -> Result<(), WriteError> {
+        self.open_conn(conn)?
+            .queue
+            .push_shared(Arc::clone(bytes), range)
+            .map_err(WriteError::Full)?;
+        Self::mark_dirty(self.core, conn);
+        Ok(())
+    }
+
+    /// Pending output of a connection, or `None` if it is closed.
+    pub fn queued(&self, conn: ConnId) -> Option<usize> {
+        self.core.conns.get(conn).map(|c| c.queue.len())
+    }
+
+    /// True if `additional` bytes would be accepted by the connection's queue now.
+    pub fn has_room(&self, conn: ConnId, additional: usize) -> bool {
+        self.core
+            .conns
+            .get(conn)
+            .is_some_and(|c| matches!(c.phase, Phase::Open) && c.queue.has_room(additional))
+    }
+
+    /// The peer's address.
+    pub fn peer_addr(&self, conn: ConnId) -> Option<SocketAddr> {
+        self.core.conns.get(conn).map(|c| c.peer)
+    }
+
+    /// True while the connection is open for writing.
+    pub fn is_open(&self, conn: ConnId) -> bool {
+        self.core
+            .conns
+            .get(conn)
+            .is_some_and(|c| matches!(c.phase, Phase::Open))
+    }
+
+    /// Asks for one [`Handler::on_drained`] call once the queue is at or below the low-water mark (at the start
+    /// of the next turn if it already is).
+    pub fn notify_drained(&mut self, conn: ConnId) {
+        let low_water = self.core.config.low_water;
+        let Some(c) = self.core.conns.get_mut(conn) else {
+            return;
+        };
+        if !matches!(c.phase, Phase::Open) || c.want_drained {
+            return;
+        }
+        if c.queue.len() <= low_water && !c.dirty {
+            self.core.drained.push(conn);
+        } else {
+            c.want_drained = true;
+        }
+    }
+
+    /// Closes the connection at once, dropping unsent output. [`Handler::on_close`] follows after this callback.
+    pub fn close(&mut self, conn: ConnId) {
+        self.core.schedule_close(conn, CloseReason::Local);
+    }
+
+    /// Sends what is queued, shuts down the write side, waits briefly for the peer's EOF, then closes.
+    /// Nothing more may be written.
+    pub fn close_after_flush(&mut self, conn: ConnId) {
+        let Some(c) = self.core.conns.get_mut(conn) else {
+            return;
+        };
+        if matches!(c.phase, Phase::Open) {
+            c.phase = Phase::FlushThenClose;
+            c.want_drained = false;
+            Self::mark_dirty(self.core, conn);
+        }
+    }
+
+    /// Arms a one-shot timer; [`Handler::on_timer`] gets `key` when it fires.
+    pub fn set_timer(&mut self, deadline: Instant, key: u64) -> TimerId {
+        self.core.timers.once(deadline, LoopTimer::Handler(key))
+    }
+
+    /// Arms a timer that fires every `period` from now.
+    pub fn set_interval(&mut self, period: Duration, key: u64) -> TimerId {
+        let now = self.core.now;
+        self.core
+            .timers
+            .interval(now, period, LoopTimer::Handler(key))
+    }
+
+    /// Disarms a timer; true if it was armed.
+    pub fn cancel_timer(&mut self, timer: TimerId) -> bool {
+        self.core.timers.cancel(timer).is_some()
+    }
+
+    /// Armed timers, the loop's own included (lingering closes, accept back-off).
+    pub fn timer_count(&self) -> usize {
+        self.core.timers.len()
+    }
+
+    /// Open connections.
+    pub fn connection_count(&self) -> usize {
+        self.core.conns.len()
+    }
+
+    /// Ids of all open connections.
+    pub fn connections(&self) -> Vec<ConnId> {
+        self.core.conns.ids().collect()
+    }
+
+    /// A handle for other threads.
+    pub fn remote(&self) -> Remote<M> {
+        Remote {
+            mailbox: Arc::clone(&self.core.mailbox),
+        }
+    }
+
+    /// Closes the listening socket: new connections are refused by the OS, open ones go on.
+    pub fn stop_accepting(&mut self) {
+        if let Some(mut listener) = self.core.listener.take() {
+            let _ = self.core.poll.registry().deregister(&mut listener);
+        }
+    }
+
+    /// Ends [`EventLoop::run`] after this turn; open connections are then closed with
+    /// [`CloseReason::Shutdown`].
+    pub fn stop(&mut self) {
+        self.core.stopping = true;
+    }
+}
+
+impl<M> Core<M> {
+    fn schedule_close(&mut self, conn: ConnId, reason: CloseReason) {
+        if let Some(c) = self.conns.get_mut(conn) {
+            if c.phase != Phase::Closing {
+                if let Phase::Lingering(timer) = c.phase {
+                    self.timers.cancel(timer);
+                }
+                c.phase = Phase::Closing;
+                self.to_close.push((conn, reason));
+            }
+        }
+    }
+
+    fn set_writable(&mut self, conn: ConnId, writable: bool) {
+        let Some(c) = self.conns.get_mut(conn) else {
+            return;
+        };
+        if c.writable_registered == writable {
+            return;
+        }
+        let interest = if writable {
+            Interest::READABLE | Interest::WRITABLE
+        } else {
+            Interest::READABLE
+        };
+        match self
+            .poll
+            .registry()
+            .reregister(&mut c.stream, Token(conn.index()), interest)
+        {
+            Ok(()) => c.writable_registered = writable,
+            Err(e) => self.schedule_close(conn, CloseReason::Io(e.kind())),
+        }
+    }
+
+    /// Writes a connection's queue until it is empty or the socket is full, and moves it along its phases.
+    fn flush(&mut self, conn: ConnId) {
+        let low_water = self.config.low_water;
+        let Some(c) = self.conns.get_mut(conn) else {
+            return;
+        };
+        c.dirty = false;
+        if matches!(c.phase, Phase::Closing | Phase::Lingering(_)) {
+            return;
+        }
+        if let Err(e) = c.queue.write_to(&mut c.stream) {
+            log::debug!("connection {conn}: write failed: {e}");
+            self.schedule_close(conn, CloseReason::Io(e.kind()));
+            return;
+        }
+        let empty = c.queue.is_empty();
+        if c.want_drained && c.queue.len() <= low_water {
+            c.want_drained = false;
+            self.drained.push(conn);
+        }
+        let finishing = c.phase == Phase::FlushThenClose;
+        self.set_writable(conn, !empty);
+        if empty && finishing {
+            self.begin_linger(conn);
+        }
+    }
+
+    fn begin_linger(&mut self, conn: ConnId) {
+        let Some(c) = self.conns.get_mut(conn) else {
+            return;
+        };
+        let _ = c.stream.shutdown(Shutdown::Write);
+        if c.read_closed {
+            self.schedule_close(conn, CloseReason::Local);
+        } else {
+            let timer = self
+                .timers
+                .once(self.now + self.config.linger, LoopTimer::Linger(conn));
+            c.phase = Phase::Lingering(timer);
+        }
+    }
+}
+
+/// A single-threaded `mio` event loop driving one [`Handler`].
+#[derive(Debug)]
+pub struct EventLoop<H: Handler> {
+    core: Core<H::Message>,
+    handler: H,
+    events: Events,
+    read_buf: Vec<u8>,
+    spare_messages: Vec<H::Message>,
+}
+
+impl<H: Handler> EventLoop<H> {
+    /// A loop that serves connections accepted from `listener` (which must be non-blocking, e.g. from
+    /// [`bind`](crate::bind)).
+    ///
+    /// # Errors
+    /// Creating the poller or the waker, or registering the listener, failed.
+    pub fn new(
+        listener: std::net::TcpListener,
+        config: LoopConfig,
+        handler: H,
+    ) -> io::Result<Self> {
+        let poll = Poll::new()?;
+        let waker = Waker::new(poll.registry(), WAKER)?;
+        listener.set_nonblocking(true)?;
+        let mut listener = TcpListener::from_std(listener);
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        let mailbox = Arc::new(Mailbox {
+            queue: Mutex::new(Vec::new()),
+            waker,
+            notified: AtomicBool::new(false),
+            open: AtomicBool::new(true),
+            limit: config.mailbox_limit,
+        });
+        Ok(EventLoop {
+            core: Core {
+                poll,
+                listener: Some(listener),
+                accept_paused: false,
+                accept_pending: true,
+                conns: Slab::new(),
+                timers: Timers::new(),
+                mailbox,
+                dirty: Vec::new(),
+                drained: Vec::new(),
+                pending_reads: Vec::new(),
+                to_close: Vec::new(),
+                config: config.clone(),
+                now: Instant::now(),
+                stopping: false,
+            },
+            handler,
+            events: Events::with_capacity(config.events_capacity.max(16)),
+            read_buf: vec![0; config.read_buffer_size.max(512)],
+            spare_messages: Vec::new(),
+        })
+    }
+
+    /// The address the listener is bound to (useful after binding port 0).
+    ///
+    /// # Errors
+    /// The listener was closed by [`Context::stop_accepting`], or the OS call failed.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        match &self.core.listener {
+            Some(l) => l.local_addr(),
+            None => Err(io::Error::new(
+                io::ErrorKind::NotConnected,
+                "listener closed",
+            )),
+        }
+    }
+
+    /// A handle through which other threads send messages to the handler.
+    pub fn remote(&self) -> Remote<H::Message> {
+        Remote {
+            mailbox: Arc::clone(&self.core.mailbox),
+        }
+    }
+
+    /// The handler.
+    pub fn handler(&self) -> &H {
+        &self.handler
+    }
+
+    /// The handler, mutably (between turns).
+    pub fn handler_mut(&mut self) -> &mut H {
+        &mut self.handler
+    }
+
+    /// Open connections.
+    pub fn connection_count(&self) -> usize {
+        self.core.conns.len()
+    }
+
+    /// Armed timers, the loop's own included.
+    pub fn timer_count(&self) -> usize {
+        self.core.timers.len()
+    }
+
+    /// Runs turns until a handler calls [`Context::stop`], then closes every connection.
+    ///
+    /// # Errors
+    /// Polling failed for a reason other than an interrupted system call.
+    pub fn run(&mut self) -> io::Result<()> {
+        while !self.core.stopping {
+            self.turn(None)?;
+        }
+        self.close_all();
+        Ok(())
+    }
+
+    /// True once a handler has called [`Context::stop`].
+    pub fn is_stopping(&self) -> bool {
+        self.core.stopping
+    }
+
+    /// Closes every connection with [`CloseReason::Shutdown`], telling the handler, and marks the mailbox
+    /// closed so other threads' sends fail.
+    pub fn close_all(&mut self) {
+        self.core.mailbox.open.store(false, Ordering::Release);
+        let ids: Vec<ConnId> = self.core.conns.ids().collect();
+        for id in ids {
+            self.core.schedule_close(id, CloseReason::Shutdown);
+        }
+        self.settle();
+    }
+
+    /// One turn: wait for readiness (at most until the next timer, and at most `max_wait` if given), then
+    /// handle every ready socket, due timer and message, and flush what was written.
+    ///
+    /// # Errors
+    /// Polling failed for a reason other than an interrupted system call.
+    pub fn turn(&mut self, max_wait: Option<Duration>) -> io::Result<()> {
+        let now = Instant::now();
+        let busy = !self.core.drained.is_empty()
+            || !self.core.pending_reads.is_empty()
+            || (self.core.accept_pending
+                && !self.core.accept_paused
+                && self.core.listener.is_some());
+        let mut timeout = if busy {
+            Some(Duration::ZERO)
+        } else {
+            self.core
+                .timers
+                .next_deadline()
+                .map(|d| d.saturating_duration_since(now))
+        };
+        if let Some(max) = max_wait {
+            timeout = Some(timeout.map_or(max, |t| t.min(max)));
+        }
+        match self.core.poll.poll(&mut self.events, timeout) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => self.events.clear(),
+            Err(e) => return Err(e),
+        }
+        self.core.now = Instant::now();
+
+        let mut woken = false;
+        let mut ready: Vec<(usize, bool, bool)> = Vec::new();
+        for event in self.events.iter() {
+            match event.token() {
+                LISTENER => self.core.accept_pending = true,
+                WAKER => woken = true,
+                Token(index) => {
+                    let readable =
+                        event.is_readable() || event.is_read_closed() || event.is_error();
+                    let writable = event.is_writable() || event.is_error();
+                    ready.push((index, readable, writable));
+                }
+            }
+        }
+        if woken {
+            self.deliver_messages();
+        }
+        for (index, readable, writable) in ready {
+            let Some(id) = self.core.conns.id_at(index) else {
+                continue;
+            };
+            if writable {
+                Context::mark_dirty(&mut self.core, id);
+            }
+            if readable {
+                self.read(id);
+            }
+        }
+        for id in std::mem::take(&mut self.core.pending_reads) {
+            self.read(id);
+        }
+        if self.core.accept_pending && !self.core.accept_paused {
+            self.accept();
+        }
+        self.fire_timers();
+        for id in std::mem::take(&mut self.core.drained) {
+            if self
+                .core
+                .conns
+                .get(id)
+                .is_some_and(|c| matches!(c.phase, Phase::Open))
+            {
+                let mut cx = Context {
+                    core: &mut self.core,
+                };
+                self.handler.on_drained(&mut cx, id);
+            }
+        }
+        self.settle();
+        Ok(())
+    }
+
+    fn deliver_messages(&mut self) {
+        self.core.mailbox.notified.store(false, Ordering::Release);
+        let mut batch = std::mem::take(&mut self.spare_messages);
+        {
+            let mut queue = self
+                .core
+                .mailbox
+                .queue
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            std::mem::swap(&mut *queue, &mut batch);
+        }
+        for msg in batch.drain(..) {
+            let mut cx = Context {
+                core: &mut self.core,
+            };
+            self.handler.on_message(&mut cx, msg);
+        }
+        self.spare_messages = batch;
+    }
+
+    fn accept(&mut self) {
+        for _ in 0..ACCEPTS_PER_TURN {
+            let Some(listener) = &self.core.listener else {
+                return;
+            };
+            match listener.accept() {
+                Ok((stream, peer)) => self.admit(stream, peer),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.core.accept_pending = false;
+                    return;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if is_per_connection_error(&e) => {
+                    log::debug!("accept: a connection failed before it was taken: {e}");
+                }
+                Err(e) => {
+                    // Out of descriptors or memory: the connection stays in the backlog, so trying again at once
+                    // would spin. Pause and let closing connections free resources.
+                    log::warn!(
+                        "accept failed ({e}); pausing accepts for {:?}",
+                        self.core.config.accept_backoff
+                    );
+                    self.core.accept_paused = true;
+                    let at = self.core.now + self.core.config.accept_backoff;
+                    self.core.timers.once(at, LoopTimer::ResumeAccept);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn admit(&mut self, mut stream: TcpStream, peer: SocketAddr) {
+        let config = &self.core.config;
+        if self.core.conns.len() >= config.max_connections {
+            log::warn!(
+                "refusing {peer}: {} connections open (the maximum)",
+                config.max_connections
+            );
+            // Best effort: a fresh socket's send buffer takes a short response whole, and this must not block.
+            let _ = io::Write::write(&mut stream, &config.overload_response);
+            let _ = stream.shutdown(Shutdown::Both);
+            return;
+        }
+        if config.nodelay {
+            if let Err(e) = stream.set_nodelay(true) {
+                log::debug!("TCP_NODELAY on {peer}: {e}");
+            }
+        }
+        if let Some(idle) = config.tcp_keepalive {
+            let params = socket2::TcpKeepalive::new()
+                .with_time(idle)
+                .with_interval(idle);
+            if let Err(e) = socket2::SockRef::from(&stream).set_tcp_keepalive(&params) {
+                log::debug!("TCP keepalive on {peer}: {e}");
+            }
+        }
+        let conn = Conn {
+            stream,
+            peer,
+            queue: WriteQueue::new(config.write_queue_limit),
+            phase: Phase::Open,
+            writable_registered: false,
+            dirty: false,
+            want_drained: false,
+            read_closed: false,
+        };
+        let id = self.core.conns.insert(conn);
+        let c = self.core.conns.get_mut(id).expect("just inserted");
+        if let Err(e) =
+            self.core
+                .poll
+                .registry()
+                .register(&mut c.stream, Token(id.index()), Interest::READABLE)
+        {
+            log::warn!("registering {peer} failed: {e}");
+            self.core.conns.remove(id);
+            return;
+        }
+        let mut cx = Context {
+            core: &mut self.core,
+        };
+        self.handler.on_connect(&mut cx, id);
+    }
+
+    fn read(&mut self, id: ConnId) {
+        let mut budget = self.core.config.read_budget;
+        loop {
+            let Some(c) = self.core.conns.get_mut(id) else {
+                return;
+            };
+            if c.read_closed || c.phase == Phase::Closing {
+                return;
+            }
+            let lingering = matches!(c.phase, Phase::Lingering(_));
+            match c.stream.read(&mut self.read_buf) {
+                Ok(0) => {
+                    c.read_closed = true;
+                    if lingering {
+                        self.core.schedule_close(id, CloseReason::Local);
+                    } else {
+                        let mut cx = Context {
+                            core: &mut self.core,
+                        };
+                        self.handler.on_read_closed(&mut cx, id);
+                    }
+                    return;
+                }
+                Ok(n) => {
+                    if !lingering {
+                        let mut cx = Context {
+                            core: &mut self.core,
+                        };
+                        self.handler.on_data(&mut cx, id, &self.read_buf[..n]);
+                    }
+                    budget = budget.saturating_sub(n);
+                    if budget == 0 {
+                        self.core.pending_reads.push(id);
+                        return;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    log::debug!("connection {id}: read failed: {e}");
+                    self.core.schedule_close(id, CloseReason::Io(e.kind()));
+                    return;
+                }
+            }
+        }
+    }
+
+    fn fire_timers(&mut self) {
+        let now = self.core.now;
+        while let Some((timer, payload)) = self.core.timers.poll(now) {
+            match payload {
+                LoopTimer::Handler(key) => {
+                    let mut cx = Context {
+                        core: &mut self.core,
+                    };
+                    self.handler.on_timer(&mut cx, timer, key);
+                }
+                LoopTimer::Linger(conn) => self.core.schedule_close(conn, CloseReason::Local),
+                LoopTimer::ResumeAccept => {
+                    self.core.accept_paused = false;
+                    self.core.accept_pending = true;
+                }
+            }
+        }
+    }
+
+    /// Flushes dirty connections and removes closed ones until neither is left: closing one connection may
+    /// write to others (a broadcast hub forgetting a subscriber, say).
+    fn settle(&mut self) {
+        loop {
+            let closing = std::mem::take(&mut self.core.to_close);
+            let dirty = std::mem::take(&mut self.core.dirty);
+            if closing.is_empty() && dirty.is_empty() {
+                return;
+            }
+            for (id, reason) in closing {
+                if let Some(mut c) = self.core.conns.remove(id) {
+                    let _ = self.core.poll.registry().deregister(&mut c.stream);
+                    drop(c);
+                    let mut cx = Context {
+                        core: &mut self.core,
+                    };
+                    self.handler.on_close(&mut cx, id, reason);
+                }
+            }
+            for id in dirty {
+                self.core.flush(id);
+            }
+        }
+    }
+}
+
+impl<H: Handler> Drop for EventLoop<H> {
+    fn drop(&mut self) {
+        self.core.mailbox.open.store(false, Ordering::Release);
+    }
+}
+
+/// Accept errors that concern one incoming connection, not the listener or the process.
+fn is_per_connection_error(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::PermissionDenied
+    ) || matches!(e.raw_os_error(), Some(code) if code == libc_eproto())
+}
+
+/// `EPROTO` on Linux: the handshake of a queued connection failed.
+const fn libc_eproto() -> i32 {
+    71
+}
