@@ -1,1 +1,86 @@
-//! placeholder
+//! Sans-I/O HTTP/1.1 for Conduit: incremental request parsing and response
+//! heads, built on [`httparse`].
+//!
+//! This crate never touches a socket. The layer below hands it bytes and the
+//! layers above hand it status codes and headers; it only turns one into the
+//! other.
+//!
+//! ```text
+//!   +----------------------------------------------------------+
+//!   | conduit-server   routes, handlers, connection lifecycle  |
+//!   +----------------------------------------------------------+
+//!   | conduit-sse      event encoding, keep-alive comments     |
+//!   +----------------------------------------------------------+
+//!   | conduit-http     request parsing, response heads,        |  <- this crate
+//!   |                  chunked coding (no I/O)                 |
+//!   +----------------------------------------------------------+
+//!   | conduit-net      sockets, mio event loop, write queues   |
+//!   +----------------------------------------------------------+
+//! ```
+//!
+//! # Parsing requests
+//!
+//! Keep one [`RequestParser`] per connection, append received bytes to a
+//! buffer you own, and call [`RequestParser::parse`] with every unconsumed
+//! byte. On [`Status::Complete`] drop the reported number of bytes; more
+//! pipelined requests may already be waiting behind them. On an error, send
+//! the response named by [`ParseError::status`] and close the connection.
+//!
+//! # Writing responses
+//!
+//! Build a [`ResponseHead`], pick a [`BodyFraming`], and append it to an
+//! output buffer. For streamed bodies use [`write_chunk`] and finish with
+//! [`LAST_CHUNK`].
+//!
+//! # Example
+//!
+//! ```
+//! use conduit_http::{
+//!     write_chunk, BodyFraming, Limits, Method, RequestParser, ResponseHead, Status,
+//!     StatusCode, LAST_CHUNK,
+//! };
+//!
+//! let mut parser = RequestParser::new(Limits::default());
+//! let mut inbox: Vec<u8> = b"GET /count?n=5 HTTP/1.1\r\nHost: example\r\n".to_vec();
+//! assert_eq!(parser.parse(&inbox)?, Status::Partial);
+//!
+//! inbox.extend_from_slice(b"\r\n");
+//! let Status::Complete(request, used) = parser.parse(&inbox)? else {
+//!     panic!("the head is complete");
+//! };
+//! inbox.drain(..used);
+//! assert!(inbox.is_empty());
+//! assert_eq!(request.method(), &Method::Get);
+//! assert_eq!(request.path(), "/count");
+//! assert_eq!(request.query("n"), Some("5"));
+//! assert!(request.keep_alive());
+//!
+//! let mut out = Vec::new();
+//! ResponseHead::new(StatusCode::OK)
+//!     .header("Content-Type", "text/event-stream")?
+//!     .framing(BodyFraming::Chunked)
+//!     .write(&mut out);
+//! write_chunk(&mut out, b"data: 1\n\n");
+//! out.extend_from_slice(LAST_CHUNK);
+//! assert!(out.starts_with(b"HTTP/1.1 200 OK\r\n"));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+mod error;
+mod parser;
+mod request;
+mod response;
+mod status;
+mod target;
+
+pub use error::ParseError;
+pub use parser::{Limits, RequestParser, Status};
+pub use request::{Headers, Method, Request, Version};
+pub use response::{
+    BodyFraming, CHUNK_END, HeaderError, LAST_CHUNK, ResponseHead, chunk_overhead, write_chunk,
+    write_chunk_header,
+};
+pub use status::StatusCode;
