@@ -19,6 +19,20 @@ impl ConnId {
     pub fn generation(self) -> u32 {
         self.generation
     }
+
+    /// Packs the id into one integer, e.g. to use as a timer key.
+    pub fn to_u64(self) -> u64 {
+        (u64::from(self.generation) << 32) | u64::from(self.index)
+    }
+
+    /// The inverse of [`to_u64`](Self::to_u64). Any value is accepted: an id that names no open connection is
+    /// simply refused wherever it is used.
+    pub fn from_u64(value: u64) -> ConnId {
+        ConnId {
+            index: value as u32,
+            generation: (value >> 32) as u32,
+        }
+    }
 }
 
 impl std::fmt::Display for ConnId {
@@ -169,5 +183,6 @@ mod tests {
         assert_eq!(slab.len(), 2);
         assert_eq!(slab.id_at(0), Some(c));
         assert_eq!(slab.ids().collect::<Vec<_>>(), vec![c, b]);
+        assert_eq!(ConnId::from_u64(c.to_u64()), c);
     }
 }

@@ -1,0 +1,66 @@
+//! Server configuration: every limit the server enforces, with the defaults documented in the README.
+
+use conduit_http::Limits;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// How a [`Server`](crate::Server) listens and what it tolerates.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// Where to listen. Port 0 picks a free port ([`Server::local_addr`](crate::Server::local_addr) tells which).
+    pub addr: SocketAddr,
+    /// The listen backlog: connections the kernel holds before they are accepted.
+    pub backlog: u32,
+    /// Request size bounds: head, header count, URI and body (431, 414 and 413 past them).
+    pub limits: Limits,
+    /// Open connections at most; past it a new connection gets `503 Service Unavailable` and is closed.
+    pub max_connections: usize,
+    /// Pending output per connection in bytes. A stream whose client stops reading is closed when it fills.
+    pub write_queue_limit: usize,
+    /// Pulled and channel-fed streams produce events until this much output is pending, then wait for the client
+    /// to read: memory per stream is bounded by this, not by the number of events.
+    pub stream_high_water: usize,
+    /// A keep-alive comment is sent on a stream idle for this long; `None` disables it.
+    pub keep_alive: Option<Duration>,
+    /// If set, every stream starts with a `retry:` field telling clients how long to wait before reconnecting.
+    pub retry: Option<Duration>,
+    /// A request's head and body must arrive within this time of its first byte (or of the connection opening),
+    /// or the connection gets `408 Request Timeout`.
+    pub request_timeout: Duration,
+    /// A keep-alive connection with no request in progress is closed after this long.
+    pub idle_timeout: Duration,
+    /// How long [`ServerHandle::shutdown`](crate::ServerHandle::shutdown) lets open streams flush before the
+    /// server closes them regardless.
+    pub shutdown_grace: Duration,
+    /// TCP keepalive probes on idle sockets, to find peers that vanished without closing.
+    pub tcp_keepalive: Option<Duration>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            addr: SocketAddr::from(([127, 0, 0, 1], 8000)),
+            backlog: 1024,
+            limits: Limits::default(),
+            max_connections: 16_384,
+            write_queue_limit: 1024 * 1024,
+            stream_high_water: 64 * 1024,
+            keep_alive: Some(Duration::from_secs(15)),
+            retry: None,
+            request_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            shutdown_grace: Duration::from_secs(5),
+            tcp_keepalive: None,
+        }
+    }
+}
+
+impl ServerConfig {
+    /// The default configuration listening on `addr`.
+    pub fn new(addr: SocketAddr) -> Self {
+        ServerConfig {
+            addr,
+            ..ServerConfig::default()
+        }
+    }
+}

@@ -1,0 +1,863 @@
+//! The server: one event loop, a router, and a state machine per connection.
+
+use crate::config::ServerConfig;
+use crate::response::{Reply, Response};
+use crate::router::Router;
+use crate::stream::{Source, Sse, Ticker};
+use conduit_http::{
+    BodyFraming, CHUNK_END, LAST_CHUNK, Method, ParseError, Request, RequestParser, ResponseHead,
+    Status, StatusCode, Version, write_chunk_header,
+};
+use conduit_net::{CloseReason, ConnId, Context, EventLoop, Handler, LoopConfig, Remote, TimerId};
+use conduit_sse::{Event, KEEP_ALIVE_COMMENT, KeepAlive, STREAM_HEADERS};
+use std::io;
+use std::net::SocketAddr;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::thread::JoinHandle;
+
+/// Messages other threads send to the loop.
+#[derive(Debug)]
+pub(crate) enum Msg {
+    /// A channel-fed stream has events buffered.
+    ChannelReady(ConnId),
+    /// Begin a graceful shutdown.
+    Shutdown,
+}
+
+/// Timer key of the shutdown grace period; connection timers use [`ConnId::to_u64`], which never equals it in
+/// practice (it would need index and generation both at `u32::MAX`).
+const SHUTDOWN_KEY: u64 = u64::MAX;
+
+/// Counters the server keeps up to date for monitoring and tests.
+#[derive(Debug, Default)]
+struct Stats {
+    connections: AtomicUsize,
+    streams: AtomicUsize,
+    requests: AtomicU64,
+}
+
+/// A connection's place in the HTTP exchange.
+enum State {
+    /// Waiting for (the rest of) a request head or body.
+    Reading,
+    /// Sending an event stream.
+    Streaming(Box<Stream>),
+    /// The last response is queued; the connection closes once it is sent.
+    Closing,
+}
+
+struct Stream {
+    source: Source,
+    ticker: Ticker,
+    /// HTTP/1.1 streams are chunked, so the end of a finite stream is visible and the connection reusable;
+    /// HTTP/1.0 streams end by closing.
+    chunked: bool,
+    /// The client allows the connection to be reused after a finite stream.
+    reuse: bool,
+    keep_alive: KeepAlive,
+    keep_alive_timer: Option<TimerId>,
+    tick_timer: Option<TimerId>,
+}
+
+struct Conn {
+    id: ConnId,
+    input: Vec<u8>,
+    parser: RequestParser,
+    state: State,
+    /// Request or idle deadline, armed while `Reading`.
+    deadline: Option<TimerId>,
+    /// The deadline is the idle one (no byte of a next request yet).
+    deadline_idle: bool,
+    sent_continue: bool,
+}
+
+/// The [`Handler`] the server runs on its event loop.
+pub(crate) struct Service {
+    router: Arc<Router>,
+    config: ServerConfig,
+    conns: Vec<Option<Conn>>,
+    /// Reused buffer for encoding events.
+    scratch: Vec<u8>,
+    stats: Arc<Stats>,
+    shutting_down: bool,
+}
+
+type Cx<'a, 'b> = &'a mut Context<'b, Msg>;
+
+impl Service {
+    fn conn_mut(&mut self, id: ConnId) -> Option<&mut Conn> {
+        self.conns
+            .get_mut(id.index())?
+            .as_mut()
+            .filter(|c| c.id == id)
+    }
+
+    fn arm_deadline(&mut self, cx: Cx<'_, '_>, id: ConnId, idle: bool) {
+        let after = if idle {
+            self.config.idle_timeout
+        } else {
+            self.config.request_timeout
+        };
+        let Some(c) = self.conn_mut(id) else { return };
+        if let Some(t) = c.deadline.take() {
+            cx.cancel_timer(t);
+        }
+        c.deadline = Some(cx.set_timer(cx.now() + after, id.to_u64()));
+        c.deadline_idle = idle;
+    }
+
+    fn disarm_deadline(&mut self, cx: Cx<'_, '_>, id: ConnId) {
+        if let Some(t) = self.conn_mut(id).and_then(|c| c.deadline.take()) {
+            cx.cancel_timer(t);
+        }
+    }
+
+    /// Parses and answers every complete request buffered on the connection.
+    fn process_input(&mut self, cx: Cx<'_, '_>, id: ConnId) {
+        loop {
+            let Some(c) = self.conn_mut(id) else { return };
+            if !matches!(c.state, State::Reading) || c.input.is_empty() {
+                break;
+            }
+            match c.parser.parse(&c.input) {
+                Ok(Status::Complete(req, consumed)) => {
+                    c.input.drain(..consumed);
+                    c.sent_continue = false;
+                    self.disarm_deadline(cx, id);
+                    self.stats.requests.fetch_add(1, Ordering::Relaxed);
+                    self.dispatch(cx, id, req);
+                }
+                Ok(Status::Partial) => {
+                    if c.parser.expects_continue() && !c.sent_continue {
+                        c.sent_continue = true;
+                        let _ = cx.write(id, b"HTTP/1.1 100 Continue\r\n\r\n");
+                    }
+                    break;
+                }
+                Err(e) => {
+                    log::debug!("connection {id}: bad request: {e}");
+                    self.reject(cx, id, &e);
+                    break;
+                }
+            }
+        }
+        if let Some(c) = self.conn_mut(id) {
+            if c.input.is_empty() && c.input.capacity() > 0 {
+                // Idle connections are the common case: keep them small.
+                c.input = Vec::new();
+            }
+        }
+    }
+
+    fn reject(&mut self, cx: Cx<'_, '_>, id: ConnId, error: &ParseError) {
+        self.respond(
+            cx,
+            id,
+            Version::Http11,
+            Response::error(error.status(), error),
+            false,
+            false,
+        );
+    }
+
+    fn dispatch(&mut self, cx: Cx<'_, '_>, id: ConnId, req: Request) {
+        let head_only = req.method() == &Method::Head;
+        let keep_alive = req.keep_alive() && !self.shutting_down;
+        let router = Arc::clone(&self.router);
+        let reply = match catch_unwind(AssertUnwindSafe(|| router.handle(&req))) {
+            Ok(reply) => reply,
+            Err(_) => {
+                log::error!("handler for {} {} panicked", req.method(), req.path());
+                Reply::Response(Response::error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal server error",
+                ))
+            }
+        };
+        match reply {
+            Reply::Response(r) => self.respond(cx, id, req.version(), r, keep_alive, head_only),
+            Reply::Stream(sse) => {
+                self.start_stream(cx, id, req.version(), keep_alive, head_only, sse)
+            }
+        }
+    }
+
+    /// After a complete response: wait for the next request, or close once it is sent.
+    fn after_response(&mut self, cx: Cx<'_, '_>, id: ConnId, keep_alive: bool) {
+        let Some(c) = self.conn_mut(id) else { return };
+        if keep_alive {
+            c.state = State::Reading;
+            self.arm_deadline(cx, id, true);
+        } else {
+            c.state = State::Closing;
+            cx.close_after_flush(id);
+        }
+    }
+
+    fn respond(
+        &mut self,
+        cx: Cx<'_, '_>,
+        id: ConnId,
+        version: Version,
+        r: Response,
+        keep_alive: bool,
+        head_only: bool,
+    ) {
+        let has_body = r.status.allows_body();
+        let framing = if has_body {
+            BodyFraming::Length(r.body.len() as u64)
+        } else {
+            BodyFraming::None
+        };
+        let head = build_head(r.status, version, framing, keep_alive, &r.headers);
+        let mut buf = Vec::with_capacity(128 + r.body.len());
+        head.write(&mut buf);
+        if has_body && !head_only {
+            buf.extend_from_slice(&r.body);
+        }
+        if cx.write_vec(id, buf).is_err() {
+            cx.close(id);
+            return;
+        }
+        self.after_response(cx, id, keep_alive);
+    }
+
+    fn start_stream(
+        &mut self,
+        cx: Cx<'_, '_>,
+        id: ConnId,
+        version: Version,
+        keep_alive: bool,
+        head_only: bool,
+        sse: Sse,
+    ) {
+        let chunked = version == Version::Http11;
+        let reuse = chunked && keep_alive;
+        let framing = if chunked {
+            BodyFraming::Chunked
+        } else {
+            BodyFraming::Close
+        };
+        let mut headers: Vec<(String, String)> = STREAM_HEADERS
+            .iter()
+            // `Connection` follows from the framing: keep-alive only where the stream can end cleanly.
+            .filter(|(name, _)| !name.eq_ignore_ascii_case("connection") || reuse)
+            .map(|&(n, v)| (n.to_owned(), v.to_owned()))
+            .collect();
+        headers.extend(sse.headers.iter().cloned());
+        let mut head_bytes = Vec::with_capacity(256);
+        build_head(StatusCode::OK, version, framing, reuse, &headers).write(&mut head_bytes);
+        if head_only {
+            if cx.write_vec(id, head_bytes).is_err() {
+                cx.close(id);
+                return;
+            }
+            return self.after_response(cx, id, reuse);
+        }
+        if cx.write_vec(id, head_bytes).is_err() {
+            cx.close(id);
+            return;
+        }
+
+        let now = cx.now();
+        let keep_alive_interval = sse.keep_alive.unwrap_or(self.config.keep_alive);
+        let keep_alive = match keep_alive_interval {
+            Some(interval) => KeepAlive::new(interval, now),
+            None => KeepAlive::disabled(),
+        };
+        let keep_alive_timer = keep_alive
+            .next_deadline()
+            .map(|at| cx.set_timer(at, id.to_u64()));
+        let tick_timer = match &sse.source {
+            Source::Interval { period, .. } => Some(cx.set_interval(*period, id.to_u64())),
+            _ => None,
+        };
+        if let Source::Channel(channel) = &sse.source {
+            channel.attach(cx.remote(), id);
+        }
+        let interval = matches!(sse.source, Source::Interval { .. });
+        let retry = sse.retry.or(self.config.retry);
+        let Some(c) = self.conn_mut(id) else { return };
+        c.state = State::Streaming(Box::new(Stream {
+            source: sse.source,
+            ticker: Ticker::new(),
+            chunked,
+            reuse,
+            keep_alive,
+            keep_alive_timer,
+            tick_timer,
+        }));
+        self.stats.streams.fetch_add(1, Ordering::Relaxed);
+        if let Some(retry) = retry {
+            let mut body = std::mem::take(&mut self.scratch);
+            Event::new().retry(retry).encode(&mut body);
+            self.emit(cx, id, &mut body);
+            self.scratch = body;
+        }
+        if interval {
+            self.tick(cx, id);
+        } else {
+            self.pump(cx, id);
+        }
+    }
+
+    fn stream_mut(&mut self, id: ConnId) -> Option<&mut Stream> {
+        match &mut self.conn_mut(id)?.state {
+            State::Streaming(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// Writes encoded events (framed as one chunk on chunked streams) and clears `body`. A client too slow to
+    /// take them is disconnected. Returns false if the connection is gone.
+    fn emit(&mut self, cx: Cx<'_, '_>, id: ConnId, body: &mut Vec<u8>) -> bool {
+        if body.is_empty() {
+            return true;
+        }
+        let now = cx.now();
+        let Some(stream) = self.stream_mut(id) else {
+            body.clear();
+            return false;
+        };
+        stream.keep_alive.record_activity(now);
+        let ok = write_body(cx, id, stream.chunked, body);
+        body.clear();
+        if !ok {
+            log::warn!(
+                "closing stream {id} to {:?}: the client is not reading ({} bytes queued)",
+                cx.peer_addr(id),
+                cx.queued(id).unwrap_or(0)
+            );
+            cx.close(id);
+        }
+        ok
+    }
+
+    /// Pulls events from an iterator or channel source until the write queue reaches the high-water mark.
+    fn pump(&mut self, cx: Cx<'_, '_>, id: ConnId) {
+        let high_water = self.config.stream_high_water;
+        let Some(queued) = cx.queued(id) else { return };
+        let mut body = std::mem::take(&mut self.scratch);
+        let Some(stream) = self.stream_mut(id) else {
+            self.scratch = body;
+            return;
+        };
+        let (mut more, mut finished, mut failed) = (false, false, false);
+        match &mut stream.source {
+            Source::Iter(events) => loop {
+                if queued + body.len() >= high_water {
+                    more = true;
+                    break;
+                }
+                match catch_unwind(AssertUnwindSafe(|| events.next())) {
+                    Ok(Some(event)) => event.encode(&mut body),
+                    Ok(None) => {
+                        finished = true;
+                        break;
+                    }
+                    Err(_) => {
+                        failed = true;
+                        break;
+                    }
+                }
+            },
+            Source::Channel(channel) => {
+                let pulled = channel.pull(|event| {
+                    body.extend_from_slice(event);
+                    queued + body.len() < high_water
+                });
+                more = pulled.more;
+                finished = pulled.finished;
+            }
+            Source::Interval { .. } => {}
+        }
+        let alive = self.emit(cx, id, &mut body);
+        self.scratch = body;
+        if !alive {
+            return;
+        }
+        if failed {
+            log::error!("event source of stream {id} panicked");
+            self.finish_stream(cx, id, Some("internal error"));
+        } else if finished {
+            self.finish_stream(cx, id, None);
+        } else if more {
+            cx.notify_drained(id);
+        }
+    }
+
+    /// Runs an interval source's callback once.
+    fn tick(&mut self, cx: Cx<'_, '_>, id: ConnId) {
+        let now = cx.now();
+        let mut body = std::mem::take(&mut self.scratch);
+        let Some(stream) = self.stream_mut(id) else {
+            self.scratch = body;
+            return;
+        };
+        let Source::Interval { tick, .. } = &mut stream.source else {
+            self.scratch = body;
+            return;
+        };
+        let ticker = &mut stream.ticker;
+        ticker.now = now;
+        ticker.events.clear();
+        let failed = catch_unwind(AssertUnwindSafe(|| tick(ticker))).is_err();
+        ticker.tick += 1;
+        for event in ticker.events.drain(..) {
+            event.encode(&mut body);
+        }
+        let end = ticker.end;
+        let alive = self.emit(cx, id, &mut body);
+        self.scratch = body;
+        if !alive {
+            return;
+        }
+        if failed {
+            log::error!("interval callback of stream {id} panicked");
+            self.finish_stream(cx, id, Some("internal error"));
+        } else if end {
+            self.finish_stream(cx, id, None);
+        }
+    }
+
+    fn keep_alive(&mut self, cx: Cx<'_, '_>, id: ConnId) {
+        let now = cx.now();
+        let Some(stream) = self.stream_mut(id) else {
+            return;
+        };
+        stream.keep_alive_timer = None;
+        if stream.keep_alive.poll(now) && !write_body(cx, id, stream.chunked, KEEP_ALIVE_COMMENT) {
+            cx.close(id);
+            return;
+        }
+        if let Some(at) = stream.keep_alive.next_deadline() {
+            stream.keep_alive_timer = Some(cx.set_timer(at, id.to_u64()));
+        }
+    }
+
+    fn release_stream(&self, cx: Cx<'_, '_>, stream: &Stream) {
+        for timer in [stream.keep_alive_timer, stream.tick_timer]
+            .into_iter()
+            .flatten()
+        {
+            cx.cancel_timer(timer);
+        }
+        if let Source::Channel(channel) = &stream.source {
+            channel.close();
+        }
+        self.stats.streams.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Ends a stream: an optional `error` event, the chunked terminator, then the next request or a close.
+    fn finish_stream(&mut self, cx: Cx<'_, '_>, id: ConnId, error: Option<&str>) {
+        let Some(c) = self.conn_mut(id) else { return };
+        let State::Streaming(stream) = std::mem::replace(&mut c.state, State::Closing) else {
+            return;
+        };
+        self.release_stream(cx, &stream);
+        if let Some(message) = error {
+            let mut body = Vec::new();
+            if let Ok(event) = Event::new()
+                .event("error")
+                .and_then(|e| e.json(&serde_json::json!({ "error": message })))
+            {
+                event.encode(&mut body);
+            }
+            let _ = write_body(cx, id, stream.chunked, &body);
+        }
+        if stream.chunked && cx.write(id, LAST_CHUNK).is_err() {
+            cx.close(id);
+            return;
+        }
+        if stream.reuse && error.is_none() && !self.shutting_down {
+            self.after_response(cx, id, true);
+            self.process_input(cx, id);
+        } else {
+            cx.close_after_flush(id);
+        }
+    }
+
+    fn begin_shutdown(&mut self, cx: Cx<'_, '_>) {
+        if self.shutting_down {
+            return;
+        }
+        log::info!("shutting down: {} connections open", cx.connection_count());
+        self.shutting_down = true;
+        cx.stop_accepting();
+        for id in cx.connections() {
+            let Some(c) = self.conn_mut(id) else { continue };
+            match c.state {
+                State::Streaming(_) => self.finish_stream(cx, id, None),
+                State::Reading if c.input.is_empty() => cx.close(id),
+                State::Reading | State::Closing => cx.close_after_flush(id),
+            }
+        }
+        if cx.connection_count() == 0 {
+            cx.stop();
+        } else {
+            let at = cx.now() + self.config.shutdown_grace;
+            cx.set_timer(at, SHUTDOWN_KEY);
+        }
+    }
+}
+
+/// Frames `bytes` as one chunk when `chunked`, and queues it whole or not at all.
+fn write_body(cx: Cx<'_, '_>, id: ConnId, chunked: bool, bytes: &[u8]) -> bool {
+    if bytes.is_empty() {
+        return true;
+    }
+    if !chunked {
+        return cx.write(id, bytes).is_ok();
+    }
+    let mut header = Vec::with_capacity(18);
+    write_chunk_header(&mut header, bytes.len());
+    if !cx.has_room(id, header.len() + bytes.len() + CHUNK_END.len()) {
+        return false;
+    }
+    cx.write(id, &header).is_ok() && cx.write(id, bytes).is_ok() && cx.write(id, CHUNK_END).is_ok()
+}
+
+fn build_head(
+    status: StatusCode,
+    version: Version,
+    framing: BodyFraming,
+    keep_alive: bool,
+    headers: &[(String, String)],
+) -> ResponseHead {
+    let mut head = ResponseHead::new(status)
+        .version(version)
+        .framing(framing)
+        .keep_alive(keep_alive);
+    for (name, value) in headers {
+        match head.clone().header(name, value) {
+            Ok(h) => head = h,
+            // Responses validate headers as they are set, so this is a bug in the server; never send it.
+            Err(e) => log::error!("dropping invalid response header {name:?}: {e}"),
+        }
+    }
+    head
+}
+
+impl Handler for Service {
+    type Message = Msg;
+
+    fn on_connect(&mut self, cx: &mut Context<'_, Msg>, id: ConnId) {
+        if self.conns.len() <= id.index() {
+            self.conns.resize_with(id.index() + 1, || None);
+        }
+        self.conns[id.index()] = Some(Conn {
+            id,
+            input: Vec::new(),
+            parser: RequestParser::new(self.config.limits.clone()),
+            state: State::Reading,
+            deadline: None,
+            deadline_idle: false,
+            sent_continue: false,
+        });
+        self.stats.connections.fetch_add(1, Ordering::Relaxed);
+        self.arm_deadline(cx, id, false);
+    }
+
+    fn on_data(&mut self, cx: &mut Context<'_, Msg>, id: ConnId, data: &[u8]) {
+        let max_buffered = self.config.limits.max_head_bytes;
+        let Some(c) = self.conn_mut(id) else { return };
+        match c.state {
+            State::Reading => {
+                let starts_request = c.input.is_empty() && c.deadline_idle;
+                c.input.extend_from_slice(data);
+                if starts_request {
+                    self.arm_deadline(cx, id, false);
+                }
+                self.process_input(cx, id);
+            }
+            State::Streaming(_) => {
+                // Clients have nothing to say during a stream except, after a finite one, their next request;
+                // hold that much and no more.
+                if c.input.len() + data.len() > max_buffered {
+                    log::debug!("connection {id}: too much input during a stream; closing");
+                    cx.close(id);
+                } else {
+                    c.input.extend_from_slice(data);
+                }
+            }
+            State::Closing => {}
+        }
+    }
+
+    fn on_read_closed(&mut self, cx: &mut Context<'_, Msg>, id: ConnId) {
+        match self
+            .conn_mut(id)
+            .map(|c| matches!(c.state, State::Streaming(_)))
+        {
+            // The client of a stream has nothing more to send, so EOF means it left.
+            Some(true) => cx.close(id),
+            // A client may half-close after its request: answer it, then close.
+            _ => cx.close_after_flush(id),
+        }
+    }
+
+    fn on_drained(&mut self, cx: &mut Context<'_, Msg>, id: ConnId) {
+        self.pump(cx, id);
+    }
+
+    fn on_timer(&mut self, cx: &mut Context<'_, Msg>, timer: TimerId, key: u64) {
+        if key == SHUTDOWN_KEY {
+            log::warn!(
+                "shutdown grace period over: closing {} connections",
+                cx.connection_count()
+            );
+            cx.stop();
+            return;
+        }
+        let id = ConnId::from_u64(key);
+        let Some(c) = self.conn_mut(id) else { return };
+        if c.deadline == Some(timer) {
+            c.deadline = None;
+            if c.input.is_empty() && !c.parser.in_body() {
+                cx.close(id);
+            } else {
+                log::debug!("connection {id}: request not received in time");
+                let timeout =
+                    Response::error(StatusCode::REQUEST_TIMEOUT, "request not received in time");
+                self.respond(cx, id, Version::Http11, timeout, false, false);
+            }
+            return;
+        }
+        let Some(stream) = self.stream_mut(id) else {
+            return;
+        };
+        if stream.tick_timer == Some(timer) {
+            self.tick(cx, id);
+        } else if stream.keep_alive_timer == Some(timer) {
+            self.keep_alive(cx, id);
+        }
+    }
+
+    fn on_message(&mut self, cx: &mut Context<'_, Msg>, msg: Msg) {
+        match msg {
+            Msg::ChannelReady(id) => self.pump(cx, id),
+            Msg::Shutdown => self.begin_shutdown(cx),
+        }
+    }
+
+    fn on_close(&mut self, cx: &mut Context<'_, Msg>, id: ConnId, reason: CloseReason) {
+        log::trace!("connection {id} closed: {reason:?}");
+        let Some(slot) = self.conns.get_mut(id.index()) else {
+            return;
+        };
+        let Some(c) = slot.take_if(|c| c.id == id) else {
+            return;
+        };
+        if let Some(t) = c.deadline {
+            cx.cancel_timer(t);
+        }
+        if let State::Streaming(stream) = &c.state {
+            self.release_stream(cx, stream);
+        }
+        self.stats.connections.fetch_sub(1, Ordering::Relaxed);
+        if self.shutting_down && cx.connection_count() == 0 {
+            cx.stop();
+        }
+    }
+}
+
+/// An SSE server: one event loop serving a [`Router`].
+pub struct Server {
+    event_loop: EventLoop<Service>,
+    handle: ServerHandle,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("addr", &self.handle.addr)
+            .finish_non_exhaustive()
+    }
+}
+
+fn overload_response() -> Vec<u8> {
+    let mut buf = Vec::new();
+    let r = Response::error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "server is at its connection limit; retry shortly",
+    )
+    .header("Retry-After", "1");
+    build_head(
+        r.status,
+        Version::Http11,
+        BodyFraming::Length(r.body.len() as u64),
+        false,
+        &r.headers,
+    )
+    .write(&mut buf);
+    buf.extend_from_slice(&r.body);
+    buf
+}
+
+impl Server {
+    /// Binds the listener and prepares the loop; nothing is served until [`run`](Self::run) or
+    /// [`spawn`](Self::spawn).
+    ///
+    /// # Errors
+    /// Binding the address or creating the poller failed.
+    pub fn bind(config: ServerConfig, router: Router) -> io::Result<Server> {
+        let listener = conduit_net::bind(config.addr, config.backlog, false)?;
+        let loop_config = LoopConfig {
+            max_connections: config.max_connections,
+            overload_response: overload_response(),
+            write_queue_limit: config.write_queue_limit,
+            low_water: config.stream_high_water / 2,
+            tcp_keepalive: config.tcp_keepalive,
+            ..LoopConfig::default()
+        };
+        let stats = Arc::new(Stats::default());
+        let service = Service {
+            router: Arc::new(router),
+            config,
+            conns: Vec::new(),
+            scratch: Vec::new(),
+            stats: Arc::clone(&stats),
+            shutting_down: false,
+        };
+        let event_loop = EventLoop::new(listener, loop_config, service)?;
+        let handle = ServerHandle {
+            addr: event_loop.local_addr()?,
+            remote: event_loop.remote(),
+            stats,
+        };
+        Ok(Server { event_loop, handle })
+    }
+
+    /// The bound address (the real port when the configuration asked for port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.handle.addr
+    }
+
+    /// A handle to stop the server and read its counters from other threads.
+    pub fn handle(&self) -> ServerHandle {
+        self.handle.clone()
+    }
+
+    /// Serves on this thread until [`ServerHandle::shutdown`] completes.
+    ///
+    /// # Errors
+    /// Polling the OS failed.
+    pub fn run(mut self) -> io::Result<()> {
+        log::info!("serving on http://{}", self.handle.addr);
+        self.event_loop.run()
+    }
+
+    /// Serves on a new thread.
+    ///
+    /// # Errors
+    /// The thread could not be spawned.
+    pub fn spawn(self) -> io::Result<SpawnedServer> {
+        let handle = self.handle.clone();
+        let thread = std::thread::Builder::new()
+            .name("conduit-loop".into())
+            .spawn(move || self.run())?;
+        Ok(SpawnedServer {
+            handle,
+            thread: Some(thread),
+        })
+    }
+}
+
+/// Controls a running server from any thread. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct ServerHandle {
+    addr: SocketAddr,
+    remote: Remote<Msg>,
+    stats: Arc<Stats>,
+}
+
+impl ServerHandle {
+    /// Begins a graceful shutdown: stop accepting, end every stream cleanly, let the output flush for up to
+    /// the configured grace period, then stop. Returns false if the server had already stopped.
+    pub fn shutdown(&self) -> bool {
+        self.remote.send(Msg::Shutdown).is_ok()
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Open connections.
+    pub fn connections(&self) -> usize {
+        self.stats.connections.load(Ordering::Relaxed)
+    }
+
+    /// Open event streams.
+    pub fn streams(&self) -> usize {
+        self.stats.streams.load(Ordering::Relaxed)
+    }
+
+    /// Requests parsed since the server started.
+    pub fn requests(&self) -> u64 {
+        self.stats.requests.load(Ordering::Relaxed)
+    }
+
+    /// True while the server runs.
+    pub fn is_running(&self) -> bool {
+        self.remote.is_open()
+    }
+}
+
+/// A server running on its own thread. Dropping it shuts the server down and waits for the thread.
+#[derive(Debug)]
+pub struct SpawnedServer {
+    handle: ServerHandle,
+    thread: Option<JoinHandle<io::Result<()>>>,
+}
+
+impl SpawnedServer {
+    /// The control handle.
+    pub fn handle(&self) -> &ServerHandle {
+        &self.handle
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.handle.addr
+    }
+
+    /// Shuts down gracefully and waits for the loop's thread to end.
+    ///
+    /// # Errors
+    /// The loop failed, or its thread panicked.
+    pub fn shutdown(mut self) -> io::Result<()> {
+        self.handle.shutdown();
+        self.join_thread()
+    }
+
+    /// Waits for the server to stop by itself (after another handle's `shutdown`).
+    ///
+    /// # Errors
+    /// As for [`shutdown`](Self::shutdown).
+    pub fn join(mut self) -> io::Result<()> {
+        self.join_thread()
+    }
+
+    fn join_thread(&mut self) -> io::Result<()> {
+        match self.thread.take() {
+            Some(t) => t
+                .join()
+                .unwrap_or_else(|_| Err(io::Error::other("the event loop thread panicked"))),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for SpawnedServer {
+    fn drop(&mut self) {
+        if self.thread.is_some() {
+            self.handle.shutdown();
+            if let Err(e) = self.join_thread() {
+                log::error!("server stopped with an error: {e}");
+            }
+        }
+    }
+}
