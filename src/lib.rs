@@ -1,1 +1,38 @@
-//! placeholder
+//! # Conduit
+//!
+//! Server-Sent Events served from a `mio` event loop: many long-lived streams on a small machine, events pushed
+//! with little latency, memory and CPU, and no client able to hurt the others.
+//!
+//! This package re-exports the layers, each usable on its own:
+//!
+//! ```text
+//!  conduit::server   Server, Router, Sse streams, config
+//!        |
+//!  conduit::sse      Event, encoder, keep-alive      (sans-I/O)
+//!  conduit::http     RequestParser, ResponseHead     (sans-I/O)
+//!        |
+//!  conduit::net      EventLoop, WriteQueue, Timers, Remote
+//! ```
+//!
+//! ```no_run
+//! use conduit::server::{Request, Router, Server, ServerConfig, Sse};
+//! use conduit::sse::Event;
+//!
+//! let router = Router::new().get("/numbers", |_: &Request| {
+//!     Sse::from_iter((1..=10).map(|i| Event::new().data(i.to_string())))
+//! });
+//! Server::bind(ServerConfig::default(), router)?.run()?;
+//! # Ok::<(), std::io::Error>(())
+//! ```
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub use conduit_http as http;
+pub use conduit_net as net;
+pub use conduit_server as server;
+pub use conduit_sse as sse;
+
+/// The README's Rust examples, compiled and run as doctests so they cannot drift from the code.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -1,0 +1,206 @@
+//! A deliberately small raw HTTP/1.1 client for tests: it shows the exact bytes a server sends.
+#![allow(dead_code)]
+
+use conduit::server::{Router, Server, ServerConfig, SpawnedServer};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+pub const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Starts `router` on 127.0.0.1 with a free port; the server stops when the value is dropped.
+pub fn spawn(router: Router) -> SpawnedServer {
+    spawn_with(ServerConfig::new("127.0.0.1:0".parse().unwrap()), router)
+}
+
+pub fn spawn_with(config: ServerConfig, router: Router) -> SpawnedServer {
+    let _ = env_logger::builder().is_test(true).try_init();
+    Server::bind(config, router)
+        .expect("bind")
+        .spawn()
+        .expect("spawn")
+}
+
+pub fn connect(addr: SocketAddr) -> TcpStream {
+    let stream = TcpStream::connect(addr).expect("connect");
+    stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+    stream.set_write_timeout(Some(TIMEOUT)).unwrap();
+    stream
+}
+
+/// Polls `cond` until it holds or `TIMEOUT` passes.
+pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + TIMEOUT;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[derive(Debug)]
+pub struct Head {
+    pub status: u16,
+    /// The raw head, status line and headers, up to and including the blank line.
+    pub raw: String,
+    pub headers: Vec<(String, String)>,
+}
+
+impl Head {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A connection reading one response at a time, keeping bytes that arrive early.
+pub struct Conn {
+    pub stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Conn {
+    pub fn open(addr: SocketAddr) -> Conn {
+        Conn {
+            stream: connect(addr),
+            buf: Vec::new(),
+        }
+    }
+
+    pub fn send(&mut self, raw: &[u8]) {
+        self.stream.write_all(raw).expect("write request");
+    }
+
+    pub fn get(&mut self, target: &str) {
+        self.send(
+            format!("GET {target} HTTP/1.1\r\nHost: test\r\nAccept: text/event-stream\r\n\r\n")
+                .as_bytes(),
+        );
+    }
+
+    /// Reads more bytes; false at EOF.
+    fn fill(&mut self) -> bool {
+        let mut chunk = [0u8; 16 * 1024];
+        match self.stream.read(&mut chunk) {
+            Ok(0) => false,
+            Ok(n) => {
+                self.buf.extend_from_slice(&chunk[..n]);
+                true
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => false,
+            Err(e) => panic!("read failed: {e}"),
+        }
+    }
+
+    fn take_line(&mut self) -> Option<String> {
+        loop {
+            if let Some(pos) = self.buf.windows(2).position(|w| w == b"\r\n") {
+                let line = String::from_utf8(self.buf[..pos].to_vec()).expect("utf-8 line");
+                self.buf.drain(..pos + 2);
+                return Some(line);
+            }
+            if !self.fill() {
+                return None;
+            }
+        }
+    }
+
+    pub fn read_head(&mut self) -> Head {
+        let mut raw = String::new();
+        let status_line = self.take_line().expect("status line");
+        raw.push_str(&status_line);
+        raw.push_str("\r\n");
+        let status = status_line
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .expect("status code");
+        let mut headers = Vec::new();
+        loop {
+            let line = self.take_line().expect("header line");
+            raw.push_str(&line);
+            raw.push_str("\r\n");
+            if line.is_empty() {
+                break;
+            }
+            let (name, value) = line.split_once(':').expect("header colon");
+            headers.push((name.to_owned(), value.trim().to_owned()));
+        }
+        Head {
+            status,
+            raw,
+            headers,
+        }
+    }
+
+    /// Reads one chunk's data; `None` after the terminating zero-length chunk.
+    pub fn read_chunk(&mut self) -> Option<Vec<u8>> {
+        let size_line = self.take_line().expect("chunk size line");
+        let size = usize::from_str_radix(size_line.split(';').next().unwrap().trim(), 16)
+            .expect("hex chunk size");
+        if size == 0 {
+            assert_eq!(
+                self.take_line().as_deref(),
+                Some(""),
+                "blank line after the last chunk"
+            );
+            return None;
+        }
+        while self.buf.len() < size + 2 {
+            assert!(self.fill(), "EOF inside a chunk");
+        }
+        let data = self.buf[..size].to_vec();
+        assert_eq!(&self.buf[size..size + 2], b"\r\n", "CRLF after chunk data");
+        self.buf.drain(..size + 2);
+        Some(data)
+    }
+
+    /// Reads a whole chunked body.
+    pub fn read_chunked_body(&mut self) -> Vec<u8> {
+        let mut body = Vec::new();
+        while let Some(chunk) = self.read_chunk() {
+            body.extend_from_slice(&chunk);
+        }
+        body
+    }
+
+    /// Reads chunks until the decoded body contains `n` complete events (blank-line terminated blocks).
+    pub fn read_events(&mut self, n: usize) -> String {
+        let mut body = String::new();
+        while body.matches("\n\n").count() < n {
+            let chunk = self.read_chunk().expect("stream ended early");
+            body.push_str(std::str::from_utf8(&chunk).expect("utf-8 events"));
+        }
+        body
+    }
+
+    pub fn read_exact_body(&mut self, len: usize) -> Vec<u8> {
+        while self.buf.len() < len {
+            assert!(self.fill(), "EOF inside a body");
+        }
+        self.buf.drain(..len).collect()
+    }
+
+    pub fn read_to_end(&mut self) -> Vec<u8> {
+        while self.fill() {}
+        std::mem::take(&mut self.buf)
+    }
+
+    /// Reads a response with a Content-Length body.
+    pub fn read_response(&mut self) -> (Head, Vec<u8>) {
+        let head = self.read_head();
+        let len = head
+            .header("content-length")
+            .map_or(0, |v| v.parse().unwrap());
+        let body = self.read_exact_body(len);
+        (head, body)
+    }
+}
+
+/// Sends one raw request on a new connection and reads the response (Content-Length body).
+pub fn roundtrip(addr: SocketAddr, raw: &[u8]) -> (Head, Vec<u8>) {
+    let mut conn = Conn::open(addr);
+    conn.send(raw);
+    conn.read_response()
+}

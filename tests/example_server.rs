@@ -1,0 +1,244 @@
+//! The example server's endpoints over real loopback sockets.
+
+mod common;
+
+#[allow(dead_code)]
+#[path = "../examples/sse_simple_server.rs"]
+mod example;
+
+use common::{Conn, roundtrip, spawn, wait_until};
+
+const STREAM_HEAD: &str = "HTTP/1.1 200 OK\r\n\
+    Content-Type: text/event-stream\r\n\
+    Cache-Control: no-cache\r\n\
+    Connection: keep-alive\r\n\
+    X-Accel-Buffering: no\r\n\
+    Transfer-Encoding: chunked\r\n\r\n";
+
+#[test]
+fn count_yields_exactly_the_expected_bytes() {
+    let server = spawn(example::router());
+    let mut conn = Conn::open(server.local_addr());
+    conn.get("/count?n=5&interval_ms=10");
+    let head = conn.read_head();
+    assert_eq!(head.raw, STREAM_HEAD);
+    let body = String::from_utf8(conn.read_chunked_body()).unwrap();
+    let mut expected = String::new();
+    for i in 1..=5 {
+        expected.push_str(&format!(
+            "event: counter\nid: {i}\ndata: {{\"count\":{i}}}\n\n"
+        ));
+    }
+    expected.push_str("event: done\ndata: {\"status\":\"complete\"}\n\n");
+    assert_eq!(body, expected);
+}
+
+#[test]
+fn unpaced_count_streams_every_event_in_order() {
+    let server = spawn(example::router());
+    let mut conn = Conn::open(server.local_addr());
+    conn.get("/count?n=1000&interval_ms=0");
+    assert_eq!(conn.read_head().status, 200);
+    let body = String::from_utf8(conn.read_chunked_body()).unwrap();
+    let ids: Vec<u64> = body
+        .lines()
+        .filter_map(|l| l.strip_prefix("id: "))
+        .map(|v| v.parse().unwrap())
+        .collect();
+    assert_eq!(ids, (1..=1000).collect::<Vec<_>>());
+    assert!(body.ends_with("event: done\ndata: {\"status\":\"complete\"}\n\n"));
+}
+
+#[test]
+fn stream_connection_is_reused_after_a_finite_stream() {
+    let server = spawn(example::router());
+    let mut conn = Conn::open(server.local_addr());
+    conn.get("/count?n=2&interval_ms=1");
+    assert_eq!(conn.read_head().status, 200);
+    conn.read_chunked_body();
+    conn.send(b"GET / HTTP/1.1\r\nHost: test\r\n\r\n");
+    let (head, body) = conn.read_response();
+    assert_eq!(head.status, 200);
+    assert_eq!(
+        head.header("content-type"),
+        Some("text/html; charset=utf-8")
+    );
+    assert!(String::from_utf8(body).unwrap().contains("Conduit"));
+}
+
+#[test]
+fn time_stream_sends_json_with_unix_and_iso_time() {
+    let server = spawn(example::router());
+    let mut conn = Conn::open(server.local_addr());
+    conn.get("/time");
+    assert_eq!(conn.read_head().status, 200);
+    let events = conn.read_events(1);
+    let data = events
+        .lines()
+        .find_map(|l| l.strip_prefix("data: "))
+        .expect("data line");
+    assert!(events.starts_with("event: time\n"), "{events:?}");
+    let value: serde_json::Value = serde_json::from_str(data).unwrap();
+    let time = value["time"].as_f64().expect("time is a number");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    assert!((now - time).abs() < 60.0, "time {time} is not now ({now})");
+    let iso = value["iso"].as_str().expect("iso is a string");
+    assert_eq!(iso.len(), "2025-11-21T18:33:20.123Z".len(), "{iso}");
+    assert!(iso.ends_with('Z') && iso.as_bytes()[10] == b'T', "{iso}");
+}
+
+#[test]
+fn ai_stream_sends_indexed_tokens_then_done() {
+    let server = spawn(example::router());
+    let mut conn = Conn::open(server.local_addr());
+    conn.get("/stream/ai");
+    assert_eq!(conn.read_head().status, 200);
+    let body = String::from_utf8(conn.read_chunked_body()).unwrap();
+    let blocks: Vec<&str> = body.split_terminator("\n\n").collect();
+    let (last, tokens) = blocks.split_last().unwrap();
+    assert_eq!(*last, "event: done\ndata: {\"status\":\"complete\"}");
+    let mut words = Vec::new();
+    for (i, block) in tokens.iter().enumerate() {
+        let data = block.strip_prefix("event: token\ndata: ").expect(block);
+        let v: serde_json::Value = serde_json::from_str(data).unwrap();
+        assert_eq!(v["index"], i);
+        words.push(v["token"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(
+        words.join(" "),
+        example::AI_REPLY
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+}
+
+#[test]
+fn invalid_queries_get_400_with_a_reason() {
+    let server = spawn(example::router());
+    for target in [
+        "/count?n=abc",
+        "/count?n=0",
+        "/count?interval_ms=-5",
+        "/count?n=99999999999",
+    ] {
+        let (head, body) = roundtrip(
+            server.local_addr(),
+            format!("GET {target} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes(),
+        );
+        assert_eq!(head.status, 400, "{target}");
+        let body = String::from_utf8(body).unwrap();
+        assert!(
+            body.ends_with('\n') && body.lines().count() == 1,
+            "{body:?}"
+        );
+        assert!(body.contains("must be an integer"), "{body:?}");
+    }
+}
+
+#[test]
+fn errors_come_back_with_the_right_status() {
+    let server = spawn(example::router());
+    let addr = server.local_addr();
+    let long_uri = format!("GET /{} HTTP/1.1\r\nHost: t\r\n\r\n", "a".repeat(9000));
+    let big_header = format!(
+        "GET / HTTP/1.1\r\nHost: t\r\nX-Big: {}\r\n\r\n",
+        "b".repeat(17_000)
+    );
+    // A request the parser refuses cannot be trusted to end where it seems to, so those responses close the
+    // connection; a well-formed request the application refuses keeps it.
+    let cases: Vec<(&str, Vec<u8>, u16, bool)> = vec![
+        ("unknown path", b"GET /nope HTTP/1.1\r\nHost: t\r\n\r\n".to_vec(), 404, false),
+        ("wrong method", b"DELETE /time HTTP/1.1\r\nHost: t\r\n\r\n".to_vec(), 405, false),
+        ("bad query", b"GET /count?n=x HTTP/1.1\r\nHost: t\r\n\r\n".to_vec(), 400, false),
+        ("garbage", b"\x16\x03\x01 not http\r\n\r\n".to_vec(), 400, true),
+        ("uri too long", long_uri.into_bytes(), 414, true),
+        ("head too large", big_header.into_bytes(), 431, true),
+        (
+            "body too large",
+            b"POST /time HTTP/1.1\r\nHost: t\r\nContent-Length: 10000000\r\n\r\n".to_vec(),
+            413,
+            true,
+        ),
+        (
+            "length and chunked",
+            b"POST /time HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec(),
+            400,
+            true,
+        ),
+    ];
+    for (what, raw, status, closes) in cases {
+        let (head, body) = roundtrip(addr, &raw);
+        assert_eq!(
+            head.status,
+            status,
+            "{what}: {}",
+            String::from_utf8_lossy(&body)
+        );
+        if status == 405 {
+            assert_eq!(head.header("allow"), Some("GET, HEAD, OPTIONS"));
+        }
+        let close = head.header("connection") == Some("close");
+        assert_eq!(
+            close,
+            closes,
+            "{what}: Connection header {:?}",
+            head.header("connection")
+        );
+    }
+}
+
+#[test]
+fn a_client_leaving_mid_stream_frees_its_connection() {
+    let server = spawn(example::router());
+    let handle = server.handle().clone();
+    let mut conn = Conn::open(server.local_addr());
+    conn.get("/count?n=1000000&interval_ms=5");
+    assert_eq!(conn.read_head().status, 200);
+    conn.read_events(3);
+    assert_eq!(handle.streams(), 1);
+    drop(conn);
+    wait_until("the connection is freed", || {
+        handle.connections() == 0 && handle.streams() == 0
+    });
+}
+
+#[test]
+fn two_hundred_concurrent_streams_on_one_loop() {
+    let server = spawn(example::router());
+    let addr = server.local_addr();
+    let mut conns: Vec<Conn> = (0..200).map(|_| Conn::open(addr)).collect();
+    for conn in &mut conns {
+        conn.get("/count?n=20&interval_ms=10");
+    }
+    wait_until("all 200 streams are open", || {
+        server.handle().streams() == 200
+    });
+    for conn in &mut conns {
+        assert_eq!(conn.read_head().status, 200);
+        let body = String::from_utf8(conn.read_chunked_body()).unwrap();
+        let ids: Vec<u64> = body
+            .lines()
+            .filter_map(|l| l.strip_prefix("id: "))
+            .map(|v| v.parse().unwrap())
+            .collect();
+        assert_eq!(ids, (1..=20).collect::<Vec<_>>());
+    }
+}
+
+#[test]
+fn index_page_is_served() {
+    let server = spawn(example::router());
+    let (head, body) = roundtrip(
+        server.local_addr(),
+        b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(head.status, 200);
+    let html = String::from_utf8(body).unwrap();
+    for endpoint in ["/time", "/count", "/stream/ai", "/stream/updates"] {
+        assert!(html.contains(endpoint), "the page links {endpoint}");
+    }
+}

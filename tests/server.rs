@@ -1,0 +1,403 @@
+//! Server behaviour over real loopback sockets: stream sources, framing, keep-alive, failures and shutdown.
+
+mod common;
+
+use common::{Conn, TIMEOUT, connect, roundtrip, spawn, spawn_with, wait_until};
+use conduit::server::{Request, Response, Router, ServerConfig, Sse, StatusCode, Ticker};
+use conduit::sse::Event;
+use std::io::{Read, Write};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+fn config() -> ServerConfig {
+    ServerConfig::new("127.0.0.1:0".parse().unwrap())
+}
+
+fn numbered(n: u64) -> impl Iterator<Item = Event> {
+    (1..=n).map(|i| {
+        Event::new()
+            .id(i.to_string())
+            .unwrap()
+            .data(format!("event {i}"))
+    })
+}
+
+fn ids(body: &[u8]) -> Vec<u64> {
+    std::str::from_utf8(body)
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.strip_prefix("id: "))
+        .map(|v| v.parse().unwrap())
+        .collect()
+}
+
+#[test]
+fn a_pulled_producer_delivers_every_event_in_order_with_bounded_buffering() {
+    // Events are large enough that the whole stream (about 5 MiB) is far past the high-water mark, so it can
+    // only arrive if the loop pulls again each time the client has read.
+    let payload = "x".repeat(5000);
+    let router = Router::new().get("/big", move |_: &Request| {
+        let payload = payload.clone();
+        Sse::from_iter((1..=1000u64).map(move |i| {
+            Event::new()
+                .id(i.to_string())
+                .unwrap()
+                .data(payload.clone())
+        }))
+    });
+    let mut cfg = config();
+    cfg.write_queue_limit = 256 * 1024;
+    let server = spawn_with(cfg, router);
+    let mut conn = Conn::open(server.local_addr());
+    conn.get("/big");
+    assert_eq!(conn.read_head().status, 200);
+    // A slow start: the server must wait for us rather than queue everything or cut us off.
+    std::thread::sleep(Duration::from_millis(200));
+    let body = conn.read_chunked_body();
+    assert_eq!(ids(&body), (1..=1000).collect::<Vec<_>>());
+}
+
+#[test]
+fn a_channel_feeds_a_stream_from_another_thread_and_learns_when_the_client_leaves() {
+    let (tx, rx) = mpsc::channel();
+    let router = Router::new().get("/feed", move |_: &Request| {
+        let (sender, sse) = Sse::channel_with_capacity(8);
+        tx.send(sender).unwrap();
+        sse
+    });
+    let server = spawn(router);
+    let mut conn = Conn::open(server.local_addr());
+    conn.get("/feed");
+    assert_eq!(conn.read_head().status, 200);
+    let sender = rx.recv_timeout(TIMEOUT).unwrap();
+    let producer = std::thread::spawn(move || {
+        for i in 1..=500u64 {
+            sender
+                .send(Event::new().id(i.to_string()).unwrap().data("x"))
+                .expect("client is there");
+        }
+        sender
+    });
+    let body = conn.read_events(500);
+    assert_eq!(ids(body.as_bytes()), (1..=500).collect::<Vec<_>>());
+    let sender = producer.join().unwrap();
+    drop(conn);
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        match sender.send(Event::new().data("after")) {
+            Err(_) => break,
+            Ok(()) => assert!(
+                Instant::now() < deadline,
+                "sender never learned the client left"
+            ),
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(sender.is_closed());
+    wait_until("the connection is freed", || {
+        server.handle().connections() == 0
+    });
+}
+
+#[test]
+fn dropping_every_sender_ends_the_stream_after_buffered_events() {
+    let router = Router::new().get("/feed", |_: &Request| {
+        let (sender, sse) = Sse::channel();
+        std::thread::spawn(move || {
+            for i in 1..=3u64 {
+                sender
+                    .send(Event::new().id(i.to_string()).unwrap().data("x"))
+                    .unwrap();
+            }
+        });
+        sse
+    });
+    let server = spawn(router);
+    let mut conn = Conn::open(server.local_addr());
+    conn.get("/feed");
+    assert_eq!(conn.read_head().status, 200);
+    assert_eq!(ids(&conn.read_chunked_body()), vec![1, 2, 3]);
+}
+
+#[test]
+fn keep_alive_comments_flow_only_when_idle_and_retry_is_sent_first() {
+    let router = Router::new().get("/quiet", |_: &Request| {
+        Sse::interval(Duration::from_secs(3600), |_: &mut Ticker| {})
+            .retry(Duration::from_millis(2500))
+    });
+    let mut cfg = config();
+    cfg.keep_alive = Some(Duration::from_millis(50));
+    let server = spawn_with(cfg, router);
+    let mut conn = Conn::open(server.local_addr());
+    conn.get("/quiet");
+    assert_eq!(conn.read_head().status, 200);
+    assert_eq!(conn.read_chunk().unwrap(), b"retry: 2500\n\n");
+    for _ in 0..3 {
+        assert_eq!(conn.read_chunk().unwrap(), b": keep-alive\n\n");
+    }
+}
+
+#[test]
+fn keep_alives_are_skipped_while_events_flow() {
+    let router = Router::new().get("/busy", |_: &Request| {
+        Sse::interval(Duration::from_millis(10), |t: &mut Ticker| {
+            t.send(Event::new().data(t.tick().to_string()));
+            if t.tick() == 40 {
+                t.end();
+            }
+        })
+    });
+    let mut cfg = config();
+    cfg.keep_alive = Some(Duration::from_millis(100));
+    let server = spawn_with(cfg, router);
+    let mut conn = Conn::open(server.local_addr());
+    conn.get("/busy");
+    conn.read_head();
+    let body = String::from_utf8(conn.read_chunked_body()).unwrap();
+    assert_eq!(body.matches("data: ").count(), 41);
+    assert!(!body.contains("keep-alive"), "{body}");
+}
+
+#[test]
+fn http_1_0_streams_are_delimited_by_close() {
+    let router = Router::new().get("/n", |_: &Request| Sse::from_iter(numbered(3)));
+    let server = spawn(router);
+    let mut conn = Conn::open(server.local_addr());
+    conn.send(b"GET /n HTTP/1.0\r\n\r\n");
+    let head = conn.read_head();
+    assert_eq!(head.status, 200);
+    assert_eq!(head.header("transfer-encoding"), None);
+    assert_eq!(head.header("connection"), Some("close"));
+    let body = conn.read_to_end();
+    assert_eq!(
+        String::from_utf8(body).unwrap(),
+        "id: 1\ndata: event 1\n\nid: 2\ndata: event 2\n\nid: 3\ndata: event 3\n\n"
+    );
+}
+
+#[test]
+fn pipelined_requests_are_answered_in_order() {
+    let router = Router::new()
+        .get("/a", |_: &Request| Response::text("first"))
+        .get("/n", |_: &Request| Sse::from_iter(numbered(2)))
+        .post("/echo", |req: &Request| {
+            Response::text(String::from_utf8_lossy(req.body()).into_owned())
+        });
+    let server = spawn(router);
+    let mut conn = Conn::open(server.local_addr());
+    conn.send(
+        b"GET /a HTTP/1.1\r\nHost: t\r\n\r\n\
+          GET /n HTTP/1.1\r\nHost: t\r\n\r\n\
+          POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nhello\
+          POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+    );
+    let (_, body) = conn.read_response();
+    assert_eq!(body, b"first");
+    assert_eq!(conn.read_head().status, 200);
+    assert_eq!(ids(&conn.read_chunked_body()), vec![1, 2]);
+    assert_eq!(conn.read_response().1, b"hello");
+    assert_eq!(conn.read_response().1, b"abc");
+}
+
+#[test]
+fn head_requests_get_the_head_only() {
+    let router = Router::new().get("/a", |_: &Request| Response::text("body"));
+    let server = spawn(router);
+    let mut conn = Conn::open(server.local_addr());
+    conn.send(b"HEAD /a HTTP/1.1\r\nHost: t\r\n\r\nGET /a HTTP/1.1\r\nHost: t\r\n\r\n");
+    let head = conn.read_head();
+    assert_eq!(head.header("content-length"), Some("4"));
+    let (_, body) = conn.read_response();
+    assert_eq!(body, b"body", "the HEAD response carried no body");
+}
+
+#[test]
+fn expect_100_continue_is_answered() {
+    let router = Router::new().post("/echo", |req: &Request| {
+        Response::text(String::from_utf8_lossy(req.body()).into_owned())
+    });
+    let server = spawn(router);
+    let mut conn = Conn::open(server.local_addr());
+    conn.send(
+        b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n",
+    );
+    assert_eq!(conn.read_head().status, 100);
+    conn.send(b"ping");
+    assert_eq!(conn.read_response().1, b"ping");
+}
+
+#[test]
+fn a_panicking_handler_gets_500_and_the_server_goes_on() {
+    let router = Router::new()
+        .get("/boom", |_: &Request| -> Response { panic!("handler bug") })
+        .get("/ok", |_: &Request| Response::text("ok"));
+    let server = spawn(router);
+    let (head, _) = roundtrip(
+        server.local_addr(),
+        b"GET /boom HTTP/1.1\r\nHost: t\r\n\r\n",
+    );
+    assert_eq!(head.status, 500);
+    let (head, body) = roundtrip(server.local_addr(), b"GET /ok HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!((head.status, body.as_slice()), (200, &b"ok"[..]));
+}
+
+#[test]
+fn a_panicking_producer_ends_its_stream_with_an_error_event() {
+    let router = Router::new().get("/bad", |_: &Request| {
+        Sse::from_iter(numbered(2).chain(std::iter::from_fn(|| -> Option<Event> {
+            panic!("producer bug")
+        })))
+    });
+    let server = spawn(router);
+    let mut conn = Conn::open(server.local_addr());
+    conn.get("/bad");
+    conn.read_head();
+    let rest = String::from_utf8(conn.read_to_end()).unwrap();
+    assert!(rest.contains("id: 2\ndata: event 2\n\n"), "{rest}");
+    assert!(
+        rest.contains("event: error\ndata: {\"error\":\"internal error\"}\n\n"),
+        "{rest}"
+    );
+    assert!(
+        rest.ends_with("0\r\n\r\n"),
+        "the stream is terminated: {rest:?}"
+    );
+}
+
+#[test]
+fn a_client_that_stops_reading_is_cut_off_at_its_queue_limit() {
+    let router = Router::new().get("/flood", |_: &Request| {
+        Sse::interval(Duration::from_millis(1), |t: &mut Ticker| {
+            // About 4 MB/s: nothing for a reader on loopback, fatal for one that reads nothing.
+            for _ in 0..4 {
+                t.send(Event::new().data("y".repeat(1000)));
+            }
+        })
+    });
+    let mut cfg = config();
+    cfg.write_queue_limit = 64 * 1024;
+    let server = spawn_with(cfg, router);
+    let mut stalled = connect(server.local_addr());
+    // A small receive buffer makes the kernel stop taking data early.
+    socket2::SockRef::from(&stalled)
+        .set_recv_buffer_size(4096)
+        .unwrap();
+    stalled
+        .write_all(b"GET /flood HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    wait_until("the stalled client is disconnected", || {
+        server.handle().connections() == 0
+    });
+    // A client that reads keeps its stream.
+    let mut reader = Conn::open(server.local_addr());
+    reader.get("/flood");
+    assert_eq!(reader.read_head().status, 200);
+    reader.read_events(2000);
+    assert_eq!(server.handle().connections(), 1);
+    drop(stalled);
+}
+
+#[test]
+fn an_incomplete_request_times_out_with_408() {
+    let router = Router::new().get("/a", |_: &Request| Response::text("a"));
+    let mut cfg = config();
+    cfg.request_timeout = Duration::from_millis(100);
+    let server = spawn_with(cfg, router);
+    let mut conn = Conn::open(server.local_addr());
+    conn.send(b"GET /a HTTP/1.1\r\nHost:");
+    let (head, body) = conn.read_response();
+    assert_eq!(head.status, 408, "{}", String::from_utf8_lossy(&body));
+    assert!(
+        conn.read_to_end().is_empty(),
+        "connection closed after the 408"
+    );
+    wait_until("the connection is freed", || {
+        server.handle().connections() == 0
+    });
+}
+
+#[test]
+fn idle_keep_alive_connections_are_closed_quietly() {
+    let router = Router::new().get("/a", |_: &Request| Response::text("a"));
+    let mut cfg = config();
+    cfg.idle_timeout = Duration::from_millis(100);
+    let server = spawn_with(cfg, router);
+    let mut conn = Conn::open(server.local_addr());
+    conn.send(b"GET /a HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(conn.read_response().0.status, 200);
+    let mut rest = Vec::new();
+    conn.stream.read_to_end(&mut rest).unwrap();
+    assert!(
+        rest.is_empty(),
+        "no response is sent on an idle close: {rest:?}"
+    );
+}
+
+#[test]
+fn the_connection_cap_answers_503_and_the_server_stays_healthy() {
+    let router = Router::new().get("/wait", |_: &Request| {
+        Sse::interval(Duration::from_secs(3600), |_: &mut Ticker| {})
+    });
+    let mut cfg = config();
+    cfg.max_connections = 2;
+    let server = spawn_with(cfg, router);
+    let mut held: Vec<Conn> = (0..2).map(|_| Conn::open(server.local_addr())).collect();
+    for c in &mut held {
+        c.get("/wait");
+        assert_eq!(c.read_head().status, 200);
+    }
+    let (head, _) = Conn::open(server.local_addr()).read_response();
+    assert_eq!(head.status, 503);
+    assert_eq!(head.header("retry-after"), Some("1"));
+    drop(held);
+    wait_until("the held connections are freed", || {
+        server.handle().connections() == 0
+    });
+    let mut conn = Conn::open(server.local_addr());
+    conn.get("/wait");
+    assert_eq!(conn.read_head().status, 200);
+}
+
+#[test]
+fn shutdown_ends_open_streams_cleanly_and_stops() {
+    let router = Router::new().get("/forever", |_: &Request| {
+        Sse::interval(Duration::from_millis(20), |t: &mut Ticker| {
+            t.send(Event::new().data("tick"))
+        })
+    });
+    let server = spawn(router);
+    let handle = server.handle().clone();
+    let mut conns: Vec<Conn> = (0..20).map(|_| Conn::open(server.local_addr())).collect();
+    for c in &mut conns {
+        c.get("/forever");
+        assert_eq!(c.read_head().status, 200);
+        c.read_events(1);
+    }
+    let started = Instant::now();
+    server.shutdown().expect("the loop ends without error");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "shutdown waited for the grace period"
+    );
+    for c in &mut conns {
+        // Every stream ends with the chunked terminator, not a reset.
+        while c.read_chunk().is_some() {}
+    }
+    assert!(!handle.is_running());
+    assert!(
+        std::net::TcpStream::connect(handle.local_addr()).is_err(),
+        "the listener is closed"
+    );
+}
+
+#[test]
+fn options_lists_allowed_methods() {
+    let router = Router::new().get("/a", |_: &Request| Response::text("a"));
+    let server = spawn(router);
+    let (head, _) = roundtrip(
+        server.local_addr(),
+        b"OPTIONS /a HTTP/1.1\r\nHost: t\r\n\r\n",
+    );
+    assert_eq!(head.status, StatusCode::NO_CONTENT.as_u16());
+    assert_eq!(head.header("allow"), Some("GET, HEAD, OPTIONS"));
+}
