@@ -370,10 +370,11 @@ impl<M> Context<'_, M> {
         if !matches!(c.phase, Phase::Open) || c.want_drained {
             return;
         }
-        if c.queue.len() <= low_water && !c.dirty {
-            self.core.drained.push(conn);
-        } else {
-            c.want_drained = true;
+        // Pending from here until on_drained is due, so asking again meanwhile is the no-op the check above
+        // makes it. A queue already low is flushed at the end of this turn, which queues the call for the next.
+        c.want_drained = true;
+        if c.queue.len() <= low_water {
+            Self::mark_dirty(self.core, conn);
         }
     }
 
@@ -847,7 +848,16 @@ impl<H: Handler> EventLoop<H> {
             let Some(c) = self.core.conns.get_mut(id) else {
                 return;
             };
-            if c.read_closed || c.phase == Phase::Closing {
+            if c.phase == Phase::Closing {
+                return;
+            }
+            if c.read_closed {
+                // Nothing more to read, but a reset (or a keepalive timeout) after the peer's FIN shows only as a
+                // socket error; without this check an idle half-closed connection would never be closed.
+                if let Ok(Some(e)) | Err(e) = c.stream.take_error() {
+                    log::debug!("connection {id}: socket error after EOF: {e}");
+                    self.core.schedule_close(id, CloseReason::Io(e.kind()));
+                }
                 return;
             }
             let lingering = matches!(c.phase, Phase::Lingering(_));
@@ -856,6 +866,10 @@ impl<H: Handler> EventLoop<H> {
                     c.read_closed = true;
                     if lingering {
                         self.core.schedule_close(id, CloseReason::Local);
+                    } else if c.phase == Phase::FlushThenClose {
+                        // close_after_flush already settled this connection's end; the peer's EOF must not
+                        // cut the flush short (the default on_read_closed would close it at once, dropping the
+                        // output). The flush finishes, then begin_linger sees read_closed and closes.
                     } else {
                         let mut cx = Context {
                             core: &mut self.core,
