@@ -56,25 +56,17 @@ fn listen_addr() -> Result<SocketAddr, String> {
     let mut addr = std::env::var("CONDUIT_ADDR").ok();
     while let Some(arg) = args.next() {
         match arg.as_str() {
-            "--addr" => {
-                addr = Some(
-                    args.next()
-                        .ok_or("--addr needs a value, e.g. 127.0.0.1:8000")?,
-                )
-            }
+            "--addr" => addr = Some(args.next().ok_or("--addr needs a value, e.g. 127.0.0.1:8000")?),
             other => match other.strip_prefix("--addr=") {
                 Some(value) => addr = Some(value.to_owned()),
                 None => {
-                    return Err(format!(
-                        "unknown argument {other:?}; usage: sse_simple_server [--addr HOST:PORT]"
-                    ));
+                    return Err(format!("unknown argument {other:?}; usage: sse_simple_server [--addr HOST:PORT]"));
                 }
             },
         }
     }
     let addr = addr.unwrap_or_else(|| "127.0.0.1:8000".to_owned());
-    addr.parse()
-        .map_err(|e| format!("invalid address {addr:?}: {e}"))
+    addr.parse().map_err(|e| format!("invalid address {addr:?}: {e}"))
 }
 
 pub fn router() -> Router {
@@ -100,23 +92,13 @@ fn done() -> Event {
 
 fn time_stream() -> Sse {
     Sse::interval(Duration::from_secs(1), |t: &mut Ticker| {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default();
-        t.send(event(
-            "time",
-            &json!({ "time": now.as_secs_f64(), "iso": rfc3339(now) }),
-        ));
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+        t.send(event("time", &json!({ "time": now.as_secs_f64(), "iso": rfc3339(now) })));
     })
 }
 
 /// Reads an integer query parameter within `range`, or explains in one line why it is not acceptable.
-fn query_u64(
-    req: &Request,
-    name: &str,
-    default: u64,
-    range: std::ops::RangeInclusive<u64>,
-) -> Result<u64, Response> {
+fn query_u64(req: &Request, name: &str, default: u64, range: std::ops::RangeInclusive<u64>) -> Result<u64, Response> {
     let Some(raw) = req.query(name) else {
         return Ok(default);
     };
@@ -124,11 +106,7 @@ fn query_u64(
         Ok(v) if range.contains(&v) => Ok(v),
         _ => Err(Response::error(
             StatusCode::BAD_REQUEST,
-            format_args!(
-                "{name} must be an integer from {} to {}, got {raw:?}",
-                range.start(),
-                range.end()
-            ),
+            format_args!("{name} must be an integer from {} to {}, got {raw:?}", range.start(), range.end()),
         )),
     }
 }
@@ -136,28 +114,19 @@ fn query_u64(
 fn count_stream(req: &Request) -> Result<Sse, Response> {
     let n = query_u64(req, "n", 10, 1..=MAX_COUNT)?;
     let interval_ms = query_u64(req, "interval_ms", 1000, 0..=MAX_INTERVAL_MS)?;
-    let counter = |i: u64| {
-        event("counter", &json!({ "count": i }))
-            .id(i.to_string())
-            .unwrap_or_else(|_| Event::new())
-    };
+    let counter = |i: u64| event("counter", &json!({ "count": i })).id(i.to_string()).unwrap_or_else(|_| Event::new());
     if interval_ms == 0 {
         // No pacing: let the loop pull events as fast as the client reads them.
-        return Ok(Sse::from_iter(
-            (1..=n).map(counter).chain(std::iter::once(done())),
-        ));
+        return Ok(Sse::from_iter((1..=n).map(counter).chain(std::iter::once(done()))));
     }
-    Ok(Sse::interval(
-        Duration::from_millis(interval_ms),
-        move |t: &mut Ticker| {
-            let i = t.tick() + 1;
-            t.send(counter(i));
-            if i == n {
-                t.send(done());
-                t.end();
-            }
-        },
-    ))
+    Ok(Sse::interval(Duration::from_millis(interval_ms), move |t: &mut Ticker| {
+        let i = t.tick() + 1;
+        t.send(counter(i));
+        if i == n {
+            t.send(done());
+            t.end();
+        }
+    }))
 }
 
 fn ai_stream() -> Sse {
@@ -176,13 +145,8 @@ fn ai_stream() -> Sse {
 
 fn updates_stream() -> Sse {
     Sse::interval(Duration::from_secs(1), |t: &mut Ticker| {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default();
-        t.send(event(
-            "update",
-            &json!({ "count": t.tick(), "time": now.as_secs_f64() }),
-        ));
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+        t.send(event("update", &json!({ "count": t.tick(), "time": now.as_secs_f64() })));
         if t.tick() == 9 {
             t.send(done());
             t.end();
@@ -210,16 +174,11 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let day_of_era = z.rem_euclid(146_097);
-    let year_of_era =
-        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
     let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
     let month_index = (5 * day_of_year + 2) / 153;
     let day = (day_of_year - (153 * month_index + 2) / 5 + 1) as u32;
-    let month = if month_index < 10 {
-        month_index + 3
-    } else {
-        month_index - 9
-    } as u32;
+    let month = if month_index < 10 { month_index + 3 } else { month_index - 9 } as u32;
     let year = year_of_era + era * 400 + i64::from(month <= 2);
     (year, month, day)
 }

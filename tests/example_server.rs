@@ -25,9 +25,7 @@ fn count_yields_exactly_the_expected_bytes() {
     let body = String::from_utf8(conn.read_chunked_body()).unwrap();
     let mut expected = String::new();
     for i in 1..=5 {
-        expected.push_str(&format!(
-            "event: counter\nid: {i}\ndata: {{\"count\":{i}}}\n\n"
-        ));
+        expected.push_str(&format!("event: counter\nid: {i}\ndata: {{\"count\":{i}}}\n\n"));
     }
     expected.push_str("event: done\ndata: {\"status\":\"complete\"}\n\n");
     assert_eq!(body, expected);
@@ -40,11 +38,7 @@ fn unpaced_count_streams_every_event_in_order() {
     conn.get("/count?n=1000&interval_ms=0");
     assert_eq!(conn.read_head().status, 200);
     let body = String::from_utf8(conn.read_chunked_body()).unwrap();
-    let ids: Vec<u64> = body
-        .lines()
-        .filter_map(|l| l.strip_prefix("id: "))
-        .map(|v| v.parse().unwrap())
-        .collect();
+    let ids: Vec<u64> = body.lines().filter_map(|l| l.strip_prefix("id: ")).map(|v| v.parse().unwrap()).collect();
     assert_eq!(ids, (1..=1000).collect::<Vec<_>>());
     assert!(body.ends_with("event: done\ndata: {\"status\":\"complete\"}\n\n"));
 }
@@ -59,10 +53,7 @@ fn stream_connection_is_reused_after_a_finite_stream() {
     conn.send(b"GET / HTTP/1.1\r\nHost: test\r\n\r\n");
     let (head, body) = conn.read_response();
     assert_eq!(head.status, 200);
-    assert_eq!(
-        head.header("content-type"),
-        Some("text/html; charset=utf-8")
-    );
+    assert_eq!(head.header("content-type"), Some("text/html; charset=utf-8"));
     assert!(String::from_utf8(body).unwrap().contains("Conduit"));
 }
 
@@ -73,17 +64,11 @@ fn time_stream_sends_json_with_unix_and_iso_time() {
     conn.get("/time");
     assert_eq!(conn.read_head().status, 200);
     let events = conn.read_events(1);
-    let data = events
-        .lines()
-        .find_map(|l| l.strip_prefix("data: "))
-        .expect("data line");
+    let data = events.lines().find_map(|l| l.strip_prefix("data: ")).expect("data line");
     assert!(events.starts_with("event: time\n"), "{events:?}");
     let value: serde_json::Value = serde_json::from_str(data).unwrap();
     let time = value["time"].as_f64().expect("time is a number");
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs_f64();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
     assert!((now - time).abs() < 60.0, "time {time} is not now ({now})");
     let iso = value["iso"].as_str().expect("iso is a string");
     assert_eq!(iso.len(), "2025-11-21T18:33:20.123Z".len(), "{iso}");
@@ -107,34 +92,18 @@ fn ai_stream_sends_indexed_tokens_then_done() {
         assert_eq!(v["index"], i);
         words.push(v["token"].as_str().unwrap().to_owned());
     }
-    assert_eq!(
-        words.join(" "),
-        example::AI_REPLY
-            .split_whitespace()
-            .collect::<Vec<_>>()
-            .join(" ")
-    );
+    assert_eq!(words.join(" "), example::AI_REPLY.split_whitespace().collect::<Vec<_>>().join(" "));
 }
 
 #[test]
 fn invalid_queries_get_400_with_a_reason() {
     let server = spawn(example::router());
-    for target in [
-        "/count?n=abc",
-        "/count?n=0",
-        "/count?interval_ms=-5",
-        "/count?n=99999999999",
-    ] {
-        let (head, body) = roundtrip(
-            server.local_addr(),
-            format!("GET {target} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes(),
-        );
+    for target in ["/count?n=abc", "/count?n=0", "/count?interval_ms=-5", "/count?n=99999999999"] {
+        let (head, body) =
+            roundtrip(server.local_addr(), format!("GET {target} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes());
         assert_eq!(head.status, 400, "{target}");
         let body = String::from_utf8(body).unwrap();
-        assert!(
-            body.ends_with('\n') && body.lines().count() == 1,
-            "{body:?}"
-        );
+        assert!(body.ends_with('\n') && body.lines().count() == 1, "{body:?}");
         assert!(body.contains("must be an integer"), "{body:?}");
     }
 }
@@ -144,10 +113,7 @@ fn errors_come_back_with_the_right_status() {
     let server = spawn(example::router());
     let addr = server.local_addr();
     let long_uri = format!("GET /{} HTTP/1.1\r\nHost: t\r\n\r\n", "a".repeat(9000));
-    let big_header = format!(
-        "GET / HTTP/1.1\r\nHost: t\r\nX-Big: {}\r\n\r\n",
-        "b".repeat(17_000)
-    );
+    let big_header = format!("GET / HTTP/1.1\r\nHost: t\r\nX-Big: {}\r\n\r\n", "b".repeat(17_000));
     // A request the parser refuses cannot be trusted to end where it seems to, so those responses close the
     // connection; a well-formed request the application refuses keeps it.
     let cases: Vec<(&str, Vec<u8>, u16, bool)> = vec![
@@ -157,12 +123,7 @@ fn errors_come_back_with_the_right_status() {
         ("garbage", b"\x16\x03\x01 not http\r\n\r\n".to_vec(), 400, true),
         ("uri too long", long_uri.into_bytes(), 414, true),
         ("head too large", big_header.into_bytes(), 431, true),
-        (
-            "body too large",
-            b"POST /time HTTP/1.1\r\nHost: t\r\nContent-Length: 10000000\r\n\r\n".to_vec(),
-            413,
-            true,
-        ),
+        ("body too large", b"POST /time HTTP/1.1\r\nHost: t\r\nContent-Length: 10000000\r\n\r\n".to_vec(), 413, true),
         (
             "length and chunked",
             b"POST /time HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec(),
@@ -172,22 +133,12 @@ fn errors_come_back_with_the_right_status() {
     ];
     for (what, raw, status, closes) in cases {
         let (head, body) = roundtrip(addr, &raw);
-        assert_eq!(
-            head.status,
-            status,
-            "{what}: {}",
-            String::from_utf8_lossy(&body)
-        );
+        assert_eq!(head.status, status, "{what}: {}", String::from_utf8_lossy(&body));
         if status == 405 {
             assert_eq!(head.header("allow"), Some("GET, HEAD, OPTIONS"));
         }
         let close = head.header("connection") == Some("close");
-        assert_eq!(
-            close,
-            closes,
-            "{what}: Connection header {:?}",
-            head.header("connection")
-        );
+        assert_eq!(close, closes, "{what}: Connection header {:?}", head.header("connection"));
     }
 }
 
@@ -201,9 +152,7 @@ fn a_client_leaving_mid_stream_frees_its_connection() {
     conn.read_events(3);
     assert_eq!(handle.streams(), 1);
     drop(conn);
-    wait_until("the connection is freed", || {
-        handle.connections() == 0 && handle.streams() == 0
-    });
+    wait_until("the connection is freed", || handle.connections() == 0 && handle.streams() == 0);
 }
 
 #[test]
@@ -214,17 +163,11 @@ fn two_hundred_concurrent_streams_on_one_loop() {
     for conn in &mut conns {
         conn.get("/count?n=20&interval_ms=10");
     }
-    wait_until("all 200 streams are open", || {
-        server.handle().streams() == 200
-    });
+    wait_until("all 200 streams are open", || server.handle().streams() == 200);
     for conn in &mut conns {
         assert_eq!(conn.read_head().status, 200);
         let body = String::from_utf8(conn.read_chunked_body()).unwrap();
-        let ids: Vec<u64> = body
-            .lines()
-            .filter_map(|l| l.strip_prefix("id: "))
-            .map(|v| v.parse().unwrap())
-            .collect();
+        let ids: Vec<u64> = body.lines().filter_map(|l| l.strip_prefix("id: ")).map(|v| v.parse().unwrap()).collect();
         assert_eq!(ids, (1..=20).collect::<Vec<_>>());
     }
 }
@@ -232,10 +175,7 @@ fn two_hundred_concurrent_streams_on_one_loop() {
 #[test]
 fn index_page_is_served() {
     let server = spawn(example::router());
-    let (head, body) = roundtrip(
-        server.local_addr(),
-        b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
-    );
+    let (head, body) = roundtrip(server.local_addr(), b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
     assert_eq!(head.status, 200);
     let html = String::from_utf8(body).unwrap();
     for endpoint in ["/time", "/count", "/stream/ai", "/stream/updates"] {

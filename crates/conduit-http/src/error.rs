@@ -49,9 +49,7 @@ impl ParseError {
     /// The status code of the response that should answer this error.
     pub fn status(&self) -> StatusCode {
         match self {
-            ParseError::HeadTooLarge | ParseError::TooManyHeaders => {
-                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
-            }
+            ParseError::HeadTooLarge | ParseError::TooManyHeaders => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ParseError::UriTooLong => StatusCode::URI_TOO_LONG,
             ParseError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ParseError::Malformed(_)
@@ -74,9 +72,7 @@ impl fmt::Display for ParseError {
             ParseError::BodyTooLarge => f.write_str("request body too large"),
             ParseError::Malformed(why) => write!(f, "malformed request: {why}"),
             ParseError::InvalidContentLength => f.write_str("invalid Content-Length"),
-            ParseError::ConflictingFraming => {
-                f.write_str("both Content-Length and Transfer-Encoding present")
-            }
+            ParseError::ConflictingFraming => f.write_str("both Content-Length and Transfer-Encoding present"),
             ParseError::UnsupportedTransferEncoding => {
                 f.write_str("unsupported Transfer-Encoding (only chunked is accepted)")
             }
@@ -117,13 +113,7 @@ mod tests {
 
     #[test]
     fn display_carries_the_reason() {
-        assert_eq!(
-            ParseError::Malformed("invalid header name").to_string(),
-            "malformed request: invalid header name"
-        );
-        assert_eq!(
-            ParseError::InvalidTarget("fragment").to_string(),
-            "invalid request target: fragment"
-        );
+        assert_eq!(ParseError::Malformed("invalid header name").to_string(), "malformed request: invalid header name");
+        assert_eq!(ParseError::InvalidTarget("fragment").to_string(), "invalid request target: fragment");
     }
 }

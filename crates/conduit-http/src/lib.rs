@@ -80,7 +80,6 @@ pub use error::ParseError;
 pub use parser::{Limits, RequestParser, Status};
 pub use request::{Headers, Method, Request, Version};
 pub use response::{
-    BodyFraming, CHUNK_END, HeaderError, LAST_CHUNK, ResponseHead, chunk_overhead, write_chunk,
-    write_chunk_header,
+    BodyFraming, CHUNK_END, HeaderError, LAST_CHUNK, ResponseHead, chunk_overhead, write_chunk, write_chunk_header,
 };
 pub use status::StatusCode;

@@ -37,12 +37,7 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits {
-            max_head_bytes: 16 * 1024,
-            max_headers: 64,
-            max_uri_bytes: 8 * 1024,
-            max_body_bytes: 1024 * 1024,
-        }
+        Limits { max_head_bytes: 16 * 1024, max_headers: 64, max_uri_bytes: 8 * 1024, max_body_bytes: 1024 * 1024 }
     }
 }
 
@@ -181,11 +176,7 @@ impl Probe {
 impl RequestParser {
     /// A parser enforcing `limits`.
     pub fn new(limits: Limits) -> Self {
-        RequestParser {
-            limits,
-            state: State::fresh(),
-            probe: Probe::default(),
-        }
+        RequestParser { limits, state: State::fresh(), probe: Probe::default() }
     }
 
     /// The limits this parser enforces.
@@ -264,8 +255,7 @@ impl RequestParser {
     fn advance(&mut self, buf: &[u8]) -> Result<Status<Request>, ParseError> {
         let mut body = match mem::replace(&mut self.state, State::fresh()) {
             State::Head(mut scan) if scan.pos <= buf.len() => {
-                let Some(head_end) = scan_head(&mut scan, buf, &self.limits, &mut self.probe)?
-                else {
+                let Some(head_end) = scan_head(&mut scan, buf, &self.limits, &mut self.probe)? else {
                     self.state = State::Head(scan);
                     return Ok(Status::Partial);
                 };
@@ -273,18 +263,10 @@ impl RequestParser {
                 let (request, framing, expect_continue) = parse_head(head, &self.limits)?;
                 let body = match framing {
                     Framing::Empty => return Ok(Status::Complete(request, head_end)),
-                    Framing::Length(len) => BodyKind::Length {
-                        start: head_end,
-                        len,
-                    },
+                    Framing::Length(len) => BodyKind::Length { start: head_end, len },
                     Framing::Chunked => BodyKind::Chunked(ChunkDecoder::new(head_end)),
                 };
-                Box::new(BodyState {
-                    request,
-                    expect_continue,
-                    continue_taken: false,
-                    body,
-                })
+                Box::new(BodyState { request, expect_continue, continue_taken: false, body })
             }
             State::Body(body) if body.resume_at() <= buf.len() => body,
             // The buffer shrank, so what was parsed is gone; the only
@@ -296,9 +278,9 @@ impl RequestParser {
                 let end = start.checked_add(*len).ok_or(ParseError::BodyTooLarge)?;
                 buf.get(*start..end).map(|bytes| (bytes.to_vec(), end))
             }
-            BodyKind::Chunked(decoder) => decoder
-                .decode(buf, &self.limits, &mut self.probe)?
-                .map(|end| (mem::take(&mut decoder.body), end)),
+            BodyKind::Chunked(decoder) => {
+                decoder.decode(buf, &self.limits, &mut self.probe)?.map(|end| (mem::take(&mut decoder.body), end))
+            }
         };
         match finished {
             Some((bytes, end)) => {
@@ -326,12 +308,7 @@ impl BodyState {
 
 /// Advances the search for the end of the head; `Some(end)` once the blank
 /// line is in `buf`, `end` being the offset just past it.
-fn scan_head(
-    scan: &mut HeadScan,
-    buf: &[u8],
-    limits: &Limits,
-    probe: &mut Probe,
-) -> Result<Option<usize>, ParseError> {
+fn scan_head(scan: &mut HeadScan, buf: &[u8], limits: &Limits, probe: &mut Probe) -> Result<Option<usize>, ParseError> {
     // Nothing past the head limit can be part of an acceptable head, so
     // there is no reason to look at it.
     let limit = buf.len().min(limits.max_head_bytes);
@@ -369,9 +346,7 @@ fn scan_head(
             // httparse would refuse this too, but only once the whole head
             // had arrived; saying so now is cheaper and more precise.
             (Scan::Lf, b' ' | b'\t') => {
-                return Err(ParseError::Malformed(
-                    "whitespace at start of header line (obsolete line folding)",
-                ));
+                return Err(ParseError::Malformed("whitespace at start of header line (obsolete line folding)"));
             }
             (Scan::Lf, _) => scan.scan = Scan::Line,
         }
@@ -380,10 +355,7 @@ fn scan_head(
 
     if scan.scan == Scan::Line && !scan.request_line_done {
         let too_long = match scan.first_space {
-            Some(space) => {
-                scan.pos.saturating_sub(space + 1)
-                    > limits.max_uri_bytes.saturating_add(VERSION_TAIL)
-            }
+            Some(space) => scan.pos.saturating_sub(space + 1) > limits.max_uri_bytes.saturating_add(VERSION_TAIL),
             None => {
                 scan.pos.saturating_sub(scan.request_line_start)
                     > limits.max_uri_bytes.saturating_add(REQUEST_LINE_SLACK)
@@ -414,10 +386,7 @@ fn check_target_len(
     };
     let after_method = buf.get(space + 1..line_feed).unwrap_or_default();
     // The target runs to the line's last space; what follows is the version.
-    let target_len = after_method
-        .iter()
-        .rposition(|&b| b == b' ')
-        .unwrap_or(after_method.len());
+    let target_len = after_method.iter().rposition(|&b| b == b' ').unwrap_or(after_method.len());
     probe.add(after_method.len() - target_len);
     if target_len > limits.max_uri_bytes {
         return Err(ParseError::UriTooLong);
@@ -455,9 +424,8 @@ fn parse_head(head: &[u8], limits: &Limits) -> Result<(Request, Framing, bool), 
     let framing = body_framing(&headers, version, limits)?;
     // HTTP/1.0 clients do not wait for 100 Continue, and RFC 9110 §10.1.1
     // tells servers to ignore the expectation from them.
-    let expect_continue = version == Version::Http11
-        && framing != Framing::Empty
-        && headers.has_token("expect", "100-continue");
+    let expect_continue =
+        version == Version::Http11 && framing != Framing::Empty && headers.has_token("expect", "100-continue");
     let request = Request::from_parts(method, version, target.to_owned(), headers)?;
     Ok((request, framing, expect_continue))
 }
@@ -470,19 +438,14 @@ fn map_httparse_error(err: httparse::Error, head: &[u8]) -> ParseError {
         httparse::Error::HeaderName => ParseError::Malformed("invalid header name"),
         httparse::Error::HeaderValue => ParseError::Malformed("invalid header value"),
         httparse::Error::NewLine => ParseError::Malformed("invalid line ending"),
-        httparse::Error::Token | httparse::Error::Status => {
-            ParseError::Malformed("invalid request line")
-        }
+        httparse::Error::Token | httparse::Error::Status => ParseError::Malformed("invalid request line"),
     }
 }
 
 /// Whether the request line ends in `HTTP/<digit>.<digit>`: then the version
 /// is well-formed but unsupported (505) rather than garbage (400).
 fn looks_like_http_version(head: &[u8]) -> bool {
-    let start = head
-        .iter()
-        .position(|&b| b != b'\r' && b != b'\n')
-        .unwrap_or(head.len());
+    let start = head.iter().position(|&b| b != b'\r' && b != b'\n').unwrap_or(head.len());
     let line = head.get(start..).unwrap_or_default();
     let line = line.split(|&b| b == b'\n').next().unwrap_or_default();
     let line = line.strip_suffix(b"\r").unwrap_or(line);
@@ -493,11 +456,7 @@ fn looks_like_http_version(head: &[u8]) -> bool {
 
 /// Reads the body framing from the head (RFC 9112 §6), refusing anything a
 /// front-end proxy might read differently.
-fn body_framing(
-    headers: &Headers,
-    version: Version,
-    limits: &Limits,
-) -> Result<Framing, ParseError> {
+fn body_framing(headers: &Headers, version: Version, limits: &Limits) -> Result<Framing, ParseError> {
     let has_transfer_encoding = headers.get_all("transfer-encoding").next().is_some();
     let mut lengths = headers.get_all("content-length");
     let first_length = lengths.next();
@@ -508,23 +467,13 @@ fn body_framing(
             return Err(ParseError::ConflictingFraming);
         }
         if version == Version::Http10 {
-            return Err(ParseError::Malformed(
-                "Transfer-Encoding in an HTTP/1.0 request",
-            ));
+            return Err(ParseError::Malformed("Transfer-Encoding in an HTTP/1.0 request"));
         }
-        let mut codings = headers
-            .get_all("transfer-encoding")
-            .flat_map(|value| value.split(|&b| b == b','))
-            .map(trim_ows);
-        let only_chunked = codings
-            .next()
-            .is_some_and(|coding| coding.eq_ignore_ascii_case(b"chunked"))
-            && codings.next().is_none();
-        return if only_chunked {
-            Ok(Framing::Chunked)
-        } else {
-            Err(ParseError::UnsupportedTransferEncoding)
-        };
+        let mut codings =
+            headers.get_all("transfer-encoding").flat_map(|value| value.split(|&b| b == b',')).map(trim_ows);
+        let only_chunked =
+            codings.next().is_some_and(|coding| coding.eq_ignore_ascii_case(b"chunked")) && codings.next().is_none();
+        return if only_chunked { Ok(Framing::Chunked) } else { Err(ParseError::UnsupportedTransferEncoding) };
     }
     let Some(value) = first_length else {
         return Ok(Framing::Empty);
@@ -548,9 +497,7 @@ fn parse_content_length(digits: &[u8]) -> Result<u64, ParseError> {
         if !b.is_ascii_digit() {
             return Err(ParseError::InvalidContentLength);
         }
-        acc.checked_mul(10)
-            .and_then(|acc| acc.checked_add(u64::from(b - b'0')))
-            .ok_or(ParseError::InvalidContentLength)
+        acc.checked_mul(10).and_then(|acc| acc.checked_add(u64::from(b - b'0'))).ok_or(ParseError::InvalidContentLength)
     })
 }
 
@@ -576,29 +523,16 @@ enum ChunkPhase {
 
 impl ChunkDecoder {
     fn new(start: usize) -> Self {
-        ChunkDecoder {
-            pos: start,
-            scanned: start,
-            phase: ChunkPhase::Size,
-            body: Vec::new(),
-            trailer_len: 0,
-        }
+        ChunkDecoder { pos: start, scanned: start, phase: ChunkPhase::Size, body: Vec::new(), trailer_len: 0 }
     }
 
     /// Decodes as far as `buf` allows; `Some(end)` once the final CRLF has
     /// been read, `end` being the offset just past it.
-    fn decode(
-        &mut self,
-        buf: &[u8],
-        limits: &Limits,
-        probe: &mut Probe,
-    ) -> Result<Option<usize>, ParseError> {
+    fn decode(&mut self, buf: &[u8], limits: &Limits, probe: &mut Probe) -> Result<Option<usize>, ParseError> {
         loop {
             match self.phase {
                 ChunkPhase::Size => {
-                    let Some(line) =
-                        self.next_line(buf, MAX_CHUNK_LINE, ParseError::InvalidChunk, probe)?
-                    else {
+                    let Some(line) = self.next_line(buf, MAX_CHUNK_LINE, ParseError::InvalidChunk, probe)? else {
                         return Ok(None);
                     };
                     let size = parse_chunk_size(line)?;
@@ -611,10 +545,7 @@ impl ChunkDecoder {
                     let size = usize::try_from(size)
                         .ok()
                         .filter(|&size| {
-                            self.body
-                                .len()
-                                .checked_add(size)
-                                .is_some_and(|total| total <= limits.max_body_bytes)
+                            self.body.len().checked_add(size).is_some_and(|total| total <= limits.max_body_bytes)
                         })
                         .ok_or(ParseError::BodyTooLarge)?;
                     self.phase = ChunkPhase::Data(size);
@@ -622,8 +553,7 @@ impl ChunkDecoder {
                 ChunkPhase::Data(remaining) => {
                     let available = buf.get(self.pos..).unwrap_or_default();
                     let take = remaining.min(available.len());
-                    self.body
-                        .extend_from_slice(available.get(..take).unwrap_or_default());
+                    self.body.extend_from_slice(available.get(..take).unwrap_or_default());
                     self.pos += take;
                     if take < remaining {
                         self.phase = ChunkPhase::Data(remaining - take);
@@ -642,9 +572,7 @@ impl ChunkDecoder {
                 },
                 ChunkPhase::Trailer => {
                     let budget = limits.max_head_bytes.saturating_sub(self.trailer_len);
-                    let Some(line) =
-                        self.next_line(buf, budget, ParseError::HeadTooLarge, probe)?
-                    else {
+                    let Some(line) = self.next_line(buf, budget, ParseError::HeadTooLarge, probe)? else {
                         return Ok(None);
                     };
                     self.trailer_len += line.len() + 2;
@@ -697,16 +625,12 @@ impl ChunkDecoder {
 /// Parses `chunk-size [ BWS ";" chunk-ext ]`; the extensions are ignored.
 fn parse_chunk_size(line: &[u8]) -> Result<u64, ParseError> {
     let digits = line.iter().take_while(|b| b.is_ascii_hexdigit()).count();
-    let (hex, rest) = line
-        .split_at_checked(digits)
-        .ok_or(ParseError::InvalidChunk)?;
+    let (hex, rest) = line.split_at_checked(digits).ok_or(ParseError::InvalidChunk)?;
     if hex.is_empty() {
         return Err(ParseError::InvalidChunk);
     }
     let size = hex.iter().try_fold(0u64, |acc, &b| {
-        acc.checked_mul(16)
-            .and_then(|acc| acc.checked_add(u64::from(hex_value(b)?)))
-            .ok_or(ParseError::InvalidChunk)
+        acc.checked_mul(16).and_then(|acc| acc.checked_add(u64::from(hex_value(b)?))).ok_or(ParseError::InvalidChunk)
     })?;
     if rest.is_empty() {
         return Ok(size);
@@ -729,9 +653,7 @@ fn is_valid_field_line(line: &[u8]) -> bool {
     };
     let (name, value) = line.split_at(colon);
     !name.is_empty()
-        && name
-            .iter()
-            .all(|&b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+        && name.iter().all(|&b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
         && !value.iter().any(|&b| is_ctl(b))
 }
 

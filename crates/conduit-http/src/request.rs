@@ -112,31 +112,22 @@ impl Headers {
 
     /// The first value of `name`, or `None` if absent or not UTF-8.
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.get_bytes(name)
-            .and_then(|value| std::str::from_utf8(value).ok())
+        self.get_bytes(name).and_then(|value| std::str::from_utf8(value).ok())
     }
 
     /// The first value of `name` as bytes.
     pub fn get_bytes(&self, name: &str) -> Option<&[u8]> {
-        self.entries
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, value)| value.as_slice())
+        self.entries.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, value)| value.as_slice())
     }
 
     /// Every value of `name`, in arrival order.
     pub fn get_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
-        self.entries
-            .iter()
-            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, value)| value.as_slice())
+        self.entries.iter().filter(move |(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, value)| value.as_slice())
     }
 
     /// Every `(name, value)` pair, in arrival order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &[u8])> {
-        self.entries
-            .iter()
-            .map(|(name, value)| (name.as_str(), value.as_slice()))
+        self.entries.iter().map(|(name, value)| (name.as_str(), value.as_slice()))
     }
 
     /// The number of header fields (repeated names count each time).
@@ -154,9 +145,7 @@ impl Headers {
     /// `has_token("connection", "close")`.
     pub fn has_token(&self, name: &str, token: &str) -> bool {
         self.get_all(name).any(|value| {
-            value
-                .split(|&b| b == b',')
-                .any(|element| trim_ows(element).eq_ignore_ascii_case(token.as_bytes()))
+            value.split(|&b| b == b',').any(|element| trim_ows(element).eq_ignore_ascii_case(token.as_bytes()))
         })
     }
 
@@ -210,15 +199,7 @@ impl Request {
         headers: Headers,
     ) -> Result<Request, ParseError> {
         let decoded = parse_target(&target)?;
-        Ok(Request {
-            method,
-            version,
-            target,
-            path: decoded.path,
-            query: decoded.query,
-            headers,
-            body: Vec::new(),
-        })
+        Ok(Request { method, version, target, path: decoded.path, query: decoded.query, headers, body: Vec::new() })
     }
 
     pub(crate) fn set_body(&mut self, body: Vec<u8>) {
@@ -249,10 +230,7 @@ impl Request {
     /// The first value of query parameter `name`, percent-decoded with `+`
     /// read as a space.
     pub fn query(&self, name: &str) -> Option<&str> {
-        self.query
-            .iter()
-            .find(|(key, _)| key == name)
-            .map(|(_, value)| value.as_str())
+        self.query.iter().find(|(key, _)| key == name).map(|(_, value)| value.as_str())
     }
 
     /// Every decoded query pair in order; a key without `=` has value `""`.
@@ -349,10 +327,7 @@ mod tests {
         assert_eq!(h.get("content-type"), Some("text/plain"));
         assert_eq!(h.get("CONTENT-TYPE"), Some("text/plain"));
         assert_eq!(h.get("x-multi"), Some("a"));
-        assert_eq!(
-            h.get_all("X-MULTI").collect::<Vec<_>>(),
-            vec![&b"a"[..], &b"b"[..]]
-        );
+        assert_eq!(h.get_all("X-MULTI").collect::<Vec<_>>(), vec![&b"a"[..], &b"b"[..]]);
         assert_eq!(h.get("x-bin"), None);
         assert_eq!(h.get_bytes("x-bin"), Some(&[0xff, 0xfe][..]));
         assert_eq!(h.get("missing"), None);
@@ -380,11 +355,7 @@ mod tests {
                 h.insert("Connection", *v);
             }
             h.insert("Other", "close");
-            assert_eq!(
-                h.has_token("connection", token),
-                *want,
-                "{values:?} {token}"
-            );
+            assert_eq!(h.has_token("connection", token), *want, "{values:?} {token}");
         }
     }
 
@@ -402,9 +373,7 @@ mod tests {
             (Version::Http10, Some("keep-alive, close"), false),
         ];
         for (version, connection, want) in table {
-            let mut req = Request::new(Method::Get, "/")
-                .unwrap()
-                .with_version(*version);
+            let mut req = Request::new(Method::Get, "/").unwrap().with_version(*version);
             if let Some(value) = connection {
                 req = req.with_header("Connection", value);
             }
@@ -414,10 +383,7 @@ mod tests {
 
     #[test]
     fn builder() {
-        let req = Request::new(Method::Post, "/a%20b?x=1+2&y")
-            .unwrap()
-            .with_header("Host", "h")
-            .with_body("payload");
+        let req = Request::new(Method::Post, "/a%20b?x=1+2&y").unwrap().with_header("Host", "h").with_body("payload");
         assert_eq!(req.method(), &Method::Post);
         assert_eq!(req.version(), Version::Http11);
         assert_eq!(req.target(), "/a%20b?x=1+2&y");
@@ -431,10 +397,7 @@ mod tests {
         assert_eq!(req.body(), b"payload");
 
         for bad in ["", "nope", "/%zz", "/#x"] {
-            assert!(matches!(
-                Request::new(Method::Get, bad),
-                Err(ParseError::InvalidTarget(_))
-            ));
+            assert!(matches!(Request::new(Method::Get, bad), Err(ParseError::InvalidTarget(_))));
         }
     }
 

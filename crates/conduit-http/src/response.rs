@@ -63,18 +63,8 @@ impl ResponseHead {
     /// cannot carry a body (1xx, 204, 304), where a `Content-Length` would be
     /// wrong.
     pub fn new(status: StatusCode) -> Self {
-        let framing = if status.allows_body() {
-            BodyFraming::Length(0)
-        } else {
-            BodyFraming::None
-        };
-        ResponseHead {
-            status,
-            version: Version::Http11,
-            headers: Vec::new(),
-            framing,
-            keep_alive: true,
-        }
+        let framing = if status.allows_body() { BodyFraming::Length(0) } else { BodyFraming::None };
+        ResponseHead { status, version: Version::Http11, headers: Vec::new(), framing, keep_alive: true }
     }
 
     /// Appends a header field; surrounding spaces and tabs in `value` are
@@ -263,11 +253,7 @@ pub fn write_chunk_header(buf: &mut Vec<u8>, len: usize) {
 /// exactly `len + chunk_overhead(len)`; 0 for `len` 0, as nothing is
 /// written.
 pub fn chunk_overhead(len: usize) -> usize {
-    if len == 0 {
-        0
-    } else {
-        hex_len(len) + 2 + CHUNK_END.len()
-    }
+    if len == 0 { 0 } else { hex_len(len) + 2 + CHUNK_END.len() }
 }
 
 #[cfg(test)]
@@ -290,10 +276,7 @@ mod tests {
                 .unwrap()
         };
         let table = [
-            (
-                base(),
-                "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nX-A: 1\r\nContent-Length: 0\r\n\r\n",
-            ),
+            (base(), "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nX-A: 1\r\nContent-Length: 0\r\n\r\n"),
             (
                 base().framing(BodyFraming::Length(1234)),
                 "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nX-A: 1\r\nContent-Length: 1234\r\n\r\n",
@@ -306,10 +289,7 @@ mod tests {
                 base().framing(BodyFraming::Close),
                 "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nX-A: 1\r\nConnection: close\r\n\r\n",
             ),
-            (
-                base().framing(BodyFraming::None),
-                "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nX-A: 1\r\n\r\n",
-            ),
+            (base().framing(BodyFraming::None), "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nX-A: 1\r\n\r\n"),
             (
                 base().framing(BodyFraming::Length(5)).keep_alive(false),
                 "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nX-A: 1\r\nContent-Length: 5\r\nConnection: close\r\n\r\n",
@@ -331,44 +311,28 @@ mod tests {
     #[test]
     fn status_lines_and_bodiless_statuses() {
         let table = [
-            (
-                ResponseHead::new(StatusCode::CONTINUE),
-                "HTTP/1.1 100 Continue\r\n\r\n",
-            ),
-            (
-                ResponseHead::new(StatusCode::NO_CONTENT),
-                "HTTP/1.1 204 No Content\r\n\r\n",
-            ),
+            (ResponseHead::new(StatusCode::CONTINUE), "HTTP/1.1 100 Continue\r\n\r\n"),
+            (ResponseHead::new(StatusCode::NO_CONTENT), "HTTP/1.1 204 No Content\r\n\r\n"),
             (
                 ResponseHead::new(StatusCode::NO_CONTENT).framing(BodyFraming::Length(3)),
                 "HTTP/1.1 204 No Content\r\n\r\n",
             ),
-            (
-                ResponseHead::new(StatusCode::NOT_MODIFIED),
-                "HTTP/1.1 304 Not Modified\r\n\r\n",
-            ),
+            (ResponseHead::new(StatusCode::NOT_MODIFIED), "HTTP/1.1 304 Not Modified\r\n\r\n"),
             (
                 ResponseHead::new(StatusCode::NOT_FOUND).framing(BodyFraming::Length(9)),
                 "HTTP/1.1 404 Not Found\r\nContent-Length: 9\r\n\r\n",
             ),
-            (
-                ResponseHead::new(StatusCode::from_u16(599).unwrap()),
-                "HTTP/1.1 599 \r\nContent-Length: 0\r\n\r\n",
-            ),
+            (ResponseHead::new(StatusCode::from_u16(599).unwrap()), "HTTP/1.1 599 \r\nContent-Length: 0\r\n\r\n"),
             (
                 ResponseHead::new(StatusCode::OK).version(Version::Http10),
                 "HTTP/1.0 200 OK\r\nContent-Length: 0\r\nConnection: keep-alive\r\n\r\n",
             ),
             (
-                ResponseHead::new(StatusCode::OK)
-                    .version(Version::Http10)
-                    .keep_alive(false),
+                ResponseHead::new(StatusCode::OK).version(Version::Http10).keep_alive(false),
                 "HTTP/1.0 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
             ),
             (
-                ResponseHead::new(StatusCode::OK)
-                    .version(Version::Http10)
-                    .framing(BodyFraming::Close),
+                ResponseHead::new(StatusCode::OK).version(Version::Http10).framing(BodyFraming::Close),
                 "HTTP/1.0 200 OK\r\nConnection: close\r\n\r\n",
             ),
         ];
@@ -385,10 +349,7 @@ mod tests {
         assert!(!head.closes_connection());
         assert!(head.clone().keep_alive(false).closes_connection());
         assert!(head.framing(BodyFraming::Close).closes_connection());
-        assert_eq!(
-            ResponseHead::new(StatusCode::CONTINUE).body_framing(),
-            BodyFraming::None
-        );
+        assert_eq!(ResponseHead::new(StatusCode::CONTINUE).body_framing(), BodyFraming::None);
     }
 
     #[test]
@@ -400,22 +361,13 @@ mod tests {
         for value in ["a\rb", "a\nb", "a\0b", "\x01", "\x7f", "x\r\nSet-Cookie: y"] {
             assert_eq!(ok("X", value), Err(HeaderError::InvalidValue), "{value:?}");
         }
-        for (name, value) in [
-            ("X-Ok", ""),
-            ("!#$%&'*+-.^_`|~09az", "tab\there"),
-            ("X", "üñí"),
-        ] {
+        for (name, value) in [("X-Ok", ""), ("!#$%&'*+-.^_`|~09az", "tab\there"), ("X", "üñí")] {
             assert_eq!(ok(name, value), Ok(()), "{name:?}");
         }
-        let head = ResponseHead::new(StatusCode::OK)
-            .header("X", "  padded\t")
-            .unwrap();
+        let head = ResponseHead::new(StatusCode::OK).header("X", "  padded\t").unwrap();
         assert!(written(&head).contains("X: padded\r\n"));
         assert_eq!(HeaderError::InvalidName.to_string(), "invalid header name");
-        assert_eq!(
-            HeaderError::InvalidValue.to_string(),
-            "invalid header value"
-        );
+        assert_eq!(HeaderError::InvalidValue.to_string(), "invalid header value");
     }
 
     #[test]
@@ -435,14 +387,9 @@ mod tests {
         assert!(buf.is_empty());
         assert_eq!(chunk_overhead(0), 0);
 
-        for (len, header) in [
-            (0usize, "0\r\n"),
-            (1, "1\r\n"),
-            (15, "f\r\n"),
-            (16, "10\r\n"),
-            (255, "ff\r\n"),
-            (4096, "1000\r\n"),
-        ] {
+        for (len, header) in
+            [(0usize, "0\r\n"), (1, "1\r\n"), (15, "f\r\n"), (16, "10\r\n"), (255, "ff\r\n"), (4096, "1000\r\n")]
+        {
             let mut buf = Vec::new();
             write_chunk_header(&mut buf, len);
             assert_eq!(buf, header.as_bytes());

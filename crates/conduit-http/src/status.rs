@@ -172,11 +172,7 @@ impl StatusCode {
 impl fmt::Display for StatusCode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let reason = self.reason();
-        if reason.is_empty() {
-            write!(f, "{}", self.0)
-        } else {
-            write!(f, "{} {}", self.0, reason)
-        }
+        if reason.is_empty() { write!(f, "{}", self.0) } else { write!(f, "{} {}", self.0, reason) }
     }
 }
 
@@ -186,15 +182,9 @@ mod tests {
 
     #[test]
     fn range_is_enforced() {
-        for (code, ok) in [
-            (0, false),
-            (99, false),
-            (100, true),
-            (599, true),
-            (999, true),
-            (1000, false),
-            (u16::MAX, false),
-        ] {
+        for (code, ok) in
+            [(0, false), (99, false), (100, true), (599, true), (999, true), (1000, false), (u16::MAX, false)]
+        {
             assert_eq!(StatusCode::from_u16(code).is_some(), ok, "{code}");
         }
         assert_eq!(StatusCode::from_u16(404), Some(StatusCode::NOT_FOUND));
@@ -209,14 +199,8 @@ mod tests {
             (StatusCode::NOT_FOUND, "404 Not Found"),
             (StatusCode::PAYLOAD_TOO_LARGE, "413 Payload Too Large"),
             (StatusCode::URI_TOO_LONG, "414 URI Too Long"),
-            (
-                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-                "431 Request Header Fields Too Large",
-            ),
-            (
-                StatusCode::HTTP_VERSION_NOT_SUPPORTED,
-                "505 HTTP Version Not Supported",
-            ),
+            (StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "431 Request Header Fields Too Large"),
+            (StatusCode::HTTP_VERSION_NOT_SUPPORTED, "505 HTTP Version Not Supported"),
         ];
         for (code, text) in table {
             assert_eq!(code.to_string(), text);
@@ -239,11 +223,7 @@ mod tests {
             (404, true),
             (500, true),
         ] {
-            assert_eq!(
-                StatusCode::from_u16(code).unwrap().allows_body(),
-                allowed,
-                "{code}"
-            );
+            assert_eq!(StatusCode::from_u16(code).unwrap().allows_body(), allowed, "{code}");
         }
     }
 

@@ -21,9 +21,7 @@ pub(crate) fn parse_target(target: &str) -> Result<Target, ParseError> {
     // httparse already refuses these on the wire, but Request::new takes
     // arbitrary strings and must not produce a request that could not exist.
     if target.bytes().any(|b| b <= b' ' || b == 0x7f) {
-        return Err(ParseError::InvalidTarget(
-            "whitespace or control character in request target",
-        ));
+        return Err(ParseError::InvalidTarget("whitespace or control character in request target"));
     }
     // Fragments are a client-side concept; one on the wire means a broken or
     // hostile client, and silently dropping it could change routing.
@@ -31,30 +29,16 @@ pub(crate) fn parse_target(target: &str) -> Result<Target, ParseError> {
         return Err(ParseError::InvalidTarget("fragment in request target"));
     }
     if target == "*" {
-        return Ok(Target {
-            path: "*".to_owned(),
-            query: Vec::new(),
-        });
+        return Ok(Target { path: "*".to_owned(), query: Vec::new() });
     }
-    let origin = if target.starts_with('/') {
-        target
-    } else {
-        strip_absolute_form(target)?
-    };
+    let origin = if target.starts_with('/') { target } else { strip_absolute_form(target)? };
     let (raw_path, raw_query) = match origin.split_once('?') {
         Some((path, query)) => (path, query),
         None => (origin, ""),
     };
     // Absolute-form "http://host?x" has no path at all; its path is "/".
-    let path = if raw_path.is_empty() {
-        "/".to_owned()
-    } else {
-        percent_decode(raw_path, false)?
-    };
-    Ok(Target {
-        path,
-        query: parse_query(raw_query)?,
-    })
+    let path = if raw_path.is_empty() { "/".to_owned() } else { percent_decode(raw_path, false)? };
+    Ok(Target { path, query: parse_query(raw_query)? })
 }
 
 /// Returns the part of an absolute-form target after its authority (may be
@@ -68,9 +52,7 @@ fn strip_absolute_form(target: &str) -> Result<&str, ParseError> {
     let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
     let (authority, tail) = rest.split_at(authority_end);
     if authority.is_empty() {
-        return Err(ParseError::InvalidTarget(
-            "absolute-form target without host",
-        ));
+        return Err(ParseError::InvalidTarget("absolute-form target without host"));
     }
     Ok(tail)
 }
@@ -88,10 +70,7 @@ fn parse_query(raw: &str) -> Result<Vec<(String, String)>, ParseError> {
 /// the result to be UTF-8.
 pub(crate) fn percent_decode(input: &str, plus_is_space: bool) -> Result<String, ParseError> {
     let bytes = input.as_bytes();
-    if !bytes
-        .iter()
-        .any(|&b| b == b'%' || (plus_is_space && b == b'+'))
-    {
+    if !bytes.iter().any(|&b| b == b'%' || (plus_is_space && b == b'+')) {
         return Ok(input.to_owned());
     }
     let mut out = Vec::with_capacity(bytes.len());
@@ -129,17 +108,11 @@ mod tests {
     use super::*;
 
     fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
-        list.iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect()
+        list.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
     }
 
     /// Raw target, decoded path, decoded query pairs.
-    type TargetCase = (
-        &'static str,
-        &'static str,
-        &'static [(&'static str, &'static str)],
-    );
+    type TargetCase = (&'static str, &'static str, &'static [(&'static str, &'static str)]);
 
     #[test]
     fn accepted_targets() {
@@ -194,10 +167,7 @@ mod tests {
         ];
         for raw in table {
             let err = parse_target(raw).expect_err(raw);
-            assert!(
-                matches!(err, ParseError::InvalidTarget(_)),
-                "{raw}: {err:?}"
-            );
+            assert!(matches!(err, ParseError::InvalidTarget(_)), "{raw}: {err:?}");
         }
     }
 

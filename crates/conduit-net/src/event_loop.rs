@@ -204,9 +204,7 @@ pub struct Remote<M> {
 
 impl<M> Clone for Remote<M> {
     fn clone(&self) -> Self {
-        Remote {
-            mailbox: Arc::clone(&self.mailbox),
-        }
+        Remote { mailbox: Arc::clone(&self.mailbox) }
     }
 }
 
@@ -295,10 +293,7 @@ impl<M> Context<'_, M> {
     /// # Errors
     /// [`WriteError::Closed`] if the connection is closed or closing; [`WriteError::Full`] if its queue is full.
     pub fn write(&mut self, conn: ConnId, bytes: &[u8]) -> Result<(), WriteError> {
-        self.open_conn(conn)?
-            .queue
-            .push_slice(bytes)
-            .map_err(WriteError::Full)?;
+        self.open_conn(conn)?.queue.push_slice(bytes).map_err(WriteError::Full)?;
         Self::mark_dirty(self.core, conn);
         Ok(())
     }
@@ -308,10 +303,7 @@ impl<M> Context<'_, M> {
     /// # Errors
     /// As for [`write`](Self::write).
     pub fn write_vec(&mut self, conn: ConnId, bytes: Vec<u8>) -> Result<(), WriteError> {
-        self.open_conn(conn)?
-            .queue
-            .push_vec(bytes)
-            .map_err(WriteError::Full)?;
+        self.open_conn(conn)?.queue.push_vec(bytes).map_err(WriteError::Full)?;
         Self::mark_dirty(self.core, conn);
         Ok(())
     }
@@ -320,16 +312,8 @@ impl<M> Context<'_, M> {
     ///
     /// # Errors
     /// As for [`write`](Self::write).
-    pub fn write_shared(
-        &mut self,
-        conn: ConnId,
-        bytes: &Arc<[u8]>,
-        range: Range<usize>,
-    ) -> Result<(), WriteError> {
-        self.open_conn(conn)?
-            .queue
-            .push_shared(Arc::clone(bytes), range)
-            .map_err(WriteError::Full)?;
+    pub fn write_shared(&mut self, conn: ConnId, bytes: &Arc<[u8]>, range: Range<usize>) -> Result<(), WriteError> {
+        self.open_conn(conn)?.queue.push_shared(Arc::clone(bytes), range).map_err(WriteError::Full)?;
         Self::mark_dirty(self.core, conn);
         Ok(())
     }
@@ -341,10 +325,7 @@ impl<M> Context<'_, M> {
 
     /// True if `additional` bytes would be accepted by the connection's queue now.
     pub fn has_room(&self, conn: ConnId, additional: usize) -> bool {
-        self.core
-            .conns
-            .get(conn)
-            .is_some_and(|c| matches!(c.phase, Phase::Open) && c.queue.has_room(additional))
+        self.core.conns.get(conn).is_some_and(|c| matches!(c.phase, Phase::Open) && c.queue.has_room(additional))
     }
 
     /// The peer's address.
@@ -354,10 +335,7 @@ impl<M> Context<'_, M> {
 
     /// True while the connection is open for writing.
     pub fn is_open(&self, conn: ConnId) -> bool {
-        self.core
-            .conns
-            .get(conn)
-            .is_some_and(|c| matches!(c.phase, Phase::Open))
+        self.core.conns.get(conn).is_some_and(|c| matches!(c.phase, Phase::Open))
     }
 
     /// Asks for one [`Handler::on_drained`] call once the queue is at or below the low-water mark (at the start
@@ -404,9 +382,7 @@ impl<M> Context<'_, M> {
     /// Arms a timer that fires every `period` from now.
     pub fn set_interval(&mut self, period: Duration, key: u64) -> TimerId {
         let now = self.core.now;
-        self.core
-            .timers
-            .interval(now, period, LoopTimer::Handler(key))
+        self.core.timers.interval(now, period, LoopTimer::Handler(key))
     }
 
     /// Disarms a timer; true if it was armed.
@@ -431,9 +407,7 @@ impl<M> Context<'_, M> {
 
     /// A handle for other threads.
     pub fn remote(&self) -> Remote<M> {
-        Remote {
-            mailbox: Arc::clone(&self.core.mailbox),
-        }
+        Remote { mailbox: Arc::clone(&self.core.mailbox) }
     }
 
     /// Closes the listening socket: new connections are refused by the OS, open ones go on.
@@ -470,16 +444,8 @@ impl<M> Core<M> {
         if c.writable_registered == writable {
             return;
         }
-        let interest = if writable {
-            Interest::READABLE | Interest::WRITABLE
-        } else {
-            Interest::READABLE
-        };
-        match self
-            .poll
-            .registry()
-            .reregister(&mut c.stream, Token(conn.index()), interest)
-        {
+        let interest = if writable { Interest::READABLE | Interest::WRITABLE } else { Interest::READABLE };
+        match self.poll.registry().reregister(&mut c.stream, Token(conn.index()), interest) {
             Ok(()) => c.writable_registered = writable,
             Err(e) => self.schedule_close(conn, CloseReason::Io(e.kind())),
         }
@@ -520,9 +486,7 @@ impl<M> Core<M> {
         if c.read_closed {
             self.schedule_close(conn, CloseReason::Local);
         } else {
-            let timer = self
-                .timers
-                .once(self.now + self.config.linger, LoopTimer::Linger(conn));
+            let timer = self.timers.once(self.now + self.config.linger, LoopTimer::Linger(conn));
             c.phase = Phase::Lingering(timer);
         }
     }
@@ -544,17 +508,12 @@ impl<H: Handler> EventLoop<H> {
     ///
     /// # Errors
     /// Creating the poller or the waker, or registering the listener, failed.
-    pub fn new(
-        listener: std::net::TcpListener,
-        config: LoopConfig,
-        handler: H,
-    ) -> io::Result<Self> {
+    pub fn new(listener: std::net::TcpListener, config: LoopConfig, handler: H) -> io::Result<Self> {
         let poll = Poll::new()?;
         let waker = Waker::new(poll.registry(), WAKER)?;
         listener.set_nonblocking(true)?;
         let mut listener = TcpListener::from_std(listener);
-        poll.registry()
-            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        poll.registry().register(&mut listener, LISTENER, Interest::READABLE)?;
         let mailbox = Arc::new(Mailbox {
             queue: Mutex::new(Vec::new()),
             waker,
@@ -593,18 +552,13 @@ impl<H: Handler> EventLoop<H> {
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         match &self.core.listener {
             Some(l) => l.local_addr(),
-            None => Err(io::Error::new(
-                io::ErrorKind::NotConnected,
-                "listener closed",
-            )),
+            None => Err(io::Error::new(io::ErrorKind::NotConnected, "listener closed")),
         }
     }
 
     /// A handle through which other threads send messages to the handler.
     pub fn remote(&self) -> Remote<H::Message> {
-        Remote {
-            mailbox: Arc::clone(&self.core.mailbox),
-        }
+        Remote { mailbox: Arc::clone(&self.core.mailbox) }
     }
 
     /// The handler.
@@ -664,16 +618,11 @@ impl<H: Handler> EventLoop<H> {
         let now = Instant::now();
         let busy = !self.core.drained.is_empty()
             || !self.core.pending_reads.is_empty()
-            || (self.core.accept_pending
-                && !self.core.accept_paused
-                && self.core.listener.is_some());
+            || (self.core.accept_pending && !self.core.accept_paused && self.core.listener.is_some());
         let mut timeout = if busy {
             Some(Duration::ZERO)
         } else {
-            self.core
-                .timers
-                .next_deadline()
-                .map(|d| d.saturating_duration_since(now))
+            self.core.timers.next_deadline().map(|d| d.saturating_duration_since(now))
         };
         if let Some(max) = max_wait {
             timeout = Some(timeout.map_or(max, |t| t.min(max)));
@@ -692,8 +641,7 @@ impl<H: Handler> EventLoop<H> {
                 LISTENER => self.core.accept_pending = true,
                 WAKER => woken = true,
                 Token(index) => {
-                    let readable =
-                        event.is_readable() || event.is_read_closed() || event.is_error();
+                    let readable = event.is_readable() || event.is_read_closed() || event.is_error();
                     let writable = event.is_writable() || event.is_error();
                     ready.push((index, readable, writable));
                 }
@@ -721,15 +669,8 @@ impl<H: Handler> EventLoop<H> {
         }
         self.fire_timers();
         for id in std::mem::take(&mut self.core.drained) {
-            if self
-                .core
-                .conns
-                .get(id)
-                .is_some_and(|c| matches!(c.phase, Phase::Open))
-            {
-                let mut cx = Context {
-                    core: &mut self.core,
-                };
+            if self.core.conns.get(id).is_some_and(|c| matches!(c.phase, Phase::Open)) {
+                let mut cx = Context { core: &mut self.core };
                 self.handler.on_drained(&mut cx, id);
             }
         }
@@ -741,18 +682,11 @@ impl<H: Handler> EventLoop<H> {
         self.core.mailbox.notified.store(false, Ordering::Release);
         let mut batch = std::mem::take(&mut self.spare_messages);
         {
-            let mut queue = self
-                .core
-                .mailbox
-                .queue
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
+            let mut queue = self.core.mailbox.queue.lock().unwrap_or_else(|e| e.into_inner());
             std::mem::swap(&mut *queue, &mut batch);
         }
         for msg in batch.drain(..) {
-            let mut cx = Context {
-                core: &mut self.core,
-            };
+            let mut cx = Context { core: &mut self.core };
             self.handler.on_message(&mut cx, msg);
         }
         self.spare_messages = batch;
@@ -776,10 +710,7 @@ impl<H: Handler> EventLoop<H> {
                 Err(e) => {
                     // Out of descriptors or memory: the connection stays in the backlog, so trying again at once
                     // would spin. Pause and let closing connections free resources.
-                    log::warn!(
-                        "accept failed ({e}); pausing accepts for {:?}",
-                        self.core.config.accept_backoff
-                    );
+                    log::warn!("accept failed ({e}); pausing accepts for {:?}", self.core.config.accept_backoff);
                     self.core.accept_paused = true;
                     let at = self.core.now + self.core.config.accept_backoff;
                     self.core.timers.once(at, LoopTimer::ResumeAccept);
@@ -792,10 +723,7 @@ impl<H: Handler> EventLoop<H> {
     fn admit(&mut self, mut stream: TcpStream, peer: SocketAddr) {
         let config = &self.core.config;
         if self.core.conns.len() >= config.max_connections {
-            log::warn!(
-                "refusing {peer}: {} connections open (the maximum)",
-                config.max_connections
-            );
+            log::warn!("refusing {peer}: {} connections open (the maximum)", config.max_connections);
             // Best effort: a fresh socket's send buffer takes a short response whole, and this must not block.
             let _ = io::Write::write(&mut stream, &config.overload_response);
             let _ = stream.shutdown(Shutdown::Both);
@@ -807,9 +735,7 @@ impl<H: Handler> EventLoop<H> {
             }
         }
         if let Some(idle) = config.tcp_keepalive {
-            let params = socket2::TcpKeepalive::new()
-                .with_time(idle)
-                .with_interval(idle);
+            let params = socket2::TcpKeepalive::new().with_time(idle).with_interval(idle);
             if let Err(e) = socket2::SockRef::from(&stream).set_tcp_keepalive(&params) {
                 log::debug!("TCP keepalive on {peer}: {e}");
             }
@@ -826,19 +752,12 @@ impl<H: Handler> EventLoop<H> {
         };
         let id = self.core.conns.insert(conn);
         let c = self.core.conns.get_mut(id).expect("just inserted");
-        if let Err(e) =
-            self.core
-                .poll
-                .registry()
-                .register(&mut c.stream, Token(id.index()), Interest::READABLE)
-        {
+        if let Err(e) = self.core.poll.registry().register(&mut c.stream, Token(id.index()), Interest::READABLE) {
             log::warn!("registering {peer} failed: {e}");
             self.core.conns.remove(id);
             return;
         }
-        let mut cx = Context {
-            core: &mut self.core,
-        };
+        let mut cx = Context { core: &mut self.core };
         self.handler.on_connect(&mut cx, id);
     }
 
@@ -871,18 +790,14 @@ impl<H: Handler> EventLoop<H> {
                         // cut the flush short (the default on_read_closed would close it at once, dropping the
                         // output). The flush finishes, then begin_linger sees read_closed and closes.
                     } else {
-                        let mut cx = Context {
-                            core: &mut self.core,
-                        };
+                        let mut cx = Context { core: &mut self.core };
                         self.handler.on_read_closed(&mut cx, id);
                     }
                     return;
                 }
                 Ok(n) => {
                     if !lingering {
-                        let mut cx = Context {
-                            core: &mut self.core,
-                        };
+                        let mut cx = Context { core: &mut self.core };
                         self.handler.on_data(&mut cx, id, &self.read_buf[..n]);
                     }
                     budget = budget.saturating_sub(n);
@@ -907,9 +822,7 @@ impl<H: Handler> EventLoop<H> {
         while let Some((timer, payload)) = self.core.timers.poll(now) {
             match payload {
                 LoopTimer::Handler(key) => {
-                    let mut cx = Context {
-                        core: &mut self.core,
-                    };
+                    let mut cx = Context { core: &mut self.core };
                     self.handler.on_timer(&mut cx, timer, key);
                 }
                 LoopTimer::Linger(conn) => self.core.schedule_close(conn, CloseReason::Local),
@@ -934,9 +847,7 @@ impl<H: Handler> EventLoop<H> {
                 if let Some(mut c) = self.core.conns.remove(id) {
                     let _ = self.core.poll.registry().deregister(&mut c.stream);
                     drop(c);
-                    let mut cx = Context {
-                        core: &mut self.core,
-                    };
+                    let mut cx = Context { core: &mut self.core };
                     self.handler.on_close(&mut cx, id, reason);
                 }
             }
@@ -957,9 +868,7 @@ impl<H: Handler> Drop for EventLoop<H> {
 fn is_per_connection_error(e: &io::Error) -> bool {
     matches!(
         e.kind(),
-        io::ErrorKind::ConnectionAborted
-            | io::ErrorKind::ConnectionReset
-            | io::ErrorKind::PermissionDenied
+        io::ErrorKind::ConnectionAborted | io::ErrorKind::ConnectionReset | io::ErrorKind::PermissionDenied
     ) || matches!(e.raw_os_error(), Some(code) if code == libc_eproto())
 }
 

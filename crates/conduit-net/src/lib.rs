@@ -55,9 +55,7 @@ mod slab;
 mod timer;
 mod write_queue;
 
-pub use event_loop::{
-    CloseReason, Context, EventLoop, Handler, LoopConfig, Remote, SendError, WriteError,
-};
+pub use event_loop::{CloseReason, Context, EventLoop, Handler, LoopConfig, Remote, SendError, WriteError};
 pub use listener::bind;
 pub use slab::ConnId;
 pub use timer::{TimerId, Timers};

@@ -28,10 +28,7 @@ impl ConnId {
     /// The inverse of [`to_u64`](Self::to_u64). Any value is accepted: an id that names no open connection is
     /// simply refused wherever it is used.
     pub fn from_u64(value: u64) -> ConnId {
-        ConnId {
-            index: value as u32,
-            generation: (value >> 32) as u32,
-        }
+        ConnId { index: value as u32, generation: (value >> 32) as u32 }
     }
 }
 
@@ -43,14 +40,8 @@ impl std::fmt::Display for ConnId {
 
 #[derive(Debug)]
 enum Slot<T> {
-    Occupied {
-        generation: u32,
-        value: T,
-    },
-    Vacant {
-        generation: u32,
-        next_free: Option<u32>,
-    },
+    Occupied { generation: u32, value: T },
+    Vacant { generation: u32, next_free: Option<u32> },
 }
 
 /// Storage with stable, reusable indices and generation-checked access.
@@ -63,11 +54,7 @@ pub(crate) struct Slab<T> {
 
 impl<T> Slab<T> {
     pub(crate) fn new() -> Self {
-        Slab {
-            slots: Vec::new(),
-            free_head: None,
-            len: 0,
-        }
+        Slab { slots: Vec::new(), free_head: None, len: 0 }
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -78,11 +65,7 @@ impl<T> Slab<T> {
         self.len += 1;
         if let Some(index) = self.free_head {
             let slot = &mut self.slots[index as usize];
-            let Slot::Vacant {
-                generation,
-                next_free,
-            } = *slot
-            else {
+            let Slot::Vacant { generation, next_free } = *slot else {
                 unreachable!("free list points at an occupied slot")
             };
             self.free_head = next_free;
@@ -90,30 +73,20 @@ impl<T> Slab<T> {
             return ConnId { index, generation };
         }
         let index = u32::try_from(self.slots.len()).expect("more than u32::MAX connections");
-        self.slots.push(Slot::Occupied {
-            generation: 0,
-            value,
-        });
-        ConnId {
-            index,
-            generation: 0,
-        }
+        self.slots.push(Slot::Occupied { generation: 0, value });
+        ConnId { index, generation: 0 }
     }
 
     pub(crate) fn get(&self, id: ConnId) -> Option<&T> {
         match self.slots.get(id.index as usize) {
-            Some(Slot::Occupied { generation, value }) if *generation == id.generation => {
-                Some(value)
-            }
+            Some(Slot::Occupied { generation, value }) if *generation == id.generation => Some(value),
             _ => None,
         }
     }
 
     pub(crate) fn get_mut(&mut self, id: ConnId) -> Option<&mut T> {
         match self.slots.get_mut(id.index as usize) {
-            Some(Slot::Occupied { generation, value }) if *generation == id.generation => {
-                Some(value)
-            }
+            Some(Slot::Occupied { generation, value }) if *generation == id.generation => Some(value),
             _ => None,
         }
     }
@@ -121,10 +94,7 @@ impl<T> Slab<T> {
     /// The live id at `index`, used to map a mio token back to a connection.
     pub(crate) fn id_at(&self, index: usize) -> Option<ConnId> {
         match self.slots.get(index) {
-            Some(Slot::Occupied { generation, .. }) => Some(ConnId {
-                index: index as u32,
-                generation: *generation,
-            }),
+            Some(Slot::Occupied { generation, .. }) => Some(ConnId { index: index as u32, generation: *generation }),
             _ => None,
         }
     }
@@ -135,13 +105,8 @@ impl<T> Slab<T> {
             Slot::Occupied { generation, .. } if *generation == id.generation => {}
             _ => return None,
         }
-        let vacant = Slot::Vacant {
-            generation: id.generation.wrapping_add(1),
-            next_free: self.free_head,
-        };
-        let Slot::Occupied { value, .. } = std::mem::replace(slot, vacant) else {
-            unreachable!()
-        };
+        let vacant = Slot::Vacant { generation: id.generation.wrapping_add(1), next_free: self.free_head };
+        let Slot::Occupied { value, .. } = std::mem::replace(slot, vacant) else { unreachable!() };
         self.free_head = Some(id.index);
         self.len -= 1;
         Some(value)
@@ -149,10 +114,7 @@ impl<T> Slab<T> {
 
     pub(crate) fn ids(&self) -> impl Iterator<Item = ConnId> + '_ {
         self.slots.iter().enumerate().filter_map(|(i, s)| match s {
-            Slot::Occupied { generation, .. } => Some(ConnId {
-                index: i as u32,
-                generation: *generation,
-            }),
+            Slot::Occupied { generation, .. } => Some(ConnId { index: i as u32, generation: *generation }),
             Slot::Vacant { .. } => None,
         })
     }
@@ -173,11 +135,7 @@ mod tests {
         let c = slab.insert("c");
         assert_eq!(c.index(), 0);
         assert_ne!(c.generation(), a.generation());
-        assert_eq!(
-            slab.get(a),
-            None,
-            "a stale id must not reach the new occupant"
-        );
+        assert_eq!(slab.get(a), None, "a stale id must not reach the new occupant");
         assert_eq!(slab.get(c), Some(&"c"));
         assert_eq!(slab.remove(a), None);
         assert_eq!(slab.len(), 2);

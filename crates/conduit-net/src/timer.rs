@@ -45,12 +45,7 @@ impl<T> Default for Timers<T> {
 impl<T> Timers<T> {
     /// No timers.
     pub fn new() -> Self {
-        Timers {
-            entries: Vec::new(),
-            free: Vec::new(),
-            heap: BinaryHeap::new(),
-            live: 0,
-        }
+        Timers { entries: Vec::new(), free: Vec::new(), heap: BinaryHeap::new(), live: 0 }
     }
 
     /// Armed timers.
@@ -76,21 +71,14 @@ impl<T> Timers<T> {
     }
 
     fn insert(&mut self, deadline: Instant, period: Option<Duration>, payload: T) -> TimerId {
-        let armed = Some(Armed {
-            deadline,
-            period,
-            payload,
-        });
+        let armed = Some(Armed { deadline, period, payload });
         let index = match self.free.pop() {
             Some(i) => {
                 self.entries[i as usize].armed = armed;
                 i
             }
             None => {
-                self.entries.push(Entry {
-                    generation: 0,
-                    armed,
-                });
+                self.entries.push(Entry { generation: 0, armed });
                 (self.entries.len() - 1) as u32
             }
         };
@@ -116,9 +104,7 @@ impl<T> Timers<T> {
 
     /// True if `id` is still armed.
     pub fn is_armed(&self, id: TimerId) -> bool {
-        self.entries
-            .get(id.index as usize)
-            .is_some_and(|e| e.generation == id.generation && e.armed.is_some())
+        self.entries.get(id.index as usize).is_some_and(|e| e.generation == id.generation && e.armed.is_some())
     }
 
     fn release(&mut self, index: u32) {
@@ -133,11 +119,7 @@ impl<T> Timers<T> {
             .entries
             .iter()
             .enumerate()
-            .filter_map(|(i, e)| {
-                e.armed
-                    .as_ref()
-                    .map(|a| Reverse((a.deadline, i as u32, e.generation)))
-            })
+            .filter_map(|(i, e)| e.armed.as_ref().map(|a| Reverse((a.deadline, i as u32, e.generation))))
             .collect();
         self.heap = heap;
     }
@@ -146,8 +128,7 @@ impl<T> Timers<T> {
     fn skip_stale(&mut self) {
         while let Some(Reverse((deadline, index, generation))) = self.heap.peek().copied() {
             let entry = &self.entries[index as usize];
-            let live = entry.generation == generation
-                && entry.armed.as_ref().is_some_and(|a| a.deadline == deadline);
+            let live = entry.generation == generation && entry.armed.as_ref().is_some_and(|a| a.deadline == deadline);
             if live {
                 return;
             }
@@ -248,11 +229,7 @@ mod tests {
         assert_eq!(t.cancel(a), Some("a"));
         assert_eq!(t.cancel(a), None);
         let b = t.once(t0 + ms(5), "b");
-        assert_eq!(
-            t.cancel(a),
-            None,
-            "a stale id must not cancel the slot's new timer"
-        );
+        assert_eq!(t.cancel(a), None, "a stale id must not cancel the slot's new timer");
         assert!(t.is_armed(b));
         assert_eq!(fire_all(&mut t, t0 + ms(5)), vec!["b"]);
         assert_eq!(t.cancel(b), None, "a fired one-shot is no longer armed");
@@ -267,11 +244,7 @@ mod tests {
             t.cancel(id);
         }
         assert!(t.is_empty());
-        assert!(
-            t.heap.len() <= 64 + 1,
-            "heap kept {} stale entries",
-            t.heap.len()
-        );
+        assert!(t.heap.len() <= 64 + 1, "heap kept {} stale entries", t.heap.len());
         assert!(t.entries.len() <= 1);
     }
 

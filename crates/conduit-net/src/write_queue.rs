@@ -70,12 +70,7 @@ pub struct WriteQueue {
 impl WriteQueue {
     /// An empty queue that refuses to hold more than `limit` pending bytes.
     pub fn new(limit: usize) -> Self {
-        WriteQueue {
-            chunks: VecDeque::new(),
-            front_offset: 0,
-            len: 0,
-            limit,
-        }
+        WriteQueue { chunks: VecDeque::new(), front_offset: 0, len: 0, limit }
     }
 
     /// Pending bytes.
@@ -102,11 +97,7 @@ impl WriteQueue {
         if self.has_room(attempted) {
             Ok(())
         } else {
-            Err(QueueFull {
-                queued: self.len,
-                attempted,
-                limit: self.limit,
-            })
+            Err(QueueFull { queued: self.len, attempted, limit: self.limit })
         }
     }
 
@@ -181,11 +172,7 @@ impl WriteQueue {
                 let mut count = 0;
                 for (i, chunk) in self.chunks.iter().take(MAX_IOVECS).enumerate() {
                     let bytes = chunk.bytes();
-                    slices[i] = IoSlice::new(if i == 0 {
-                        &bytes[self.front_offset..]
-                    } else {
-                        bytes
-                    });
+                    slices[i] = IoSlice::new(if i == 0 { &bytes[self.front_offset..] } else { bytes });
                     count += 1;
                 }
                 writer.write_vectored(&slices[..count])
@@ -281,12 +268,7 @@ mod tests {
             q2.push_shared(shared.clone(), 1..7).unwrap();
             q2.push_vec(vec![b'x'; 2000]).unwrap();
             q2.push_slice(b" end").unwrap();
-            let mut w = Throttled {
-                out: vec![],
-                per_call,
-                budget: usize::MAX,
-                calls: 0,
-            };
+            let mut w = Throttled { out: vec![], per_call, budget: usize::MAX, calls: 0 };
             let n = q2.write_to(&mut w).unwrap();
             assert_eq!(n, expected.len());
             assert_eq!(w.out, expected, "per_call {per_call}");
@@ -298,12 +280,7 @@ mod tests {
     fn would_block_leaves_the_rest_queued() {
         let mut q = WriteQueue::new(1 << 20);
         q.push_slice(b"0123456789").unwrap();
-        let mut w = Throttled {
-            out: vec![],
-            per_call: 4,
-            budget: 6,
-            calls: 0,
-        };
+        let mut w = Throttled { out: vec![], per_call: 4, budget: 6, calls: 0 };
         assert_eq!(q.write_to(&mut w).unwrap(), 6);
         assert_eq!(q.len(), 4);
         w.budget = 100;
@@ -314,20 +291,9 @@ mod tests {
     #[test]
     fn limit_refuses_pushes_past_it_but_never_an_empty_queue() {
         let mut q = WriteQueue::new(10);
-        assert_eq!(
-            q.push_slice(&[0; 25]),
-            Ok(()),
-            "an empty queue takes any one message"
-        );
+        assert_eq!(q.push_slice(&[0; 25]), Ok(()), "an empty queue takes any one message");
         let err = q.push_slice(b"x").unwrap_err();
-        assert_eq!(
-            err,
-            QueueFull {
-                queued: 25,
-                attempted: 1,
-                limit: 10
-            }
-        );
+        assert_eq!(err, QueueFull { queued: 25, attempted: 1, limit: 10 });
         assert_eq!(q.len(), 25, "a refused push queues nothing");
         q.clear();
         q.push_slice(&[0; 6]).unwrap();
@@ -344,12 +310,7 @@ mod tests {
         for _ in 0..100 {
             q.push_slice(b"data: x\n\n").unwrap();
         }
-        let mut w = Throttled {
-            out: vec![],
-            per_call: usize::MAX,
-            budget: usize::MAX,
-            calls: 0,
-        };
+        let mut w = Throttled { out: vec![], per_call: usize::MAX, budget: usize::MAX, calls: 0 };
         q.write_to(&mut w).unwrap();
         assert_eq!(w.calls, 1);
         assert_eq!(w.out.len(), 900);
@@ -368,10 +329,7 @@ mod tests {
         }
         let mut q = WriteQueue::new(100);
         q.push_slice(b"abc").unwrap();
-        assert_eq!(
-            q.write_to(&mut Broken).unwrap_err().kind(),
-            io::ErrorKind::BrokenPipe
-        );
+        assert_eq!(q.write_to(&mut Broken).unwrap_err().kind(), io::ErrorKind::BrokenPipe);
         struct Zero;
         impl Write for Zero {
             fn write(&mut self, _: &[u8]) -> io::Result<usize> {
@@ -381,10 +339,7 @@ mod tests {
                 Ok(())
             }
         }
-        assert_eq!(
-            q.write_to(&mut Zero).unwrap_err().kind(),
-            io::ErrorKind::WriteZero
-        );
+        assert_eq!(q.write_to(&mut Zero).unwrap_err().kind(), io::ErrorKind::WriteZero);
     }
 
     #[test]

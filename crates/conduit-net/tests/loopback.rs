@@ -6,12 +6,11 @@
 mod common;
 
 use common::{
-    Msg, assert_counter_pattern, connect, connect_small_rcvbuf, control, counter_bytes, poll_until,
-    read_to_eof, recv, round_trip, start,
+    Msg, assert_counter_pattern, connect, connect_small_rcvbuf, control, counter_bytes, poll_until, read_to_eof, recv,
+    round_trip, start,
 };
 use conduit_net::{
-    CloseReason, ConnId, Context, EventLoop, Handler, LoopConfig, QueueFull, SendError, TimerId,
-    WriteError,
+    CloseReason, ConnId, Context, EventLoop, Handler, LoopConfig, QueueFull, SendError, TimerId, WriteError,
 };
 use std::collections::HashMap;
 use std::io::{ErrorKind, Read, Write};
@@ -47,12 +46,7 @@ struct Echo {
 impl Echo {
     fn new() -> (Self, Arc<Mutex<EchoStats>>) {
         let stats = Arc::new(Mutex::new(EchoStats::default()));
-        (
-            Echo {
-                stats: Arc::clone(&stats),
-            },
-            stats,
-        )
+        (Echo { stats: Arc::clone(&stats) }, stats)
     }
 }
 
@@ -132,26 +126,11 @@ fn echo_many_clients_and_a_large_payload() {
     let stats = stats.lock().unwrap();
     assert_eq!(stats.connects, 9);
     assert!(stats.write_errors.is_empty(), "{:?}", stats.write_errors);
-    assert!(
-        stats.largest_slice <= 16 * KIB,
-        "on_data got {} bytes, more than the read buffer",
-        stats.largest_slice
-    );
-    assert!(
-        stats.data_calls >= MIB / (16 * KIB),
-        "1 MiB arrived in only {} reads",
-        stats.data_calls
-    );
-    assert!(
-        stats.largest_backlog > 0,
-        "the echo never backed up: no partial write was exercised"
-    );
+    assert!(stats.largest_slice <= 16 * KIB, "on_data got {} bytes, more than the read buffer", stats.largest_slice);
+    assert!(stats.data_calls >= MIB / (16 * KIB), "1 MiB arrived in only {} reads", stats.data_calls);
+    assert!(stats.largest_backlog > 0, "the echo never backed up: no partial write was exercised");
     assert_eq!(stats.closes.len(), 9);
-    assert!(
-        stats.closes.iter().all(|(_, r)| *r == CloseReason::Local),
-        "{:?}",
-        stats.closes
-    );
+    assert!(stats.closes.iter().all(|(_, r)| *r == CloseReason::Local), "{:?}", stats.closes);
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -163,13 +142,7 @@ const FLOOD_LIMIT: usize = 64 * KIB;
 
 #[derive(Debug)]
 enum FloodEvent {
-    Full {
-        conn: ConnId,
-        full: QueueFull,
-        had_room: bool,
-        accepted: usize,
-        largest_queue: usize,
-    },
+    Full { conn: ConnId, full: QueueFull, had_room: bool, accepted: usize, largest_queue: usize },
     Close(ConnId, CloseReason),
 }
 
@@ -203,11 +176,7 @@ impl Handler for Flood {
                     self.largest_queue = self.largest_queue.max(cx.queued(conn).unwrap());
                 }
                 Err(WriteError::Full(full)) => {
-                    assert_eq!(
-                        cx.queued(conn),
-                        Some(full.queued),
-                        "a refused write queued bytes"
-                    );
+                    assert_eq!(cx.queued(conn), Some(full.queued), "a refused write queued bytes");
                     let _ = self.events.send(FloodEvent::Full {
                         conn,
                         full,
@@ -238,47 +207,19 @@ impl Handler for Flood {
 #[test]
 fn write_queue_limit_refuses_writes_to_a_client_that_does_not_read() {
     let (tx, events) = mpsc::channel();
-    let config = LoopConfig {
-        write_queue_limit: FLOOD_LIMIT,
-        ..LoopConfig::default()
-    };
-    let server = start(
-        config,
-        Flood {
-            events: tx,
-            conn: None,
-            timer: None,
-            accepted: 0,
-            largest_queue: 0,
-        },
-    );
+    let config = LoopConfig { write_queue_limit: FLOOD_LIMIT, ..LoopConfig::default() };
+    let server = start(config, Flood { events: tx, conn: None, timer: None, accepted: 0, largest_queue: 0 });
     let mut client = connect_small_rcvbuf(server.addr, 4 * KIB);
 
-    let FloodEvent::Full {
-        conn,
-        full,
-        had_room,
-        accepted,
-        largest_queue,
-    } = recv(&events, "a full queue")
-    else {
+    let FloodEvent::Full { conn, full, had_room, accepted, largest_queue } = recv(&events, "a full queue") else {
         panic!("expected a full queue first");
     };
     assert!(!had_room, "has_room said yes to a write that was refused");
     assert_eq!(full.limit, FLOOD_LIMIT);
     assert_eq!(full.attempted, FLOOD_CHUNK);
-    assert!(
-        full.queued <= FLOOD_LIMIT && full.queued + FLOOD_CHUNK > FLOOD_LIMIT,
-        "{full:?}"
-    );
-    assert!(
-        largest_queue <= FLOOD_LIMIT,
-        "the queue held {largest_queue} bytes, over its limit"
-    );
-    assert!(
-        accepted > FLOOD_LIMIT,
-        "only {accepted} bytes were accepted"
-    );
+    assert!(full.queued <= FLOOD_LIMIT && full.queued + FLOOD_CHUNK > FLOOD_LIMIT, "{full:?}");
+    assert!(largest_queue <= FLOOD_LIMIT, "the queue held {largest_queue} bytes, over its limit");
+    assert!(accepted > FLOOD_LIMIT, "only {accepted} bytes were accepted");
     let FloodEvent::Close(closed, reason) = recv(&events, "the close") else {
         panic!("expected the close");
     };
@@ -334,9 +275,7 @@ impl Handler for BigWrite {
 
     fn on_drained(&mut self, cx: &mut Context<'_, Msg<DrainQuery>>, conn: ConnId) {
         self.drained += 1;
-        let _ = self.events.send(DrainEvent::Drained {
-            queued: cx.queued(conn).unwrap(),
-        });
+        let _ = self.events.send(DrainEvent::Drained { queued: cx.queued(conn).unwrap() });
         cx.close_after_flush(conn);
     }
 
@@ -347,37 +286,21 @@ impl Handler for BigWrite {
         }
     }
 
-    fn on_close(&mut self, _cx: &mut Context<'_, Msg<DrainQuery>>, _conn: ConnId, _r: CloseReason) {
-    }
+    fn on_close(&mut self, _cx: &mut Context<'_, Msg<DrainQuery>>, _conn: ConnId, _r: CloseReason) {}
 }
 
 /// (3a) on_drained comes only once the client has read enough, with the queue at or below low water.
 #[test]
 fn notify_drained_waits_for_the_client_to_read() {
     let (tx, events) = mpsc::channel();
-    let config = LoopConfig {
-        low_water: LOW_WATER,
-        ..LoopConfig::default()
-    };
-    let server = start(
-        config,
-        BigWrite {
-            events: tx,
-            drained: 0,
-            conn: None,
-        },
-    );
+    let config = LoopConfig { low_water: LOW_WATER, ..LoopConfig::default() };
+    let server = start(config, BigWrite { events: tx, drained: 0, conn: None });
     let mut client = connect_small_rcvbuf(server.addr, 16 * KIB);
     // Wait until the loop has taken the connection and flushed what the socket would take.
-    poll_until("the connection to be accepted", || {
-        server.ask(DrainQuery::State).1 > 0
-    });
+    poll_until("the connection to be accepted", || server.ask(DrainQuery::State).1 > 0);
     let (drained, queued) = server.ask(DrainQuery::State);
     assert_eq!(drained, 0, "drained before the client read anything");
-    assert!(
-        queued > LOW_WATER,
-        "the queue was {queued} bytes: the test needs it above low water"
-    );
+    assert!(queued > LOW_WATER, "the queue was {queued} bytes: the test needs it above low water");
     assert!(events.try_recv().is_err());
 
     let data = read_to_eof(&mut client, DRAIN_PAYLOAD).expect("read the payload");
@@ -428,13 +351,7 @@ impl Handler for AskTwice {
 #[test]
 fn notify_drained_twice_gives_one_call() {
     let (tx, report) = mpsc::channel();
-    let server = start(
-        LoopConfig::default(),
-        AskTwice {
-            drained: 0,
-            report: tx,
-        },
-    );
+    let server = start(LoopConfig::default(), AskTwice { drained: 0, report: tx });
     let mut client = connect(server.addr);
     let mut hello = [0u8; 5];
     client.read_exact(&mut hello).unwrap();
@@ -470,8 +387,7 @@ impl Handler for Producer {
             self.over_low_water.push(queued);
         }
         for _ in 0..PRODUCER_BATCH {
-            cx.write_vec(conn, counter_bytes(self.offset, PRODUCER_CHUNK))
-                .expect("the producer's write was refused");
+            cx.write_vec(conn, counter_bytes(self.offset, PRODUCER_CHUNK)).expect("the producer's write was refused");
             self.offset += PRODUCER_CHUNK;
         }
         self.rounds += 1;
@@ -492,19 +408,8 @@ impl Handler for Producer {
 /// (3b) A producer paced by on_drained delivers exactly what it produced, in order.
 #[test]
 fn producer_paced_by_on_drained_delivers_everything_in_order() {
-    let config = LoopConfig {
-        low_water: LOW_WATER,
-        write_queue_limit: 256 * KIB,
-        ..LoopConfig::default()
-    };
-    let server = start(
-        config,
-        Producer {
-            rounds: 0,
-            offset: 0,
-            over_low_water: Vec::new(),
-        },
-    );
+    let config = LoopConfig { low_water: LOW_WATER, write_queue_limit: 256 * KIB, ..LoopConfig::default() };
+    let server = start(config, Producer { rounds: 0, offset: 0, over_low_water: Vec::new() });
     let total = PRODUCER_ROUNDS * PRODUCER_BATCH * PRODUCER_CHUNK;
     let mut client = connect_small_rcvbuf(server.addr, 32 * KIB);
     let data = read_to_eof(&mut client, total).expect("read the stream");
@@ -514,11 +419,7 @@ fn producer_paced_by_on_drained_delivers_everything_in_order() {
     let event_loop = server.stop();
     let producer = event_loop.handler();
     assert_eq!(producer.rounds, PRODUCER_ROUNDS);
-    assert!(
-        producer.over_low_water.is_empty(),
-        "on_drained above low water: {:?}",
-        producer.over_low_water
-    );
+    assert!(producer.over_low_water.is_empty(), "on_drained above low water: {:?}", producer.over_low_water);
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -554,9 +455,7 @@ impl Handler for Responder {
             cx.write_vec(conn, counter_bytes(0, self.size)).unwrap();
             cx.close_after_flush(conn);
             assert!(!cx.is_open(conn));
-            let _ = self
-                .events
-                .send(RespEvent::LateWrite(cx.write(conn, b"late")));
+            let _ = self.events.send(RespEvent::LateWrite(cx.write(conn, b"late")));
         }
         *seen += data.len();
     }
@@ -571,23 +470,10 @@ impl Handler for Responder {
     }
 }
 
-fn responder(
-    linger: Duration,
-    size: usize,
-) -> (common::Server<Responder>, mpsc::Receiver<RespEvent>) {
+fn responder(linger: Duration, size: usize) -> (common::Server<Responder>, mpsc::Receiver<RespEvent>) {
     let (tx, events) = mpsc::channel();
-    let config = LoopConfig {
-        linger,
-        ..LoopConfig::default()
-    };
-    let server = start(
-        config,
-        Responder {
-            events: tx,
-            size,
-            answered: HashMap::new(),
-        },
-    );
+    let config = LoopConfig { linger, ..LoopConfig::default() };
+    let server = start(config, Responder { events: tx, size, answered: HashMap::new() });
     (server, events)
 }
 
@@ -602,10 +488,7 @@ fn close_after_flush_delivers_everything_then_eof() {
         client.write_all(b"go").unwrap();
         let mut first = [0u8; 1];
         client.read_exact(&mut first).unwrap();
-        assert_eq!(
-            recv(&events, "the late write"),
-            RespEvent::LateWrite(Err(WriteError::Closed))
-        );
+        assert_eq!(recv(&events, "the late write"), RespEvent::LateWrite(Err(WriteError::Closed)));
         // The server is flushing (or lingering); what the client sends now is never read by the handler.
         client.write_all(&[b'x'; 64 * KIB]).unwrap();
         let rest = read_to_eof(&mut client, size - 1).expect("read the response");
@@ -617,10 +500,7 @@ fn close_after_flush_delivers_everything_then_eof() {
         // Write side shut, lingering for our EOF: the connection and its linger timer are still there.
         assert_eq!(server.counts(), (1, 1), "{size} bytes");
         drop(client);
-        assert_eq!(
-            recv(&events, "the close"),
-            RespEvent::Close(CloseReason::Local)
-        );
+        assert_eq!(recv(&events, "the close"), RespEvent::Close(CloseReason::Local));
         server.wait_counts((0, 0), "the lingering connection closed");
         let _ = server.stop();
     }
@@ -637,15 +517,9 @@ fn close_after_flush_survives_the_clients_early_eof() {
         client.shutdown(Shutdown::Write).unwrap();
         let data = read_to_eof(&mut client, size).expect("read the response");
         assert_counter_pattern(&data, size);
-        assert_eq!(
-            recv(&events, "the late write"),
-            RespEvent::LateWrite(Err(WriteError::Closed))
-        );
+        assert_eq!(recv(&events, "the late write"), RespEvent::LateWrite(Err(WriteError::Closed)));
         // Its EOF came already, so there is no lingering: closed as soon as the flush is done.
-        assert_eq!(
-            recv(&events, "the close"),
-            RespEvent::Close(CloseReason::Local)
-        );
+        assert_eq!(recv(&events, "the close"), RespEvent::Close(CloseReason::Local));
         server.wait_counts((0, 0), "the connection closed");
         let _ = server.stop();
     }
@@ -660,14 +534,8 @@ fn linger_ends_by_timer_when_the_client_stays() {
     let data = read_to_eof(&mut client, RESPONSE).expect("read the response");
     let eof_at = Instant::now();
     assert_counter_pattern(&data, RESPONSE);
-    assert_eq!(
-        recv(&events, "the late write"),
-        RespEvent::LateWrite(Err(WriteError::Closed))
-    );
-    assert_eq!(
-        recv(&events, "the close"),
-        RespEvent::Close(CloseReason::Local)
-    );
+    assert_eq!(recv(&events, "the late write"), RespEvent::LateWrite(Err(WriteError::Closed)));
+    assert_eq!(recv(&events, "the close"), RespEvent::Close(CloseReason::Local));
     // The linger started before our EOF was read; allow for that, but not for closing at once.
     assert!(
         eof_at.elapsed() >= Duration::from_millis(100),
@@ -711,12 +579,7 @@ struct Recorder {
 
 impl Recorder {
     fn new(events: Sender<ConnEvent>) -> Self {
-        Recorder {
-            events,
-            spam: false,
-            conns: Vec::new(),
-            on_eof: OnEof::Close,
-        }
+        Recorder { events, spam: false, conns: Vec::new(), on_eof: OnEof::Close }
     }
 }
 
@@ -775,10 +638,7 @@ fn a_client_that_disconnects_is_detected() {
     assert_eq!(server.counts(), (1, 0));
     drop(client);
     assert_eq!(recv(&events, "read closed"), ConnEvent::ReadClosed(id));
-    assert_eq!(
-        recv(&events, "the close"),
-        ConnEvent::Close(id, CloseReason::Local)
-    );
+    assert_eq!(recv(&events, "the close"), ConnEvent::Close(id, CloseReason::Local));
     server.wait_counts((0, 0), "the connection closed");
     let _ = server.stop();
 }
@@ -789,13 +649,7 @@ fn a_client_that_resets_while_being_written_to_is_closed() {
     let (tx, events) = mpsc::channel();
     let mut recorder = Recorder::new(tx);
     recorder.spam = true;
-    let server = start(
-        LoopConfig {
-            write_queue_limit: 64 * KIB,
-            ..LoopConfig::default()
-        },
-        recorder,
-    );
+    let server = start(LoopConfig { write_queue_limit: 64 * KIB, ..LoopConfig::default() }, recorder);
     let mut bystander = connect(server.addr);
     let ConnEvent::Connect(bystander_id) = recv(&events, "the bystander") else {
         panic!("expected a connect");
@@ -808,9 +662,7 @@ fn a_client_that_resets_while_being_written_to_is_closed() {
     let mut some = [0u8; 1024];
     client.read_exact(&mut some).unwrap();
     assert!(some.iter().all(|&b| b == 7));
-    socket2::SockRef::from(&client)
-        .set_linger(Some(Duration::ZERO))
-        .unwrap();
+    socket2::SockRef::from(&client).set_linger(Some(Duration::ZERO)).unwrap();
     drop(client);
 
     let close = loop {
@@ -821,11 +673,7 @@ fn a_client_that_resets_while_being_written_to_is_closed() {
         }
     };
     assert_eq!(close.0, id);
-    assert!(
-        matches!(close.1, CloseReason::Io(_) | CloseReason::Local),
-        "{:?}",
-        close.1
-    );
+    assert!(matches!(close.1, CloseReason::Io(_) | CloseReason::Local), "{:?}", close.1);
     // One connection left (the bystander) and the spam interval.
     server.wait_counts((1, 1), "the reset connection closed");
     bystander.read_exact(&mut some).unwrap();
@@ -838,11 +686,7 @@ fn a_client_that_resets_while_being_written_to_is_closed() {
         rest.push(e);
     }
     // Dropped with unread data, the bystander resets too (or is closed by the stop): either way it is closed.
-    assert!(
-        rest.iter()
-            .any(|e| matches!(e, ConnEvent::Close(c, _) if *c == bystander_id)),
-        "{rest:?}"
-    );
+    assert!(rest.iter().any(|e| matches!(e, ConnEvent::Close(c, _) if *c == bystander_id)), "{rest:?}");
 }
 
 /// (5c) A half-closed client can still read the answer; no linger is needed since its EOF already came.
@@ -851,13 +695,7 @@ fn a_half_closed_client_gets_its_answer() {
     let (tx, events) = mpsc::channel();
     let mut recorder = Recorder::new(tx);
     recorder.on_eof = OnEof::Reply(b"goodbye\n");
-    let server = start(
-        LoopConfig {
-            linger: Duration::from_secs(30),
-            ..LoopConfig::default()
-        },
-        recorder,
-    );
+    let server = start(LoopConfig { linger: Duration::from_secs(30), ..LoopConfig::default() }, recorder);
     let mut client = connect(server.addr);
     let ConnEvent::Connect(id) = recv(&events, "the connect") else {
         panic!("expected a connect");
@@ -865,10 +703,7 @@ fn a_half_closed_client_gets_its_answer() {
     client.shutdown(Shutdown::Write).unwrap();
     assert_eq!(read_to_eof(&mut client, 8).unwrap(), b"goodbye\n");
     assert_eq!(recv(&events, "read closed"), ConnEvent::ReadClosed(id));
-    assert_eq!(
-        recv(&events, "the close"),
-        ConnEvent::Close(id, CloseReason::Local)
-    );
+    assert_eq!(recv(&events, "the close"), ConnEvent::Close(id, CloseReason::Local));
     server.wait_counts((0, 0), "the connection closed");
     let _ = server.stop();
 }
@@ -888,9 +723,7 @@ fn a_half_closed_client_that_resets_is_detected() {
     client.shutdown(Shutdown::Write).unwrap();
     assert_eq!(recv(&events, "read closed"), ConnEvent::ReadClosed(id));
     assert_eq!(server.counts(), (1, 0), "kept open after EOF");
-    socket2::SockRef::from(&client)
-        .set_linger(Some(Duration::ZERO))
-        .unwrap();
+    socket2::SockRef::from(&client).set_linger(Some(Duration::ZERO)).unwrap();
     drop(client);
     let ConnEvent::Close(closed, reason) = recv(&events, "the close after the reset") else {
         panic!("expected the close");
@@ -984,11 +817,7 @@ fn remote_messages_from_many_threads_arrive_in_order() {
     let event_loop = EventLoop::new(
         listener,
         LoopConfig::default(),
-        Tally {
-            next: [0; SENDERS],
-            received: 0,
-            out_of_order: Vec::new(),
-        },
+        Tally { next: [0; SENDERS], received: 0, out_of_order: Vec::new() },
     )
     .unwrap();
     let remote = event_loop.remote();
@@ -1016,29 +845,18 @@ fn remote_messages_from_many_threads_arrive_in_order() {
         s.join().unwrap();
     }
     remote.send(RemoteMsg::Stop).unwrap();
-    done.recv_timeout(common::WAIT)
-        .expect("the loop did not stop");
+    done.recv_timeout(common::WAIT).expect("the loop did not stop");
     let (event_loop, result) = runner.join().unwrap();
     result.unwrap();
 
     let tally = event_loop.handler();
     assert_eq!(tally.received, SENDERS as u64 * PER_SENDER);
-    assert!(
-        tally.out_of_order.is_empty(),
-        "{:?}",
-        &tally.out_of_order[..]
-    );
+    assert!(tally.out_of_order.is_empty(), "{:?}", &tally.out_of_order[..]);
     assert_eq!(tally.next, [PER_SENDER; SENDERS]);
     assert!(!remote.is_open());
-    assert_eq!(
-        remote.send(RemoteMsg::Seq(0, 0)),
-        Err(SendError::Closed(RemoteMsg::Seq(0, 0)))
-    );
+    assert_eq!(remote.send(RemoteMsg::Seq(0, 0)), Err(SendError::Closed(RemoteMsg::Seq(0, 0))));
     drop(event_loop);
-    assert!(matches!(
-        remote.send(RemoteMsg::Stop),
-        Err(SendError::Closed(RemoteMsg::Stop))
-    ));
+    assert!(matches!(remote.send(RemoteMsg::Stop), Err(SendError::Closed(RemoteMsg::Stop))));
 }
 
 struct Inbox {
@@ -1061,10 +879,7 @@ impl Handler for Inbox {
 #[test]
 fn mailbox_limit_refuses_sends_past_it() {
     let listener = conduit_net::bind("127.0.0.1:0".parse().unwrap(), 128, false).unwrap();
-    let config = LoopConfig {
-        mailbox_limit: 3,
-        ..LoopConfig::default()
-    };
+    let config = LoopConfig { mailbox_limit: 3, ..LoopConfig::default() };
     let mut event_loop = EventLoop::new(listener, config, Inbox { got: Vec::new() }).unwrap();
     let remote = event_loop.remote();
     for n in 0..3 {
@@ -1103,37 +918,16 @@ const SENTINEL: u64 = 1000;
 
 #[derive(Debug)]
 enum TimerCmd {
-    Once {
-        delay: Duration,
-        key: u64,
-    },
-    Interval {
-        period: Duration,
-        key: u64,
-        ticks: usize,
-    },
-    OnceCancelled {
-        delay: Duration,
-        key: u64,
-    },
+    Once { delay: Duration, key: u64 },
+    Interval { period: Duration, key: u64, ticks: usize },
+    OnceCancelled { delay: Duration, key: u64 },
 }
 
 #[derive(Debug, PartialEq)]
 enum TimerEvent {
-    Armed {
-        key: u64,
-        at: Instant,
-        count: usize,
-    },
-    Fired {
-        key: u64,
-        at: Instant,
-    },
-    Cancelled {
-        first: bool,
-        again: bool,
-        count: usize,
-    },
+    Armed { key: u64, at: Instant, count: usize },
+    Fired { key: u64, at: Instant },
+    Cancelled { first: bool, again: bool, count: usize },
     RefireCancel(bool),
     Sentinel,
 }
@@ -1182,16 +976,8 @@ impl Handler for Clock {
                 let first = cx.cancel_timer(id);
                 let again = cx.cancel_timer(id);
                 let count = cx.timer_count();
-                let _ = self.events.send(TimerEvent::Armed {
-                    key,
-                    at,
-                    count: armed,
-                });
-                let _ = self.events.send(TimerEvent::Cancelled {
-                    first,
-                    again,
-                    count,
-                });
+                let _ = self.events.send(TimerEvent::Armed { key, at, count: armed });
+                let _ = self.events.send(TimerEvent::Cancelled { first, again, count });
                 self.sentinel(cx, delay * 3);
             }
         }
@@ -1202,18 +988,12 @@ impl Handler for Clock {
             let _ = self.events.send(TimerEvent::Sentinel);
             return;
         }
-        assert_eq!(
-            self.timers.get(&key),
-            Some(&timer),
-            "fired with a foreign id"
-        );
+        assert_eq!(self.timers.get(&key), Some(&timer), "fired with a foreign id");
         let _ = self.events.send(TimerEvent::Fired { key, at: cx.now() });
         match self.interval_ticks.get_mut(&key) {
             None => {
                 // A one-shot that fired is no longer armed.
-                let _ = self
-                    .events
-                    .send(TimerEvent::RefireCancel(cx.cancel_timer(timer)));
+                let _ = self.events.send(TimerEvent::RefireCancel(cx.cancel_timer(timer)));
                 self.sentinel(cx, Duration::from_millis(100));
             }
             Some((seen, wanted)) => {
@@ -1222,11 +1002,7 @@ impl Handler for Clock {
                     let first = cx.cancel_timer(timer);
                     let again = cx.cancel_timer(timer);
                     let count = cx.timer_count();
-                    let _ = self.events.send(TimerEvent::Cancelled {
-                        first,
-                        again,
-                        count,
-                    });
+                    let _ = self.events.send(TimerEvent::Cancelled { first, again, count });
                     self.sentinel(cx, Duration::from_millis(100));
                 }
             }
@@ -1254,27 +1030,14 @@ fn until_sentinel(events: &mpsc::Receiver<TimerEvent>) -> Vec<TimerEvent> {
 #[test]
 fn timers_through_the_context() {
     let (tx, events) = mpsc::channel();
-    let server = start(
-        LoopConfig::default(),
-        Clock {
-            events: tx,
-            timers: HashMap::new(),
-            interval_ticks: HashMap::new(),
-        },
-    );
+    let server =
+        start(LoopConfig::default(), Clock { events: tx, timers: HashMap::new(), interval_ticks: HashMap::new() });
 
     // One-shot.
-    server.send(TimerCmd::Once {
-        delay: Duration::from_millis(50),
-        key: 7,
-    });
+    server.send(TimerCmd::Once { delay: Duration::from_millis(50), key: 7 });
     let got = until_sentinel(&events);
     let [
-        TimerEvent::Armed {
-            key: 7,
-            at,
-            count: 1,
-        },
+        TimerEvent::Armed { key: 7, at, count: 1 },
         TimerEvent::Fired { key: 7, at: fired },
         TimerEvent::RefireCancel(false),
         TimerEvent::Sentinel,
@@ -1287,19 +1050,10 @@ fn timers_through_the_context() {
 
     // Interval: five ticks, then cancelled; the sentinel 100 ms later sees no more ticks.
     let period = Duration::from_millis(10);
-    server.send(TimerCmd::Interval {
-        period,
-        key: 8,
-        ticks: 5,
-    });
+    server.send(TimerCmd::Interval { period, key: 8, ticks: 5 });
     let got = until_sentinel(&events);
     assert_eq!(got.len(), 1 + 5 + 1 + 1, "{got:?}");
-    let TimerEvent::Armed {
-        key: 8,
-        at,
-        count: 1,
-    } = got[0]
-    else {
+    let TimerEvent::Armed { key: 8, at, count: 1 } = got[0] else {
         panic!("interval: {got:?}");
     };
     let mut previous = at;
@@ -1311,37 +1065,19 @@ fn timers_through_the_context() {
         assert!(tick >= previous);
         previous = tick;
     }
-    assert_eq!(
-        got[6],
-        TimerEvent::Cancelled {
-            first: true,
-            again: false,
-            count: 0
-        }
-    );
+    assert_eq!(got[6], TimerEvent::Cancelled { first: true, again: false, count: 0 });
     assert_eq!(got[7], TimerEvent::Sentinel);
     server.wait_counts((0, 0), "the interval is gone");
 
     // A one-shot cancelled at once never fires.
-    server.send(TimerCmd::OnceCancelled {
-        delay: Duration::from_millis(30),
-        key: 9,
-    });
+    server.send(TimerCmd::OnceCancelled { delay: Duration::from_millis(30), key: 9 });
     let got = until_sentinel(&events);
     assert!(
         matches!(
             got[..],
             [
-                TimerEvent::Armed {
-                    key: 9,
-                    count: 1,
-                    ..
-                },
-                TimerEvent::Cancelled {
-                    first: true,
-                    again: false,
-                    count: 0
-                },
+                TimerEvent::Armed { key: 9, count: 1, .. },
+                TimerEvent::Cancelled { first: true, again: false, count: 0 },
                 TimerEvent::Sentinel
             ]
         ),
@@ -1359,11 +1095,7 @@ fn timers_through_the_context() {
 #[test]
 fn max_connections_answers_the_overflow_with_the_overload_response() {
     let (echo, stats) = Echo::new();
-    let config = LoopConfig {
-        max_connections: 2,
-        overload_response: b"busy\n".to_vec(),
-        ..LoopConfig::default()
-    };
+    let config = LoopConfig { max_connections: 2, overload_response: b"busy\n".to_vec(), ..LoopConfig::default() };
     let server = start(config, echo);
     let mut first = connect(server.addr);
     assert_eq!(round_trip(&mut first, b"one"), b"one");
@@ -1444,10 +1176,7 @@ fn a_stale_conn_id_never_reaches_the_slots_new_occupant() {
     a.read_exact(&mut buf).unwrap();
     assert_eq!(&buf, b"to-a");
     drop(a);
-    assert_eq!(
-        recv(&events, "the first close"),
-        ConnEvent::Close(old, CloseReason::Local)
-    );
+    assert_eq!(recv(&events, "the first close"), ConnEvent::Close(old, CloseReason::Local));
     server.wait_counts((0, 0), "the first connection gone");
 
     let mut b = connect(server.addr);
@@ -1458,10 +1187,7 @@ fn a_stale_conn_id_never_reaches_the_slots_new_occupant() {
     assert_ne!(new.generation(), old.generation());
     assert_ne!(new, old);
 
-    assert_eq!(
-        server.ask(|r| GenCmd::WriteTo(old, b"stale", r)),
-        Err(WriteError::Closed)
-    );
+    assert_eq!(server.ask(|r| GenCmd::WriteTo(old, b"stale", r)), Err(WriteError::Closed));
     assert_eq!(server.ask(|r| GenCmd::Queued(old, r)), None);
     assert_eq!(server.ask(|r| GenCmd::WriteTo(new, b"fresh", r)), Ok(()));
     let mut buf = [0u8; 5];
@@ -1501,9 +1227,7 @@ fn two_hundred_concurrent_clients() {
                     // Stay connected until every client has had its exchange.
                     let (lock, cvar) = &*release;
                     let guard = lock.lock().unwrap();
-                    let (guard, timeout) = cvar
-                        .wait_timeout_while(guard, common::WAIT, |released| !*released)
-                        .unwrap();
+                    let (guard, timeout) = cvar.wait_timeout_while(guard, common::WAIT, |released| !*released).unwrap();
                     assert!(*guard && !timeout.timed_out(), "never released");
                     drop(guard);
                     assert_eq!(round_trip(&mut s, b"bye"), b"bye");
@@ -1546,9 +1270,7 @@ fn connection_churn_leaves_nothing_behind() {
         if i % 2 == 0 {
             assert_eq!(round_trip(&mut s, b"x"), b"x");
         } else {
-            socket2::SockRef::from(&s)
-                .set_linger(Some(Duration::ZERO))
-                .unwrap();
+            socket2::SockRef::from(&s).set_linger(Some(Duration::ZERO)).unwrap();
         }
     }
     server.wait_counts((0, 0), "all churned connections gone");
@@ -1556,10 +1278,7 @@ fn connection_churn_leaves_nothing_behind() {
     let stats = stats.lock().unwrap();
     assert_eq!(stats.closes.len(), stats.connects);
     assert!(
-        stats.closes.iter().all(|(_, r)| matches!(
-            r,
-            CloseReason::Local | CloseReason::Io(ErrorKind::ConnectionReset)
-        )),
+        stats.closes.iter().all(|(_, r)| matches!(r, CloseReason::Local | CloseReason::Io(ErrorKind::ConnectionReset))),
         "{:?}",
         stats.closes
     );

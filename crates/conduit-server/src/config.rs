@@ -58,9 +58,6 @@ impl Default for ServerConfig {
 impl ServerConfig {
     /// The default configuration listening on `addr`.
     pub fn new(addr: SocketAddr) -> Self {
-        ServerConfig {
-            addr,
-            ..ServerConfig::default()
-        }
+        ServerConfig { addr, ..ServerConfig::default() }
     }
 }

@@ -14,23 +14,17 @@ pub struct Response {
 impl Response {
     /// An empty response with `status`.
     pub fn new(status: StatusCode) -> Self {
-        Response {
-            status,
-            headers: Vec::new(),
-            body: Vec::new(),
-        }
+        Response { status, headers: Vec::new(), body: Vec::new() }
     }
 
     /// `200` with a `text/plain; charset=utf-8` body.
     pub fn text(body: impl Into<String>) -> Self {
-        Response::new(StatusCode::OK)
-            .with_body("text/plain; charset=utf-8", body.into().into_bytes())
+        Response::new(StatusCode::OK).with_body("text/plain; charset=utf-8", body.into().into_bytes())
     }
 
     /// `200` with a `text/html; charset=utf-8` body.
     pub fn html(body: impl Into<String>) -> Self {
-        Response::new(StatusCode::OK)
-            .with_body("text/html; charset=utf-8", body.into().into_bytes())
+        Response::new(StatusCode::OK).with_body("text/html; charset=utf-8", body.into().into_bytes())
     }
 
     /// `200` with a JSON body.
@@ -40,15 +34,11 @@ impl Response {
 
     /// An error response: `status` with a short plain-text explanation ending in a line break.
     pub fn error(status: StatusCode, message: impl std::fmt::Display) -> Self {
-        Response::new(status).with_body(
-            "text/plain; charset=utf-8",
-            format!("{message}\n").into_bytes(),
-        )
+        Response::new(status).with_body("text/plain; charset=utf-8", format!("{message}\n").into_bytes())
     }
 
     fn with_body(mut self, content_type: &str, body: Vec<u8>) -> Self {
-        self.headers
-            .push(("Content-Type".into(), content_type.into()));
+        self.headers.push(("Content-Type".into(), content_type.into()));
         self.body = body;
         self
     }
@@ -78,10 +68,7 @@ impl Response {
             Ok(r) => r,
             Err(e) => {
                 log::error!("handler set an invalid response header {name:?}: {e}");
-                Response::error(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal error: invalid response header",
-                )
+                Response::error(StatusCode::INTERNAL_SERVER_ERROR, "internal error: invalid response header")
             }
         }
     }

@@ -23,13 +23,7 @@ pub struct Router {
 
 impl std::fmt::Debug for Router {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_list()
-            .entries(
-                self.routes
-                    .iter()
-                    .map(|r| format!("{} {}", r.method, r.path)),
-            )
-            .finish()
+        f.debug_list().entries(self.routes.iter().map(|r| format!("{} {}", r.method, r.path))).finish()
     }
 }
 
@@ -46,13 +40,8 @@ impl Router {
         R: Into<Reply>,
         F: Fn(&Request) -> R + Send + Sync + 'static,
     {
-        self.routes
-            .retain(|r| !(r.method == method && r.path == path));
-        self.routes.push(Route {
-            method,
-            path: path.to_owned(),
-            handler: Box::new(move |req| handler(req).into()),
-        });
+        self.routes.retain(|r| !(r.method == method && r.path == path));
+        self.routes.push(Route { method, path: path.to_owned(), handler: Box::new(move |req| handler(req).into()) });
         self
     }
 
@@ -77,18 +66,11 @@ impl Router {
     }
 
     fn find(&self, method: &Method, path: &str) -> Option<&Route> {
-        self.routes
-            .iter()
-            .find(|r| &r.method == method && r.path == path)
+        self.routes.iter().find(|r| &r.method == method && r.path == path)
     }
 
     fn allowed(&self, path: &str) -> Vec<&str> {
-        let mut allowed: Vec<&str> = self
-            .routes
-            .iter()
-            .filter(|r| r.path == path)
-            .map(|r| r.method.as_str())
-            .collect();
+        let mut allowed: Vec<&str> = self.routes.iter().filter(|r| r.path == path).map(|r| r.method.as_str()).collect();
         if allowed.contains(&"GET") {
             allowed.push("HEAD");
         }
@@ -106,17 +88,11 @@ impl Router {
             return (route.handler)(req);
         }
         if !self.routes.iter().any(|r| r.path == req.path()) {
-            return Response::error(
-                StatusCode::NOT_FOUND,
-                format_args!("no route for {}", req.path()),
-            )
-            .into();
+            return Response::error(StatusCode::NOT_FOUND, format_args!("no route for {}", req.path())).into();
         }
         let allow = self.allowed(req.path()).join(", ");
         if req.method() == &Method::Options {
-            return Response::new(StatusCode::NO_CONTENT)
-                .header("Allow", &allow)
-                .into();
+            return Response::new(StatusCode::NO_CONTENT).header("Allow", &allow).into();
         }
         Response::error(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -158,18 +134,14 @@ mod tests {
             assert_eq!(status(router.handle(&req)).0, *want, "{method} {path}");
         }
         let (_, headers) = status(router.handle(&Request::new(Method::Put, "/a").unwrap()));
-        let allow = headers
-            .iter()
-            .find(|(k, _)| k == "Allow")
-            .map(|(_, v)| v.as_str());
+        let allow = headers.iter().find(|(k, _)| k == "Allow").map(|(_, v)| v.as_str());
         assert_eq!(allow, Some("GET, POST, HEAD, OPTIONS"));
     }
 
     #[test]
     fn later_routes_replace_earlier_ones() {
-        let router = Router::new()
-            .get("/a", |_: &Request| Response::text("old"))
-            .get("/a", |_: &Request| Response::text("new"));
+        let router =
+            Router::new().get("/a", |_: &Request| Response::text("old")).get("/a", |_: &Request| Response::text("new"));
         match router.handle(&Request::new(Method::Get, "/a").unwrap()) {
             Reply::Response(r) => assert_eq!(r.body(), b"new"),
             Reply::Stream(_) => panic!("expected a response"),

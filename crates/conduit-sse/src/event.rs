@@ -215,9 +215,7 @@ impl Event {
     pub fn encoded_len(&self) -> usize {
         let mut len = 0;
         if let Some(comment) = &self.comment {
-            len += self
-                .comment_breaks
-                .encoded_len(COMMENT_PREFIX.len(), comment.len());
+            len += self.comment_breaks.encoded_len(COMMENT_PREFIX.len(), comment.len());
         }
         if let Some(name) = &self.event {
             len += EVENT_PREFIX.len() + name.len() + 1;
@@ -355,110 +353,40 @@ mod tests {
             ),
             (
                 "fixed field order",
-                ev().data("d")
-                    .retry(Duration::from_secs(3))
-                    .id("i")
-                    .unwrap()
-                    .event("e")
-                    .unwrap()
-                    .comment("c"),
+                ev().data("d").retry(Duration::from_secs(3)).id("i").unwrap().event("e").unwrap().comment("c"),
                 ": c\nevent: e\nid: i\nretry: 3000\ndata: d\n\n",
             ),
-            (
-                "retry",
-                ev().retry(Duration::from_millis(1500)),
-                "retry: 1500\n\n",
-            ),
+            ("retry", ev().retry(Duration::from_millis(1500)), "retry: 1500\n\n"),
             ("retry zero", ev().retry(Duration::ZERO), "retry: 0\n\n"),
-            (
-                "retry truncates sub-millisecond",
-                ev().retry(Duration::from_micros(2999)),
-                "retry: 2\n\n",
-            ),
-            (
-                "retry max",
-                ev().retry(Duration::MAX),
-                "retry: 18446744073709551615999\n\n",
-            ),
+            ("retry truncates sub-millisecond", ev().retry(Duration::from_micros(2999)), "retry: 2\n\n"),
+            ("retry max", ev().retry(Duration::MAX), "retry: 18446744073709551615999\n\n"),
             ("id only", ev().id("5").unwrap(), "id: 5\n\n"),
             ("empty id resets", ev().id("").unwrap(), "id: \n\n"),
             ("empty event name", ev().event("").unwrap(), "event: \n\n"),
             ("comment only", ev().comment("hi"), ": hi\n"),
             ("empty comment", ev().comment(""), ": \n"),
-            (
-                "comment with breaks",
-                ev().comment("a\nid: 1\rb\r\nc"),
-                ": a\n: id: 1\n: b\n: c\n",
-            ),
-            (
-                "comment and data",
-                ev().comment("note").data("x"),
-                ": note\ndata: x\n\n",
-            ),
+            ("comment with breaks", ev().comment("a\nid: 1\rb\r\nc"), ": a\n: id: 1\n: b\n: c\n"),
+            ("comment and data", ev().comment("note").data("x"), ": note\ndata: x\n\n"),
             ("data LF", ev().data("a\nb"), "data: a\ndata: b\n\n"),
             ("data CR", ev().data("a\rb"), "data: a\ndata: b\n\n"),
-            (
-                "data CRLF is one break",
-                ev().data("a\r\nb"),
-                "data: a\ndata: b\n\n",
-            ),
-            (
-                "data mixed",
-                ev().data("a\nb\rc\r\nd\n\re"),
-                "data: a\ndata: b\ndata: c\ndata: d\ndata: \ndata: e\n\n",
-            ),
-            (
-                "data trailing break",
-                ev().data("a\n"),
-                "data: a\ndata: \n\n",
-            ),
-            (
-                "data leading break",
-                ev().data("\na"),
-                "data: \ndata: a\n\n",
-            ),
+            ("data CRLF is one break", ev().data("a\r\nb"), "data: a\ndata: b\n\n"),
+            ("data mixed", ev().data("a\nb\rc\r\nd\n\re"), "data: a\ndata: b\ndata: c\ndata: d\ndata: \ndata: e\n\n"),
+            ("data trailing break", ev().data("a\n"), "data: a\ndata: \n\n"),
+            ("data leading break", ev().data("\na"), "data: \ndata: a\n\n"),
             ("data only CRLF", ev().data("\r\n"), "data: \ndata: \n\n"),
             ("data only CR", ev().data("\r"), "data: \ndata: \n\n"),
-            (
-                "data LF CR is two",
-                ev().data("\n\r"),
-                "data: \ndata: \ndata: \n\n",
-            ),
+            ("data LF CR is two", ev().data("\n\r"), "data: \ndata: \ndata: \n\n"),
             ("data empty", ev().data(""), "data: \n\n"),
-            (
-                "data keeps spaces and colons",
-                ev().data(" id: x :"),
-                "data:  id: x :\n\n",
-            ),
-            (
-                "data unicode",
-                ev().data("héllo \u{2028} 世界 🦀"),
-                "data: héllo \u{2028} 世界 🦀\n\n",
-            ),
-            (
-                "data replaced",
-                ev().data("old").data("new"),
-                "data: new\n\n",
-            ),
-            (
-                "event name with NUL",
-                ev().event("a\0b").unwrap(),
-                "event: a\0b\n\n",
-            ),
+            ("data keeps spaces and colons", ev().data(" id: x :"), "data:  id: x :\n\n"),
+            ("data unicode", ev().data("héllo \u{2028} 世界 🦀"), "data: héllo \u{2028} 世界 🦀\n\n"),
+            ("data replaced", ev().data("old").data("new"), "data: new\n\n"),
+            ("event name with NUL", ev().event("a\0b").unwrap(), "event: a\0b\n\n"),
             (
                 "json struct",
-                ev().json(&Point {
-                    x: 1,
-                    label: "a\nb".into(),
-                })
-                .unwrap(),
+                ev().json(&Point { x: 1, label: "a\nb".into() }).unwrap(),
                 "data: {\"x\":1,\"label\":\"a\\nb\"}\n\n",
             ),
-            (
-                "json map",
-                ev().json(&BTreeMap::from([("b", 2), ("a", 1)])).unwrap(),
-                "data: {\"a\":1,\"b\":2}\n\n",
-            ),
+            ("json map", ev().json(&BTreeMap::from([("b", 2), ("a", 1)])).unwrap(), "data: {\"a\":1,\"b\":2}\n\n"),
             ("json str", ev().json("hi").unwrap(), "data: \"hi\"\n\n"),
         ]
     }
@@ -473,11 +401,7 @@ mod tests {
     fn exact_bytes_table() {
         for (name, event, expected) in table() {
             let got = encoded(&event);
-            assert_eq!(
-                String::from_utf8_lossy(&got),
-                expected,
-                "case {name:?}: {event:?}"
-            );
+            assert_eq!(String::from_utf8_lossy(&got), expected, "case {name:?}: {event:?}");
             assert_eq!(event.encoded_len(), got.len(), "case {name:?}");
             assert_eq!(event.is_empty(), expected.is_empty(), "case {name:?}");
         }
@@ -524,20 +448,11 @@ mod tests {
     #[test]
     fn rejected_names_and_ids() {
         for bad in ["a\nb", "a\rb", "\n", "\r", "\r\n", "end\n", "\u{2028}ok\n"] {
-            assert!(
-                matches!(Event::new().event(bad), Err(EventError::InvalidEventName)),
-                "event {bad:?}"
-            );
-            assert!(
-                matches!(Event::new().id(bad), Err(EventError::InvalidId)),
-                "id {bad:?}"
-            );
+            assert!(matches!(Event::new().event(bad), Err(EventError::InvalidEventName)), "event {bad:?}");
+            assert!(matches!(Event::new().id(bad), Err(EventError::InvalidId)), "id {bad:?}");
         }
         for bad in ["\0", "a\0b", "7\0"] {
-            assert!(
-                matches!(Event::new().id(bad), Err(EventError::InvalidId)),
-                "id {bad:?}"
-            );
+            assert!(matches!(Event::new().id(bad), Err(EventError::InvalidId)), "id {bad:?}");
             assert!(Event::new().event(bad).is_ok(), "event {bad:?}");
         }
         for good in ["", "a", "a b: c", "é\u{2028}"] {
@@ -548,15 +463,10 @@ mod tests {
 
     #[test]
     fn json_errors() {
-        let err = Event::new()
-            .json(&BTreeMap::from([((1, 2), 3)]))
-            .unwrap_err();
+        let err = Event::new().json(&BTreeMap::from([((1, 2), 3)])).unwrap_err();
         assert!(matches!(err, EventError::Json(_)));
         assert!(err.source().is_some());
-        assert_eq!(
-            err.to_string(),
-            "event data could not be serialized as JSON"
-        );
+        assert_eq!(err.to_string(), "event data could not be serialized as JSON");
         assert!(EventError::InvalidId.source().is_none());
         assert!(!EventError::InvalidEventName.to_string().is_empty());
     }
@@ -621,14 +531,10 @@ mod tests {
             }
             let event = Event::new().data(data.clone());
             let out = String::from_utf8(encoded(&event)).unwrap();
-            let body = out
-                .strip_suffix("\n\n")
-                .expect("block ends with a blank line");
+            let body = out.strip_suffix("\n\n").expect("block ends with a blank line");
             let mut values = Vec::new();
             for line in body.split('\n') {
-                let value = line
-                    .strip_prefix("data: ")
-                    .unwrap_or_else(|| panic!("line {line:?} in {out:?}"));
+                let value = line.strip_prefix("data: ").unwrap_or_else(|| panic!("line {line:?} in {out:?}"));
                 assert!(!value.contains('\r'));
                 values.push(value);
             }
@@ -660,12 +566,7 @@ mod tests {
 
     #[test]
     fn encode_comment_table() {
-        let cases = [
-            ("", ": \n"),
-            ("x", ": x\n"),
-            ("a\nb", ": a\n: b\n"),
-            ("a\r\nb\r", ": a\n: b\n: \n"),
-        ];
+        let cases = [("", ": \n"), ("x", ": x\n"), ("a\nb", ": a\n: b\n"), ("a\r\nb\r", ": a\n: b\n: \n")];
         for (text, expected) in cases {
             let mut buf = b"..".to_vec();
             encode_comment(&mut buf, text);

@@ -28,10 +28,7 @@ const STATUS_LINE: &[u8] = b"HTTP/1.1 200 OK\r\n";
 /// ```
 pub fn write_response_head(buf: &mut Vec<u8>) {
     let len = STATUS_LINE.len()
-        + STREAM_HEADERS
-            .iter()
-            .map(|(name, value)| name.len() + 2 + value.len() + 2)
-            .sum::<usize>()
+        + STREAM_HEADERS.iter().map(|(name, value)| name.len() + 2 + value.len() + 2).sum::<usize>()
         + 2;
     buf.reserve(len);
     buf.extend_from_slice(STATUS_LINE);

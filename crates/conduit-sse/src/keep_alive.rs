@@ -41,12 +41,7 @@ impl KeepAlive {
         if interval.is_zero() {
             return Self::disabled();
         }
-        KeepAlive {
-            timer: Some(Timer {
-                interval,
-                last_activity: now,
-            }),
-        }
+        KeepAlive { timer: Some(Timer { interval, last_activity: now }) }
     }
 
     /// A timer that never fires.

@@ -41,11 +41,7 @@ pub(crate) fn find_break(haystack: &[u8]) -> Option<usize> {
         }
         offset += 8;
     }
-    chunks
-        .remainder()
-        .iter()
-        .position(|&b| b == b'\r' || b == b'\n')
-        .map(|i| offset + i)
+    chunks.remainder().iter().position(|&b| b == b'\r' || b == b'\n').map(|i| offset + i)
 }
 
 /// Iterator over the lines of a text, each without its line break.
@@ -101,10 +97,7 @@ impl Breaks {
             line_count += 1;
             line_bytes += line.len();
         }
-        Breaks {
-            count: line_count.saturating_sub(1),
-            bytes: text.len() - line_bytes,
-        }
+        Breaks { count: line_count.saturating_sub(1), bytes: text.len() - line_bytes }
     }
 
     /// Bytes written by [`write_lines`] for `text` (of which `self` describes the breaks).
@@ -140,11 +133,7 @@ mod tests {
     }
 
     fn naive_lines(text: &str) -> Vec<String> {
-        text.replace("\r\n", "\n")
-            .replace('\r', "\n")
-            .split('\n')
-            .map(str::to_owned)
-            .collect()
+        text.replace("\r\n", "\n").replace('\r', "\n").split('\n').map(str::to_owned).collect()
     }
 
     #[test]
@@ -207,9 +196,7 @@ mod tests {
         let mut rng = XorShift::new(99);
         for _ in 0..3000 {
             let text = random_text(&mut rng, 40);
-            let got: Vec<String> = lines(text.as_bytes())
-                .map(|l| String::from_utf8(l.to_vec()).unwrap())
-                .collect();
+            let got: Vec<String> = lines(text.as_bytes()).map(|l| String::from_utf8(l.to_vec()).unwrap()).collect();
             let expected = naive_lines(&text);
             assert_eq!(got, expected, "{text:?}");
             let breaks = Breaks::scan(text.as_bytes());

@@ -171,11 +171,7 @@ impl<W: Write> SseStream<W> {
     }
 
     fn ensure_open(&self) -> Result<(), StreamError> {
-        if self.closed {
-            Err(StreamError::Closed)
-        } else {
-            Ok(())
-        }
+        if self.closed { Err(StreamError::Closed) } else { Ok(()) }
     }
 
     fn write_scratch(&mut self, now: Instant) -> Result<(), StreamError> {
@@ -291,11 +287,7 @@ mod tests {
 
         fn flush(&mut self) -> io::Result<()> {
             self.flushes += 1;
-            if self.fail_flush {
-                Err(io::Error::other("flush failed"))
-            } else {
-                Ok(())
-            }
+            if self.fail_flush { Err(io::Error::other("flush failed")) } else { Ok(()) }
         }
     }
 
@@ -312,12 +304,7 @@ mod tests {
 
         let steps: Vec<(Event, &str, Option<&str>, u64)> = vec![
             (Event::new().data("a"), "data: a\n\n", None, 1),
-            (
-                Event::new().id("1").unwrap().data("b"),
-                "id: 1\ndata: b\n\n",
-                Some("1"),
-                2,
-            ),
+            (Event::new().id("1").unwrap().data("b"), "id: 1\ndata: b\n\n", Some("1"), 2),
             (Event::new().data("c"), "data: c\n\n", Some("1"), 3),
             (Event::new(), "", Some("1"), 3),
             (Event::new().comment("x"), ": x\n", Some("1"), 4),
@@ -353,8 +340,7 @@ mod tests {
         assert!(s.get_ref().is_empty());
 
         // An event at 5 s pushes the keep-alive to 15 s.
-        s.send_event(&Event::new().data("x"), base + 5 * SEC)
-            .unwrap();
+        s.send_event(&Event::new().data("x"), base + 5 * SEC).unwrap();
         assert_eq!(s.next_keep_alive(), Some(base + 15 * SEC));
         assert!(!s.poll_keep_alive(base + 10 * SEC).unwrap());
         assert!(s.poll_keep_alive(base + 15 * SEC).unwrap());
@@ -389,23 +375,11 @@ mod tests {
         s.send_event(&Event::new().data("x"), base).unwrap();
         s.finish().unwrap();
         assert!(s.is_closed());
-        assert!(matches!(
-            s.send_event(&Event::new().data("y"), base),
-            Err(StreamError::Closed)
-        ));
-        assert!(matches!(
-            s.send_comment("y", base),
-            Err(StreamError::Closed)
-        ));
-        assert!(matches!(
-            s.poll_keep_alive(base + 100 * SEC),
-            Err(StreamError::Closed)
-        ));
+        assert!(matches!(s.send_event(&Event::new().data("y"), base), Err(StreamError::Closed)));
+        assert!(matches!(s.send_comment("y", base), Err(StreamError::Closed)));
+        assert!(matches!(s.poll_keep_alive(base + 100 * SEC), Err(StreamError::Closed)));
         // Even an empty event is refused, so the caller learns the stream is gone.
-        assert!(matches!(
-            s.send_event(&Event::new(), base),
-            Err(StreamError::Closed)
-        ));
+        assert!(matches!(s.send_event(&Event::new(), base), Err(StreamError::Closed)));
         s.finish().unwrap();
         assert_eq!(s.events_sent(), 1);
         assert_eq!(s.close().unwrap(), b"data: x\n\n");
@@ -416,11 +390,7 @@ mod tests {
         let base = Instant::now();
         // Short writes exercise write_all's retry loop before the failure.
         for limit in [0, 1, 5, 12, 13, 14, 26, 30, 38] {
-            let writer = FailAfter {
-                limit,
-                max_chunk: 3,
-                ..FailAfter::default()
-            };
+            let writer = FailAfter { limit, max_chunk: 3, ..FailAfter::default() };
             let mut s = SseStream::new(writer, KeepAlive::new(SEC, base));
             let mut failed = false;
             for i in 0..3 {
@@ -438,10 +408,7 @@ mod tests {
             assert!(failed, "limit {limit}");
             assert!(s.is_closed());
             assert_eq!(s.events_sent(), (limit / 13) as u64, "limit {limit}");
-            assert!(matches!(
-                s.poll_keep_alive(base + 10 * SEC),
-                Err(StreamError::Closed)
-            ));
+            assert!(matches!(s.poll_keep_alive(base + 10 * SEC), Err(StreamError::Closed)));
             assert_eq!(s.get_ref().written.len(), limit);
         }
     }
@@ -449,32 +416,17 @@ mod tests {
     #[test]
     fn keep_alive_write_error_closes() {
         let base = Instant::now();
-        let writer = FailAfter {
-            limit: 3,
-            max_chunk: 100,
-            ..FailAfter::default()
-        };
+        let writer = FailAfter { limit: 3, max_chunk: 100, ..FailAfter::default() };
         let mut s = SseStream::new(writer, KeepAlive::new(SEC, base));
-        assert!(matches!(
-            s.poll_keep_alive(base + SEC),
-            Err(StreamError::Io(_))
-        ));
+        assert!(matches!(s.poll_keep_alive(base + SEC), Err(StreamError::Io(_))));
         assert!(s.is_closed());
-        assert!(matches!(
-            s.send_comment("x", base),
-            Err(StreamError::Closed)
-        ));
+        assert!(matches!(s.send_comment("x", base), Err(StreamError::Closed)));
     }
 
     #[test]
     fn flush_error_closes_and_close_reports_it() {
         let base = Instant::now();
-        let writer = FailAfter {
-            limit: 1000,
-            max_chunk: 1000,
-            fail_flush: true,
-            ..FailAfter::default()
-        };
+        let writer = FailAfter { limit: 1000, max_chunk: 1000, fail_flush: true, ..FailAfter::default() };
         let mut s = SseStream::new(writer, KeepAlive::disabled());
         let err = s.send_event(&Event::new().data("x"), base).unwrap_err();
         assert!(matches!(err, StreamError::Io(_)));
@@ -487,11 +439,7 @@ mod tests {
     #[test]
     fn every_send_flushes() {
         let base = Instant::now();
-        let writer = FailAfter {
-            limit: 1000,
-            max_chunk: 1000,
-            ..FailAfter::default()
-        };
+        let writer = FailAfter { limit: 1000, max_chunk: 1000, ..FailAfter::default() };
         let mut s = SseStream::new(writer, KeepAlive::new(SEC, base));
         s.send_event(&Event::new().data("x"), base).unwrap();
         s.send_comment("y", base).unwrap();

@@ -19,11 +19,7 @@ impl XorShift {
     }
 
     fn below(&mut self, n: usize) -> usize {
-        if n == 0 {
-            0
-        } else {
-            (self.next() % n as u64) as usize
-        }
+        if n == 0 { 0 } else { (self.next() % n as u64) as usize }
     }
 }
 
@@ -63,12 +59,7 @@ fn parse_every_way(limits: &Limits, input: &[u8]) -> Outcome {
 
     let bytewise: Vec<usize> = (1..=input.len()).collect();
     let (outcome, at) = feed(&mut RequestParser::new(limits.clone()), input, &bytewise);
-    assert_eq!(
-        outcome,
-        whole,
-        "byte by byte: {:?}",
-        String::from_utf8_lossy(input)
-    );
+    assert_eq!(outcome, whole, "byte by byte: {:?}", String::from_utf8_lossy(input));
     if let Ok(Status::Complete(_, used)) = &outcome {
         assert_eq!(at, *used, "complete as soon as the last byte arrives");
     }
@@ -78,12 +69,7 @@ fn parse_every_way(limits: &Limits, input: &[u8]) -> Outcome {
         for _ in 0..200 {
             let cuts = random_cuts(&mut rng, input.len());
             let (outcome, _) = feed(&mut RequestParser::new(limits.clone()), input, &cuts);
-            assert_eq!(
-                outcome,
-                whole,
-                "cuts {cuts:?}: {:?}",
-                String::from_utf8_lossy(input)
-            );
+            assert_eq!(outcome, whole, "cuts {cuts:?}: {:?}", String::from_utf8_lossy(input));
         }
     }
     whole
@@ -94,23 +80,12 @@ struct Case {
     want: Result<(&'static str, &'static str, &'static [u8]), ParseError>,
 }
 
-const fn ok(
-    input: &'static [u8],
-    method: &'static str,
-    path: &'static str,
-    body: &'static [u8],
-) -> Case {
-    Case {
-        input,
-        want: Ok((method, path, body)),
-    }
+const fn ok(input: &'static [u8], method: &'static str, path: &'static str, body: &'static [u8]) -> Case {
+    Case { input, want: Ok((method, path, body)) }
 }
 
 const fn err(input: &'static [u8], error: ParseError) -> Case {
-    Case {
-        input,
-        want: Err(error),
-    }
+    Case { input, want: Err(error) }
 }
 
 const TE_CHUNKED: &[u8] = b"POST /c HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n";
@@ -457,10 +432,7 @@ fn keep_alive_from_the_wire() {
     let table: &[(&[u8], bool)] = &[
         (b"GET / HTTP/1.1\r\n\r\n", true),
         (b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n", false),
-        (
-            b"GET / HTTP/1.1\r\nConnection: Upgrade, Close\r\n\r\n",
-            false,
-        ),
+        (b"GET / HTTP/1.1\r\nConnection: Upgrade, Close\r\n\r\n", false),
         (b"GET / HTTP/1.1\r\nConnection: keep-alive\r\n\r\n", true),
         (b"GET / HTTP/1.0\r\n\r\n", false),
         (b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", true),
@@ -470,12 +442,7 @@ fn keep_alive_from_the_wire() {
         let Ok(Status::Complete(req, _)) = parse_whole(&Limits::default(), input) else {
             panic!("should parse");
         };
-        assert_eq!(
-            req.keep_alive(),
-            *want,
-            "{}",
-            String::from_utf8_lossy(input)
-        );
+        assert_eq!(req.keep_alive(), *want, "{}", String::from_utf8_lossy(input));
     }
 }
 
@@ -492,11 +459,7 @@ fn drive_connection(limits: &Limits, pieces: &[&[u8]]) -> Vec<Request> {
             done.push(req);
         }
     }
-    assert!(
-        inbox.is_empty(),
-        "leftover {:?}",
-        String::from_utf8_lossy(&inbox)
-    );
+    assert!(inbox.is_empty(), "leftover {:?}", String::from_utf8_lossy(&inbox));
     done
 }
 
@@ -507,10 +470,8 @@ POST /publish HTTP/1.1\r\nHost: a\r\nContent-Length: 11\r\n\r\nhello world\
 POST /chunked HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\nT: 1\r\n\r\n\
 \r\nGET /last?x=1 HTTP/1.1\r\n\r\n";
     let check = |requests: &[Request]| {
-        let summary: Vec<(&str, &str, &[u8])> = requests
-            .iter()
-            .map(|r| (r.method().as_str(), r.path(), r.body()))
-            .collect();
+        let summary: Vec<(&str, &str, &[u8])> =
+            requests.iter().map(|r| (r.method().as_str(), r.path(), r.body())).collect();
         assert_eq!(
             summary,
             [
@@ -563,25 +524,13 @@ fn head_of_len(len: usize) -> Vec<u8> {
 #[test]
 fn head_limit_exact_and_one_past() {
     for max in [64, 1000, 16 * 1024] {
-        let limits = Limits {
-            max_head_bytes: max,
-            ..Limits::default()
-        };
+        let limits = Limits { max_head_bytes: max, ..Limits::default() };
         assert!(parse_every_way(&limits, &head_of_len(max)).is_ok_and(|s| s.is_complete()));
-        assert_eq!(
-            parse_every_way(&limits, &head_of_len(max + 1)),
-            Err(ParseError::HeadTooLarge)
-        );
+        assert_eq!(parse_every_way(&limits, &head_of_len(max + 1)), Err(ParseError::HeadTooLarge));
     }
     // Leading empty lines count too, or they could be sent forever.
-    let limits = Limits {
-        max_head_bytes: 100,
-        ..Limits::default()
-    };
-    assert_eq!(
-        parse_every_way(&limits, &[b'\n'; 100]),
-        Err(ParseError::HeadTooLarge)
-    );
+    let limits = Limits { max_head_bytes: 100, ..Limits::default() };
+    assert_eq!(parse_every_way(&limits, &[b'\n'; 100]), Err(ParseError::HeadTooLarge));
     assert_eq!(parse_every_way(&limits, &[b'\n'; 99]), Ok(Status::Partial));
     // The body does not count against the head.
     let mut req = head_of_len(100 - "Content-Length: 300\r\n".len());
@@ -607,24 +556,15 @@ fn request_with_headers(count: usize) -> Vec<u8> {
 #[test]
 fn header_count_limit() {
     for max in [0, 3, 64] {
-        let limits = Limits {
-            max_headers: max,
-            ..Limits::default()
-        };
-        let Ok(Status::Complete(req, _)) = parse_every_way(&limits, &request_with_headers(max))
-        else {
+        let limits = Limits { max_headers: max, ..Limits::default() };
+        let Ok(Status::Complete(req, _)) = parse_every_way(&limits, &request_with_headers(max)) else {
             panic!("{max} headers should parse");
         };
         assert_eq!(req.headers().len(), max);
-        assert_eq!(
-            parse_every_way(&limits, &request_with_headers(max + 1)),
-            Err(ParseError::TooManyHeaders)
-        );
+        assert_eq!(parse_every_way(&limits, &request_with_headers(max + 1)), Err(ParseError::TooManyHeaders));
     }
     assert_eq!(
-        parse_whole(&Limits::default(), &request_with_headers(65))
-            .unwrap_err()
-            .status(),
+        parse_whole(&Limits::default(), &request_with_headers(65)).unwrap_err().status(),
         crate::StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
     );
 }
@@ -639,29 +579,19 @@ fn request_with_target_len(len: usize) -> Vec<u8> {
 #[test]
 fn uri_limit_exact_and_one_past() {
     for max in [10, 100, 8 * 1024] {
-        let limits = Limits {
-            max_uri_bytes: max,
-            ..Limits::default()
-        };
-        let Ok(Status::Complete(req, _)) = parse_every_way(&limits, &request_with_target_len(max))
-        else {
+        let limits = Limits { max_uri_bytes: max, ..Limits::default() };
+        let Ok(Status::Complete(req, _)) = parse_every_way(&limits, &request_with_target_len(max)) else {
             panic!("target of {max} should parse");
         };
         assert_eq!(req.target().len(), max);
-        assert_eq!(
-            parse_every_way(&limits, &request_with_target_len(max + 1)),
-            Err(ParseError::UriTooLong)
-        );
+        assert_eq!(parse_every_way(&limits, &request_with_target_len(max + 1)), Err(ParseError::UriTooLong));
     }
 }
 
 #[test]
 fn uri_limit_applies_before_the_line_ends() {
     let max = 100;
-    let limits = Limits {
-        max_uri_bytes: max,
-        ..Limits::default()
-    };
+    let limits = Limits { max_uri_bytes: max, ..Limits::default() };
     // After the method's space: target plus " HTTP/1.1\r" may still come.
     let mut line = b"GET ".to_vec();
     line.resize(4 + max + 10, b'a');
@@ -702,40 +632,26 @@ fn chunked_with_body(len: usize, chunk: usize) -> Vec<u8> {
 #[test]
 fn body_limit_exact_and_one_past() {
     for max in [0, 1, 10, 1000] {
-        let limits = Limits {
-            max_body_bytes: max,
-            ..Limits::default()
-        };
+        let limits = Limits { max_body_bytes: max, ..Limits::default() };
         let Ok(Status::Complete(req, _)) = parse_every_way(&limits, &post_with_body(max)) else {
             panic!("body of {max} should parse");
         };
         assert_eq!(req.body().len(), max);
-        assert_eq!(
-            parse_every_way(&limits, &post_with_body(max + 1)),
-            Err(ParseError::BodyTooLarge)
-        );
+        assert_eq!(parse_every_way(&limits, &post_with_body(max + 1)), Err(ParseError::BodyTooLarge));
 
         for chunk in [1, 7, 4096] {
-            let Ok(Status::Complete(req, _)) =
-                parse_every_way(&limits, &chunked_with_body(max, chunk))
-            else {
+            let Ok(Status::Complete(req, _)) = parse_every_way(&limits, &chunked_with_body(max, chunk)) else {
                 panic!("chunked body of {max} should parse");
             };
             assert_eq!(req.body().len(), max);
-            assert_eq!(
-                parse_every_way(&limits, &chunked_with_body(max + 1, chunk)),
-                Err(ParseError::BodyTooLarge)
-            );
+            assert_eq!(parse_every_way(&limits, &chunked_with_body(max + 1, chunk)), Err(ParseError::BodyTooLarge));
         }
     }
 }
 
 #[test]
 fn body_limit_is_enforced_before_the_body_arrives() {
-    let limits = Limits {
-        max_body_bytes: 100,
-        ..Limits::default()
-    };
+    let limits = Limits { max_body_bytes: 100, ..Limits::default() };
     let head = b"POST / HTTP/1.1\r\nContent-Length: 101\r\n\r\n";
     assert_eq!(parse_whole(&limits, head), Err(ParseError::BodyTooLarge));
 
@@ -762,18 +678,12 @@ fn chunk_size_line_is_bounded() {
         req
     };
     assert!(parse_every_way(&limits, &with_line(MAX_CHUNK_LINE)).is_ok_and(|s| s.is_complete()));
-    assert_eq!(
-        parse_every_way(&limits, &with_line(MAX_CHUNK_LINE + 1)),
-        Err(ParseError::InvalidChunk)
-    );
+    assert_eq!(parse_every_way(&limits, &with_line(MAX_CHUNK_LINE + 1)), Err(ParseError::InvalidChunk));
 }
 
 #[test]
 fn trailer_is_bounded_by_the_head_limit() {
-    let limits = Limits {
-        max_head_bytes: 200,
-        ..Limits::default()
-    };
+    let limits = Limits { max_head_bytes: 200, ..Limits::default() };
     let with_trailer = |trailer_len: usize| {
         // "T: " + value + "\r\n" + final "\r\n" is `trailer_len` bytes.
         let mut req = TE_CHUNKED.to_vec();
@@ -783,52 +693,24 @@ fn trailer_is_bounded_by_the_head_limit() {
         req
     };
     assert!(parse_every_way(&limits, &with_trailer(200)).is_ok_and(|s| s.is_complete()));
-    assert_eq!(
-        parse_every_way(&limits, &with_trailer(201)),
-        Err(ParseError::HeadTooLarge)
-    );
+    assert_eq!(parse_every_way(&limits, &with_trailer(201)), Err(ParseError::HeadTooLarge));
 }
 
 #[test]
 fn every_error_variant_through_parse() {
     use crate::StatusCode as S;
-    let small = Limits {
-        max_head_bytes: 64,
-        max_headers: 2,
-        max_uri_bytes: 8,
-        max_body_bytes: 4,
-    };
+    let small = Limits { max_head_bytes: 64, max_headers: 2, max_uri_bytes: 8, max_body_bytes: 4 };
     let table: &[(&[u8], ParseError, S)] = &[
-        (
-            &head_of_len(65),
-            ParseError::HeadTooLarge,
-            S::REQUEST_HEADER_FIELDS_TOO_LARGE,
-        ),
+        (&head_of_len(65), ParseError::HeadTooLarge, S::REQUEST_HEADER_FIELDS_TOO_LARGE),
         (
             b"GET / HTTP/1.1\r\nA: 1\r\nB: 2\r\nC: 3\r\n\r\n",
             ParseError::TooManyHeaders,
             S::REQUEST_HEADER_FIELDS_TOO_LARGE,
         ),
-        (
-            b"GET /123456789 HTTP/1.1\r\n\r\n",
-            ParseError::UriTooLong,
-            S::URI_TOO_LONG,
-        ),
-        (
-            b"POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\n",
-            ParseError::BodyTooLarge,
-            S::PAYLOAD_TOO_LARGE,
-        ),
-        (
-            b"GET / HTTP/1.1\r\nA\r\n\r\n",
-            ParseError::Malformed("invalid header name"),
-            S::BAD_REQUEST,
-        ),
-        (
-            b"POST / HTTP/1.1\r\nContent-Length: x\r\n\r\n",
-            ParseError::InvalidContentLength,
-            S::BAD_REQUEST,
-        ),
+        (b"GET /123456789 HTTP/1.1\r\n\r\n", ParseError::UriTooLong, S::URI_TOO_LONG),
+        (b"POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\n", ParseError::BodyTooLarge, S::PAYLOAD_TOO_LARGE),
+        (b"GET / HTTP/1.1\r\nA\r\n\r\n", ParseError::Malformed("invalid header name"), S::BAD_REQUEST),
+        (b"POST / HTTP/1.1\r\nContent-Length: x\r\n\r\n", ParseError::InvalidContentLength, S::BAD_REQUEST),
         (
             b"GET / HTTP/1.1\r\nContent-Length:1\r\nTransfer-Encoding:chunked\r\n\r\n",
             ParseError::ConflictingFraming,
@@ -839,21 +721,9 @@ fn every_error_variant_through_parse() {
             ParseError::UnsupportedTransferEncoding,
             S::NOT_IMPLEMENTED,
         ),
-        (
-            b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\ng\r\n",
-            ParseError::InvalidChunk,
-            S::BAD_REQUEST,
-        ),
-        (
-            b"GET /%g HTTP/1.1\r\n\r\n",
-            ParseError::InvalidTarget("bad percent-encoding"),
-            S::BAD_REQUEST,
-        ),
-        (
-            b"GET / HTTP/3.0\r\n\r\n",
-            ParseError::UnsupportedVersion,
-            S::HTTP_VERSION_NOT_SUPPORTED,
-        ),
+        (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\ng\r\n", ParseError::InvalidChunk, S::BAD_REQUEST),
+        (b"GET /%g HTTP/1.1\r\n\r\n", ParseError::InvalidTarget("bad percent-encoding"), S::BAD_REQUEST),
+        (b"GET / HTTP/3.0\r\n\r\n", ParseError::UnsupportedVersion, S::HTTP_VERSION_NOT_SUPPORTED),
     ];
     for (input, want, status) in table {
         let got = parse_every_way(&small, input).unwrap_err();
@@ -866,35 +736,17 @@ fn every_error_variant_through_parse() {
 fn parser_resets_after_complete_and_error() {
     let mut parser = RequestParser::new(Limits::default());
     assert_eq!(parser.limits(), &Limits::default());
-    assert_eq!(
-        parser.parse(b"GET / HTTP/2.0\r\n\r\n"),
-        Err(ParseError::UnsupportedVersion)
-    );
-    assert!(
-        parser
-            .parse(b"GET / HTTP/1.1\r\n\r\n")
-            .unwrap()
-            .is_complete()
-    );
+    assert_eq!(parser.parse(b"GET / HTTP/2.0\r\n\r\n"), Err(ParseError::UnsupportedVersion));
+    assert!(parser.parse(b"GET / HTTP/1.1\r\n\r\n").unwrap().is_complete());
     assert!(parser.parse(b"GET /").unwrap().is_partial());
     parser.reset();
-    assert!(
-        parser
-            .parse(b"POST / HTTP/1.1\r\n\r\n")
-            .unwrap()
-            .is_complete()
-    );
+    assert!(parser.parse(b"POST / HTTP/1.1\r\n\r\n").unwrap().is_complete());
 }
 
 #[test]
 fn shrinking_buffer_restarts_instead_of_panicking() {
     let mut parser = RequestParser::new(Limits::default());
-    assert!(
-        parser
-            .parse(b"GET /first HTTP/1.1\r\nHost")
-            .unwrap()
-            .is_partial()
-    );
+    assert!(parser.parse(b"GET /first HTTP/1.1\r\nHost").unwrap().is_partial());
     let Status::Complete(req, _) = parser.parse(b"GET /b HTTP/1.1\r\n\r\n").unwrap() else {
         panic!("should parse");
     };
@@ -988,10 +840,7 @@ fn head_search_is_linear() {
     };
     assert_eq!((used, req.headers().len()), (n, 64));
     let examined = parser.examined();
-    assert!(
-        examined < 4 * n,
-        "examined {examined} bytes for a {n}-byte head"
-    );
+    assert!(examined < 4 * n, "examined {examined} bytes for a {n}-byte head");
     assert!(examined >= n);
 }
 
@@ -1025,34 +874,19 @@ fn chunked_decoding_is_linear() {
 #[test]
 fn no_input_panics() {
     let seeds: Vec<&[u8]> = cases().iter().map(|case| case.input).collect();
-    let alphabet = b"GETPOST /?%&=+#:;,HTP1.0\r\n\r\n\t chunked Content-Length Transfer-Encoding 0123456789abcdefXYZ\x00\xff";
+    let alphabet =
+        b"GETPOST /?%&=+#:;,HTP1.0\r\n\r\n\t chunked Content-Length Transfer-Encoding 0123456789abcdefXYZ\x00\xff";
     let limit_sets = [
         Limits::default(),
-        Limits {
-            max_head_bytes: 40,
-            max_headers: 2,
-            max_uri_bytes: 6,
-            max_body_bytes: 5,
-        },
-        Limits {
-            max_head_bytes: 0,
-            max_headers: 0,
-            max_uri_bytes: 0,
-            max_body_bytes: 0,
-        },
+        Limits { max_head_bytes: 40, max_headers: 2, max_uri_bytes: 6, max_body_bytes: 5 },
+        Limits { max_head_bytes: 0, max_headers: 0, max_uri_bytes: 0, max_body_bytes: 0 },
     ];
     let mut rng = XorShift::new(0x5eed);
     for round in 0..4000 {
         let input: Vec<u8> = if round % 2 == 0 {
             let len = rng.below(120);
             (0..len)
-                .map(|_| {
-                    if rng.below(8) == 0 {
-                        rng.next() as u8
-                    } else {
-                        alphabet[rng.below(alphabet.len())]
-                    }
-                })
+                .map(|_| if rng.below(8) == 0 { rng.next() as u8 } else { alphabet[rng.below(alphabet.len())] })
                 .collect()
         } else {
             let mut input = seeds[rng.below(seeds.len())].to_vec();

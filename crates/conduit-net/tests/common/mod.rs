@@ -88,10 +88,7 @@ where
             }
             event_loop.close_all();
             let _ = done_tx.send(());
-            Stopped {
-                event_loop,
-                timed_out,
-            }
+            Stopped { event_loop, timed_out }
         })
         .unwrap();
     let stop_remote = remote.clone();
@@ -139,10 +136,7 @@ where
         let mut last = self.counts();
         let deadline = Instant::now() + WAIT;
         while last != expected {
-            assert!(
-                Instant::now() < deadline,
-                "{what}: (connections, timers) stayed {last:?}, expected {expected:?}"
-            );
+            assert!(Instant::now() < deadline, "{what}: (connections, timers) stayed {last:?}, expected {expected:?}");
             thread::sleep(Duration::from_millis(5));
             last = self.counts();
         }
@@ -197,9 +191,7 @@ pub fn connect_small_rcvbuf(addr: SocketAddr, rcvbuf: usize) -> TcpStream {
     assert!(addr.ip().is_loopback());
     let socket = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)).unwrap();
     socket.set_recv_buffer_size(rcvbuf).unwrap();
-    socket
-        .connect_timeout(&addr.into(), IO_TIMEOUT)
-        .expect("connect");
+    socket.connect_timeout(&addr.into(), IO_TIMEOUT).expect("connect");
     let stream: TcpStream = socket.into();
     configure(&stream);
     stream
@@ -217,21 +209,13 @@ pub fn read_to_eof(stream: &mut TcpStream, limit: usize) -> io::Result<Vec<u8>> 
     let mut out = Vec::new();
     let mut buf = vec![0u8; 64 * 1024];
     loop {
-        assert!(
-            Instant::now() < deadline,
-            "no EOF after {} bytes",
-            out.len()
-        );
+        assert!(Instant::now() < deadline, "no EOF after {} bytes", out.len());
         let n = stream.read(&mut buf)?;
         if n == 0 {
             return Ok(out);
         }
         out.extend_from_slice(&buf[..n]);
-        assert!(
-            out.len() <= limit,
-            "received {} bytes, more than the {limit} expected",
-            out.len()
-        );
+        assert!(out.len() <= limit, "received {} bytes, more than the {limit} expected", out.len());
     }
 }
 
@@ -263,9 +247,7 @@ pub fn recv<E>(rx: &Receiver<E>, what: &str) -> E {
 /// Bytes `[start, start + len)` of an endless stream of little-endian u64 words 0, 1, 2, ...: any lost,
 /// repeated or reordered stretch shows up as a wrong word.
 pub fn counter_bytes(start: usize, len: usize) -> Vec<u8> {
-    (start..start + len)
-        .map(|i| ((i / 8) as u64).to_le_bytes()[i % 8])
-        .collect()
+    (start..start + len).map(|i| ((i / 8) as u64).to_le_bytes()[i % 8]).collect()
 }
 
 /// Checks `data` against [`counter_bytes`] from 0, reporting the first wrong offset.
