@@ -14,12 +14,7 @@ fn config() -> ServerConfig {
 }
 
 fn numbered(n: u64) -> impl Iterator<Item = Event> {
-    (1..=n).map(|i| {
-        Event::new()
-            .id(i.to_string())
-            .unwrap()
-            .data(format!("event {i}"))
-    })
+    (1..=n).map(|i| Event::new().id(i.to_string()).unwrap().data(format!("event {i}")))
 }
 
 fn ids(body: &[u8]) -> Vec<u64> {
@@ -38,12 +33,7 @@ fn a_pulled_producer_delivers_every_event_in_order_with_bounded_buffering() {
     let payload = "x".repeat(5000);
     let router = Router::new().get("/big", move |_: &Request| {
         let payload = payload.clone();
-        Sse::from_iter((1..=1000u64).map(move |i| {
-            Event::new()
-                .id(i.to_string())
-                .unwrap()
-                .data(payload.clone())
-        }))
+        Sse::from_iter((1..=1000u64).map(move |i| Event::new().id(i.to_string()).unwrap().data(payload.clone())))
     });
     let mut cfg = config();
     cfg.write_queue_limit = 256 * 1024;
@@ -72,9 +62,7 @@ fn a_channel_feeds_a_stream_from_another_thread_and_learns_when_the_client_leave
     let sender = rx.recv_timeout(TIMEOUT).unwrap();
     let producer = std::thread::spawn(move || {
         for i in 1..=500u64 {
-            sender
-                .send(Event::new().id(i.to_string()).unwrap().data("x"))
-                .expect("client is there");
+            sender.send(Event::new().id(i.to_string()).unwrap().data("x")).expect("client is there");
         }
         sender
     });
@@ -86,17 +74,12 @@ fn a_channel_feeds_a_stream_from_another_thread_and_learns_when_the_client_leave
     loop {
         match sender.send(Event::new().data("after")) {
             Err(_) => break,
-            Ok(()) => assert!(
-                Instant::now() < deadline,
-                "sender never learned the client left"
-            ),
+            Ok(()) => assert!(Instant::now() < deadline, "sender never learned the client left"),
         }
         std::thread::sleep(Duration::from_millis(5));
     }
     assert!(sender.is_closed());
-    wait_until("the connection is freed", || {
-        server.handle().connections() == 0
-    });
+    wait_until("the connection is freed", || server.handle().connections() == 0);
 }
 
 #[test]
@@ -105,9 +88,7 @@ fn dropping_every_sender_ends_the_stream_after_buffered_events() {
         let (sender, sse) = Sse::channel();
         std::thread::spawn(move || {
             for i in 1..=3u64 {
-                sender
-                    .send(Event::new().id(i.to_string()).unwrap().data("x"))
-                    .unwrap();
+                sender.send(Event::new().id(i.to_string()).unwrap().data("x")).unwrap();
             }
         });
         sse
@@ -122,8 +103,7 @@ fn dropping_every_sender_ends_the_stream_after_buffered_events() {
 #[test]
 fn keep_alive_comments_flow_only_when_idle_and_retry_is_sent_first() {
     let router = Router::new().get("/quiet", |_: &Request| {
-        Sse::interval(Duration::from_secs(3600), |_: &mut Ticker| {})
-            .retry(Duration::from_millis(2500))
+        Sse::interval(Duration::from_secs(3600), |_: &mut Ticker| {}).retry(Duration::from_millis(2500))
     });
     let mut cfg = config();
     cfg.keep_alive = Some(Duration::from_millis(50));
@@ -180,9 +160,7 @@ fn pipelined_requests_are_answered_in_order() {
     let router = Router::new()
         .get("/a", |_: &Request| Response::text("first"))
         .get("/n", |_: &Request| Sse::from_iter(numbered(2)))
-        .post("/echo", |req: &Request| {
-            Response::text(String::from_utf8_lossy(req.body()).into_owned())
-        });
+        .post("/echo", |req: &Request| Response::text(String::from_utf8_lossy(req.body()).into_owned()));
     let server = spawn(router);
     let mut conn = Conn::open(server.local_addr());
     conn.send(
@@ -213,14 +191,11 @@ fn head_requests_get_the_head_only() {
 
 #[test]
 fn expect_100_continue_is_answered() {
-    let router = Router::new().post("/echo", |req: &Request| {
-        Response::text(String::from_utf8_lossy(req.body()).into_owned())
-    });
+    let router =
+        Router::new().post("/echo", |req: &Request| Response::text(String::from_utf8_lossy(req.body()).into_owned()));
     let server = spawn(router);
     let mut conn = Conn::open(server.local_addr());
-    conn.send(
-        b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n",
-    );
+    conn.send(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n");
     assert_eq!(conn.read_head().status, 100);
     conn.send(b"ping");
     assert_eq!(conn.read_response().1, b"ping");
@@ -232,10 +207,7 @@ fn a_panicking_handler_gets_500_and_the_server_goes_on() {
         .get("/boom", |_: &Request| -> Response { panic!("handler bug") })
         .get("/ok", |_: &Request| Response::text("ok"));
     let server = spawn(router);
-    let (head, _) = roundtrip(
-        server.local_addr(),
-        b"GET /boom HTTP/1.1\r\nHost: t\r\n\r\n",
-    );
+    let (head, _) = roundtrip(server.local_addr(), b"GET /boom HTTP/1.1\r\nHost: t\r\n\r\n");
     assert_eq!(head.status, 500);
     let (head, body) = roundtrip(server.local_addr(), b"GET /ok HTTP/1.1\r\nHost: t\r\n\r\n");
     assert_eq!((head.status, body.as_slice()), (200, &b"ok"[..]));
@@ -244,9 +216,7 @@ fn a_panicking_handler_gets_500_and_the_server_goes_on() {
 #[test]
 fn a_panicking_producer_ends_its_stream_with_an_error_event() {
     let router = Router::new().get("/bad", |_: &Request| {
-        Sse::from_iter(numbered(2).chain(std::iter::from_fn(|| -> Option<Event> {
-            panic!("producer bug")
-        })))
+        Sse::from_iter(numbered(2).chain(std::iter::from_fn(|| -> Option<Event> { panic!("producer bug") })))
     });
     let server = spawn(router);
     let mut conn = Conn::open(server.local_addr());
@@ -254,14 +224,8 @@ fn a_panicking_producer_ends_its_stream_with_an_error_event() {
     conn.read_head();
     let rest = String::from_utf8(conn.read_to_end()).unwrap();
     assert!(rest.contains("id: 2\ndata: event 2\n\n"), "{rest}");
-    assert!(
-        rest.contains("event: error\ndata: {\"error\":\"internal error\"}\n\n"),
-        "{rest}"
-    );
-    assert!(
-        rest.ends_with("0\r\n\r\n"),
-        "the stream is terminated: {rest:?}"
-    );
+    assert!(rest.contains("event: error\ndata: {\"error\":\"internal error\"}\n\n"), "{rest}");
+    assert!(rest.ends_with("0\r\n\r\n"), "the stream is terminated: {rest:?}");
 }
 
 #[test]
@@ -279,15 +243,10 @@ fn a_client_that_stops_reading_is_cut_off_at_its_queue_limit() {
     let server = spawn_with(cfg, router);
     let mut stalled = connect(server.local_addr());
     // A small receive buffer makes the kernel stop taking data early.
-    socket2::SockRef::from(&stalled)
-        .set_recv_buffer_size(4096)
-        .unwrap();
-    stalled
-        .write_all(b"GET /flood HTTP/1.1\r\nHost: t\r\n\r\n")
-        .unwrap();
-    wait_until("the stalled client is disconnected", || {
-        server.handle().connections() == 0
-    });
+    socket2::SockRef::from(&stalled).set_recv_buffer_size(4096).unwrap();
+    stalled.write_all(b"GET /flood HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    wait_until("the stalled client's stream opens", || server.handle().streams() == 1);
+    wait_until("the stalled client is disconnected", || server.handle().connections() == 0);
     // A client that reads keeps its stream.
     let mut reader = Conn::open(server.local_addr());
     reader.get("/flood");
@@ -307,13 +266,8 @@ fn an_incomplete_request_times_out_with_408() {
     conn.send(b"GET /a HTTP/1.1\r\nHost:");
     let (head, body) = conn.read_response();
     assert_eq!(head.status, 408, "{}", String::from_utf8_lossy(&body));
-    assert!(
-        conn.read_to_end().is_empty(),
-        "connection closed after the 408"
-    );
-    wait_until("the connection is freed", || {
-        server.handle().connections() == 0
-    });
+    assert!(conn.read_to_end().is_empty(), "connection closed after the 408");
+    wait_until("the connection is freed", || server.handle().connections() == 0);
 }
 
 #[test]
@@ -327,17 +281,13 @@ fn idle_keep_alive_connections_are_closed_quietly() {
     assert_eq!(conn.read_response().0.status, 200);
     let mut rest = Vec::new();
     conn.stream.read_to_end(&mut rest).unwrap();
-    assert!(
-        rest.is_empty(),
-        "no response is sent on an idle close: {rest:?}"
-    );
+    assert!(rest.is_empty(), "no response is sent on an idle close: {rest:?}");
 }
 
 #[test]
 fn the_connection_cap_answers_503_and_the_server_stays_healthy() {
-    let router = Router::new().get("/wait", |_: &Request| {
-        Sse::interval(Duration::from_secs(3600), |_: &mut Ticker| {})
-    });
+    let router =
+        Router::new().get("/wait", |_: &Request| Sse::interval(Duration::from_secs(3600), |_: &mut Ticker| {}));
     let mut cfg = config();
     cfg.max_connections = 2;
     let server = spawn_with(cfg, router);
@@ -350,9 +300,7 @@ fn the_connection_cap_answers_503_and_the_server_stays_healthy() {
     assert_eq!(head.status, 503);
     assert_eq!(head.header("retry-after"), Some("1"));
     drop(held);
-    wait_until("the held connections are freed", || {
-        server.handle().connections() == 0
-    });
+    wait_until("the held connections are freed", || server.handle().connections() == 0);
     let mut conn = Conn::open(server.local_addr());
     conn.get("/wait");
     assert_eq!(conn.read_head().status, 200);
@@ -361,9 +309,7 @@ fn the_connection_cap_answers_503_and_the_server_stays_healthy() {
 #[test]
 fn shutdown_ends_open_streams_cleanly_and_stops() {
     let router = Router::new().get("/forever", |_: &Request| {
-        Sse::interval(Duration::from_millis(20), |t: &mut Ticker| {
-            t.send(Event::new().data("tick"))
-        })
+        Sse::interval(Duration::from_millis(20), |t: &mut Ticker| t.send(Event::new().data("tick")))
     });
     let server = spawn(router);
     let handle = server.handle().clone();
@@ -375,29 +321,20 @@ fn shutdown_ends_open_streams_cleanly_and_stops() {
     }
     let started = Instant::now();
     server.shutdown().expect("the loop ends without error");
-    assert!(
-        started.elapsed() < Duration::from_secs(5),
-        "shutdown waited for the grace period"
-    );
+    assert!(started.elapsed() < Duration::from_secs(5), "shutdown waited for the grace period");
     for c in &mut conns {
         // Every stream ends with the chunked terminator, not a reset.
         while c.read_chunk().is_some() {}
     }
     assert!(!handle.is_running());
-    assert!(
-        std::net::TcpStream::connect(handle.local_addr()).is_err(),
-        "the listener is closed"
-    );
+    assert!(std::net::TcpStream::connect(handle.local_addr()).is_err(), "the listener is closed");
 }
 
 #[test]
 fn options_lists_allowed_methods() {
     let router = Router::new().get("/a", |_: &Request| Response::text("a"));
     let server = spawn(router);
-    let (head, _) = roundtrip(
-        server.local_addr(),
-        b"OPTIONS /a HTTP/1.1\r\nHost: t\r\n\r\n",
-    );
+    let (head, _) = roundtrip(server.local_addr(), b"OPTIONS /a HTTP/1.1\r\nHost: t\r\n\r\n");
     assert_eq!(head.status, StatusCode::NO_CONTENT.as_u16());
     assert_eq!(head.header("allow"), Some("GET, HEAD, OPTIONS"));
 }

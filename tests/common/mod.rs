@@ -1,7 +1,7 @@
 //! A deliberately small raw HTTP/1.1 client for tests: it shows the exact bytes a server sends.
 #![allow(dead_code)]
 
-use conduit::server::{Router, Server, ServerConfig, SpawnedServer};
+use conduit::server::{Hub, Router, Server, ServerConfig, SpawnedServer};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
@@ -15,10 +15,17 @@ pub fn spawn(router: Router) -> SpawnedServer {
 
 pub fn spawn_with(config: ServerConfig, router: Router) -> SpawnedServer {
     let _ = env_logger::builder().is_test(true).try_init();
-    Server::bind(config, router)
-        .expect("bind")
-        .spawn()
-        .expect("spawn")
+    Server::bind(config, router).expect("bind").spawn().expect("spawn")
+}
+
+/// Starts `router` serving `hub`'s topics.
+pub fn spawn_with_hub(config: ServerConfig, router: Router, hub: &Hub) -> SpawnedServer {
+    let _ = env_logger::builder().is_test(true).try_init();
+    Server::bind_with_hub(config, router, hub).expect("bind").spawn().expect("spawn")
+}
+
+pub fn local_config() -> ServerConfig {
+    ServerConfig::new("127.0.0.1:0".parse().unwrap())
 }
 
 pub fn connect(addr: SocketAddr) -> TcpStream {
@@ -47,10 +54,7 @@ pub struct Head {
 
 impl Head {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 }
 
@@ -62,10 +66,7 @@ pub struct Conn {
 
 impl Conn {
     pub fn open(addr: SocketAddr) -> Conn {
-        Conn {
-            stream: connect(addr),
-            buf: Vec::new(),
-        }
+        Conn { stream: connect(addr), buf: Vec::new() }
     }
 
     pub fn send(&mut self, raw: &[u8]) {
@@ -73,10 +74,7 @@ impl Conn {
     }
 
     pub fn get(&mut self, target: &str) {
-        self.send(
-            format!("GET {target} HTTP/1.1\r\nHost: test\r\nAccept: text/event-stream\r\n\r\n")
-                .as_bytes(),
-        );
+        self.send(format!("GET {target} HTTP/1.1\r\nHost: test\r\nAccept: text/event-stream\r\n\r\n").as_bytes());
     }
 
     /// Reads more bytes; false at EOF.
@@ -111,11 +109,7 @@ impl Conn {
         let status_line = self.take_line().expect("status line");
         raw.push_str(&status_line);
         raw.push_str("\r\n");
-        let status = status_line
-            .split(' ')
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .expect("status code");
+        let status = status_line.split(' ').nth(1).and_then(|s| s.parse().ok()).expect("status code");
         let mut headers = Vec::new();
         loop {
             let line = self.take_line().expect("header line");
@@ -127,24 +121,15 @@ impl Conn {
             let (name, value) = line.split_once(':').expect("header colon");
             headers.push((name.to_owned(), value.trim().to_owned()));
         }
-        Head {
-            status,
-            raw,
-            headers,
-        }
+        Head { status, raw, headers }
     }
 
     /// Reads one chunk's data; `None` after the terminating zero-length chunk.
     pub fn read_chunk(&mut self) -> Option<Vec<u8>> {
         let size_line = self.take_line().expect("chunk size line");
-        let size = usize::from_str_radix(size_line.split(';').next().unwrap().trim(), 16)
-            .expect("hex chunk size");
+        let size = usize::from_str_radix(size_line.split(';').next().unwrap().trim(), 16).expect("hex chunk size");
         if size == 0 {
-            assert_eq!(
-                self.take_line().as_deref(),
-                Some(""),
-                "blank line after the last chunk"
-            );
+            assert_eq!(self.take_line().as_deref(), Some(""), "blank line after the last chunk");
             return None;
         }
         while self.buf.len() < size + 2 {
@@ -165,11 +150,21 @@ impl Conn {
         body
     }
 
-    /// Reads chunks until the decoded body contains `n` complete events (blank-line terminated blocks).
+    /// Reads chunks until the decoded body contains `n` complete blocks (events or comments ended by a blank
+    /// line), counting as it goes so long streams stay linear.
     pub fn read_events(&mut self, n: usize) -> String {
         let mut body = String::new();
-        while body.matches("\n\n").count() < n {
+        let (mut blocks, mut newline_before) = (0, false);
+        while blocks < n {
             let chunk = self.read_chunk().expect("stream ended early");
+            for &b in &chunk {
+                if b == b'\n' && newline_before {
+                    blocks += 1;
+                    newline_before = false;
+                } else {
+                    newline_before = b == b'\n';
+                }
+            }
             body.push_str(std::str::from_utf8(&chunk).expect("utf-8 events"));
         }
         body
@@ -190,9 +185,7 @@ impl Conn {
     /// Reads a response with a Content-Length body.
     pub fn read_response(&mut self) -> (Head, Vec<u8>) {
         let head = self.read_head();
-        let len = head
-            .header("content-length")
-            .map_or(0, |v| v.parse().unwrap());
+        let len = head.header("content-length").map_or(0, |v| v.parse().unwrap());
         let body = self.read_exact_body(len);
         (head, body)
     }

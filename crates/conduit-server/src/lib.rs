@@ -34,6 +34,7 @@
 #![deny(missing_docs)]
 
 mod config;
+mod hub;
 mod response;
 mod router;
 mod server;
@@ -41,7 +42,8 @@ mod stream;
 
 pub use conduit_http::{Method, Request, StatusCode};
 pub use config::ServerConfig;
+pub use hub::{Hub, HubConfig, PublishError};
 pub use response::{Reply, Response};
 pub use router::Router;
-pub use server::{Server, ServerHandle, SpawnedServer};
+pub use server::{OLDEST_EVENT_ID_HEADER, Server, ServerHandle, SpawnedServer};
 pub use stream::{DEFAULT_CHANNEL_CAPACITY, Disconnected, Sse, SseSender, Ticker, TrySendError};

@@ -1,15 +1,18 @@
 //! The server: one event loop, a router, and a state machine per connection.
 
 use crate::config::ServerConfig;
+use crate::hub::{Hub, HubState, valid_topic};
 use crate::response::{Reply, Response};
 use crate::router::Router;
-use crate::stream::{Source, Sse, Ticker};
+use crate::stream::{Source, Sse, Subscription, Ticker};
 use conduit_http::{
-    BodyFraming, CHUNK_END, LAST_CHUNK, Method, ParseError, Request, RequestParser, ResponseHead,
-    Status, StatusCode, Version, write_chunk_header,
+    BodyFraming, CHUNK_END, LAST_CHUNK, Method, ParseError, Request, RequestParser, ResponseHead, Status, StatusCode,
+    Version, write_chunk_header,
 };
 use conduit_net::{CloseReason, ConnId, Context, EventLoop, Handler, LoopConfig, Remote, TimerId};
-use conduit_sse::{Event, KEEP_ALIVE_COMMENT, KeepAlive, STREAM_HEADERS};
+use conduit_sse::{
+    Backlog, Event, KEEP_ALIVE_COMMENT, KeepAlive, ResumePlan, STREAM_HEADERS, SharedEvent, plan_resume,
+};
 use std::io;
 use std::net::SocketAddr;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -24,6 +27,8 @@ pub(crate) enum Msg {
     ChannelReady(ConnId),
     /// Begin a graceful shutdown.
     Shutdown,
+    /// A hub event, numbered and encoded by the publisher.
+    Publish { topic: Arc<str>, event: SharedEvent },
 }
 
 /// Timer key of the shutdown grace period; connection timers use [`ConnId::to_u64`], which never equals it in
@@ -81,25 +86,22 @@ pub(crate) struct Service {
     /// Reused buffer for encoding events.
     scratch: Vec<u8>,
     stats: Arc<Stats>,
+    hub: HubState,
     shutting_down: bool,
 }
+
+/// The response header naming the oldest event a subscription's topics still hold.
+pub const OLDEST_EVENT_ID_HEADER: &str = "Conduit-Oldest-Event-Id";
 
 type Cx<'a, 'b> = &'a mut Context<'b, Msg>;
 
 impl Service {
     fn conn_mut(&mut self, id: ConnId) -> Option<&mut Conn> {
-        self.conns
-            .get_mut(id.index())?
-            .as_mut()
-            .filter(|c| c.id == id)
+        self.conns.get_mut(id.index())?.as_mut().filter(|c| c.id == id)
     }
 
     fn arm_deadline(&mut self, cx: Cx<'_, '_>, id: ConnId, idle: bool) {
-        let after = if idle {
-            self.config.idle_timeout
-        } else {
-            self.config.request_timeout
-        };
+        let after = if idle { self.config.idle_timeout } else { self.config.request_timeout };
         let Some(c) = self.conn_mut(id) else { return };
         if let Some(t) = c.deadline.take() {
             cx.cancel_timer(t);
@@ -152,14 +154,7 @@ impl Service {
     }
 
     fn reject(&mut self, cx: Cx<'_, '_>, id: ConnId, error: &ParseError) {
-        self.respond(
-            cx,
-            id,
-            Version::Http11,
-            Response::error(error.status(), error),
-            false,
-            false,
-        );
+        self.respond(cx, id, Version::Http11, Response::error(error.status(), error), false, false);
     }
 
     fn dispatch(&mut self, cx: Cx<'_, '_>, id: ConnId, req: Request) {
@@ -170,17 +165,12 @@ impl Service {
             Ok(reply) => reply,
             Err(_) => {
                 log::error!("handler for {} {} panicked", req.method(), req.path());
-                Reply::Response(Response::error(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal server error",
-                ))
+                Reply::Response(Response::error(StatusCode::INTERNAL_SERVER_ERROR, "internal server error"))
             }
         };
         match reply {
             Reply::Response(r) => self.respond(cx, id, req.version(), r, keep_alive, head_only),
-            Reply::Stream(sse) => {
-                self.start_stream(cx, id, req.version(), keep_alive, head_only, sse)
-            }
+            Reply::Stream(sse) => self.start_stream(cx, id, req.version(), keep_alive, head_only, sse),
         }
     }
 
@@ -206,11 +196,7 @@ impl Service {
         head_only: bool,
     ) {
         let has_body = r.status.allows_body();
-        let framing = if has_body {
-            BodyFraming::Length(r.body.len() as u64)
-        } else {
-            BodyFraming::None
-        };
+        let framing = if has_body { BodyFraming::Length(r.body.len() as u64) } else { BodyFraming::None };
         let head = build_head(r.status, version, framing, keep_alive, &r.headers);
         let mut buf = Vec::with_capacity(128 + r.body.len());
         head.write(&mut buf);
@@ -235,11 +221,7 @@ impl Service {
     ) {
         let chunked = version == Version::Http11;
         let reuse = chunked && keep_alive;
-        let framing = if chunked {
-            BodyFraming::Chunked
-        } else {
-            BodyFraming::Close
-        };
+        let framing = if chunked { BodyFraming::Chunked } else { BodyFraming::Close };
         let mut headers: Vec<(String, String)> = STREAM_HEADERS
             .iter()
             // `Connection` follows from the framing: keep-alive only where the stream can end cleanly.
@@ -247,6 +229,22 @@ impl Service {
             .map(|&(n, v)| (n.to_owned(), v.to_owned()))
             .collect();
         headers.extend(sse.headers.iter().cloned());
+        let mut sse = sse;
+        let mut reset_event = None;
+        if let Source::Subscription(sub) = &mut sse.source {
+            match self.plan_subscription(sub) {
+                Ok((plan, oldest)) => {
+                    if let ResumePlan::Reset { reason, .. } = plan {
+                        reset_event =
+                            Some(reset_notice(reason.as_str(), sub.last_event_id.as_deref(), oldest.as_deref()));
+                    }
+                    if let Some(oldest) = oldest {
+                        headers.push((OLDEST_EVENT_ID_HEADER.to_owned(), oldest));
+                    }
+                }
+                Err(response) => return self.respond(cx, id, version, response, keep_alive, head_only),
+            }
+        }
         let mut head_bytes = Vec::with_capacity(256);
         build_head(StatusCode::OK, version, framing, reuse, &headers).write(&mut head_bytes);
         if head_only {
@@ -267,9 +265,7 @@ impl Service {
             Some(interval) => KeepAlive::new(interval, now),
             None => KeepAlive::disabled(),
         };
-        let keep_alive_timer = keep_alive
-            .next_deadline()
-            .map(|at| cx.set_timer(at, id.to_u64()));
+        let keep_alive_timer = keep_alive.next_deadline().map(|at| cx.set_timer(at, id.to_u64()));
         let tick_timer = match &sse.source {
             Source::Interval { period, .. } => Some(cx.set_interval(*period, id.to_u64())),
             _ => None,
@@ -278,6 +274,14 @@ impl Service {
             channel.attach(cx.remote(), id);
         }
         let interval = matches!(sse.source, Source::Interval { .. });
+        if let Source::Subscription(sub) = &mut sse.source {
+            for topic in &sub.topics {
+                if let Some(t) = self.hub.topics.get_mut(topic) {
+                    t.catching_up.insert(id);
+                }
+            }
+            sub.following = true;
+        }
         let retry = sse.retry.or(self.config.retry);
         let Some(c) = self.conn_mut(id) else { return };
         c.state = State::Streaming(Box::new(Stream {
@@ -290,9 +294,14 @@ impl Service {
             tick_timer,
         }));
         self.stats.streams.fetch_add(1, Ordering::Relaxed);
-        if let Some(retry) = retry {
+        if retry.is_some() || reset_event.is_some() {
             let mut body = std::mem::take(&mut self.scratch);
-            Event::new().retry(retry).encode(&mut body);
+            if let Some(retry) = retry {
+                Event::new().retry(retry).encode(&mut body);
+            }
+            if let Some(reset) = reset_event {
+                reset.encode(&mut body);
+            }
             self.emit(cx, id, &mut body);
             self.scratch = body;
         }
@@ -372,6 +381,10 @@ impl Service {
                 finished = pulled.finished;
             }
             Source::Interval { .. } => {}
+            Source::Subscription(_) => {
+                self.scratch = body;
+                return self.pump_subscription(cx, id);
+            }
         }
         let alive = self.emit(cx, id, &mut body);
         self.scratch = body;
@@ -437,17 +450,171 @@ impl Service {
         }
     }
 
-    fn release_stream(&self, cx: Cx<'_, '_>, stream: &Stream) {
-        for timer in [stream.keep_alive_timer, stream.tick_timer]
-            .into_iter()
-            .flatten()
-        {
+    fn release_stream(&mut self, cx: Cx<'_, '_>, id: ConnId, stream: &Stream) {
+        for timer in [stream.keep_alive_timer, stream.tick_timer].into_iter().flatten() {
             cx.cancel_timer(timer);
         }
-        if let Source::Channel(channel) = &stream.source {
-            channel.close();
+        match &stream.source {
+            Source::Channel(channel) => channel.close(),
+            Source::Subscription(sub) if sub.following => {
+                for topic in &sub.topics {
+                    if let Some(t) = self.hub.topics.get_mut(topic) {
+                        t.live.remove(&id);
+                        t.catching_up.remove(&id);
+                    }
+                }
+            }
+            _ => {}
         }
         self.stats.streams.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Checks a subscription against the hub's limits and decides where it starts. Returns the plan and the
+    /// id of the oldest event its topics hold, or the response refusing it.
+    fn plan_subscription(&mut self, sub: &mut Subscription) -> Result<(ResumePlan, Option<String>), Response> {
+        let config = &self.hub.config;
+        if sub.topics.is_empty() || sub.topics.len() > config.max_topics_per_stream {
+            return Err(Response::error(
+                StatusCode::BAD_REQUEST,
+                format_args!("a stream follows 1 to {} topics", config.max_topics_per_stream),
+            ));
+        }
+        if let Some(bad) = sub.topics.iter().find(|t| !valid_topic(t, config.max_topic_len)) {
+            return Err(Response::error(
+                StatusCode::BAD_REQUEST,
+                format_args!(
+                    "invalid topic {:?}: 1 to {} bytes without control characters",
+                    bad.as_ref(),
+                    config.max_topic_len
+                ),
+            ));
+        }
+        for topic in &sub.topics {
+            if self.hub.topic(topic).is_none() {
+                return Err(Response::error(StatusCode::SERVICE_UNAVAILABLE, "too many topics; try again later")
+                    .header("Retry-After", "5"));
+            }
+        }
+        let backlogs: Vec<&Backlog> =
+            sub.topics.iter().filter_map(|t| self.hub.topics.get(t)).map(|t| &t.backlog).collect();
+        let plan = plan_resume(&backlogs, sub.last_event_id.as_deref(), self.hub.published);
+        if matches!(plan, ResumePlan::Reset { .. }) {
+            sub.announced_gap = backlogs.iter().map(|b| b.evicted_through()).max().unwrap_or(0);
+        }
+        let oldest = backlogs.iter().filter_map(|b| b.oldest()).min_by_key(|e| e.seq()).map(|e| e.id().to_owned());
+        sub.cursor = plan.cursor();
+        Ok((plan, oldest))
+    }
+
+    /// Feeds a subscription that is catching up from its topics' backlogs, up to the high-water mark, and
+    /// makes it live once it has read everything held.
+    fn pump_subscription(&mut self, cx: Cx<'_, '_>, id: ConnId) {
+        let high_water = self.config.stream_high_water;
+        let now = cx.now();
+        let Some(mut queued) = cx.queued(id) else { return };
+        let Service { hub, conns, .. } = self;
+        let Some(conn) = conns.get_mut(id.index()).and_then(Option::as_mut).filter(|c| c.id == id) else {
+            return;
+        };
+        let State::Streaming(stream) = &mut conn.state else { return };
+        let Source::Subscription(sub) = &mut stream.source else { return };
+        if sub.live {
+            return;
+        }
+        loop {
+            if queued >= high_water {
+                cx.notify_drained(id);
+                return;
+            }
+            let topics = sub.topics.iter().filter_map(|t| hub.topics.get(t));
+            if !topics.clone().all(|t| t.backlog.complete_after(sub.cursor.max(sub.announced_gap))) {
+                log::warn!("stream {id} fell behind the backlog of its topics; closing it so that it resumes");
+                cx.close(id);
+                return;
+            }
+            let Some(next) = topics.filter_map(|t| t.backlog.next_after(sub.cursor)).min_by_key(|e| e.seq()) else {
+                for topic in &sub.topics {
+                    if let Some(t) = hub.topics.get_mut(topic) {
+                        t.catching_up.remove(&id);
+                        t.live.insert(id);
+                    }
+                }
+                sub.live = true;
+                return;
+            };
+            let range = frame_range(next, stream.chunked);
+            let len = range.len();
+            if cx.write_shared(id, next.bytes(), range).is_err() {
+                cx.close(id);
+                return;
+            }
+            queued += len;
+            sub.cursor = next.seq();
+            stream.keep_alive.record_activity(now);
+        }
+    }
+
+    /// Delivers a published event to its topic's live subscribers. One that cannot take it now drops back to
+    /// catching up from the backlog, so a slow client never holds up the others or grows its queue.
+    fn publish(&mut self, cx: Cx<'_, '_>, topic: Arc<str>, event: SharedEvent) {
+        let high_water = self.config.stream_high_water;
+        let now = cx.now();
+        let Some(t) = self.hub.topic(&topic) else {
+            log::error!("dropping event {} for {topic:?}: every topic has followers", event.id());
+            return;
+        };
+        let evicted = match t.backlog.push(event.clone()) {
+            Ok(evicted) => evicted,
+            Err(e) => {
+                log::error!("dropping event for {topic:?}: {e}");
+                return;
+            }
+        };
+        self.hub.published = event.seq();
+        let Service { hub, conns, .. } = self;
+        let Some(t) = hub.topics.get_mut(&topic) else { return };
+        if evicted > 0 {
+            // A subscriber still catching up whose next events were just evicted can never be served
+            // losslessly: cut it off now, so that it resumes and is told, rather than when it next reads.
+            let through = t.backlog.evicted_through();
+            for &id in &t.catching_up {
+                let behind = conns.get(id.index()).and_then(Option::as_ref).filter(|c| c.id == id).is_some_and(|c| {
+                    matches!(&c.state, State::Streaming(s) if matches!(&s.source,
+                        Source::Subscription(sub) if sub.cursor.max(sub.announced_gap) < through))
+                });
+                if behind {
+                    log::warn!("stream {id} fell behind the backlog of {topic:?}; closing it so that it resumes");
+                    cx.close(id);
+                }
+            }
+        }
+        let mut behind = Vec::new();
+        for &id in &t.live {
+            let Some(conn) = conns.get_mut(id.index()).and_then(Option::as_mut).filter(|c| c.id == id) else {
+                continue;
+            };
+            let State::Streaming(stream) = &mut conn.state else { continue };
+            let Source::Subscription(sub) = &mut stream.source else { continue };
+            let range = frame_range(&event, stream.chunked);
+            let fits = cx.queued(id).is_some_and(|q| q + range.len() <= high_water);
+            if fits && cx.write_shared(id, event.bytes(), range).is_ok() {
+                sub.cursor = event.seq();
+                stream.keep_alive.record_activity(now);
+            } else {
+                sub.live = false;
+                behind.push(id);
+            }
+        }
+        for id in behind {
+            let Some(Source::Subscription(sub)) = self.stream_mut(id).map(|s| &s.source) else { continue };
+            for topic in sub.topics.clone() {
+                if let Some(t) = self.hub.topics.get_mut(&topic) {
+                    t.live.remove(&id);
+                    t.catching_up.insert(id);
+                }
+            }
+            cx.notify_drained(id);
+        }
     }
 
     /// Ends a stream: an optional `error` event, the chunked terminator, then the next request or a close.
@@ -456,12 +623,11 @@ impl Service {
         let State::Streaming(stream) = std::mem::replace(&mut c.state, State::Closing) else {
             return;
         };
-        self.release_stream(cx, &stream);
+        self.release_stream(cx, id, &stream);
         if let Some(message) = error {
             let mut body = Vec::new();
-            if let Ok(event) = Event::new()
-                .event("error")
-                .and_then(|e| e.json(&serde_json::json!({ "error": message })))
+            if let Ok(event) =
+                Event::new().event("error").and_then(|e| e.json(&serde_json::json!({ "error": message })))
             {
                 event.encode(&mut body);
             }
@@ -503,6 +669,21 @@ impl Service {
     }
 }
 
+/// The part of a shared event a stream sends: all of it (chunk framing included) on chunked streams.
+fn frame_range(event: &SharedEvent, chunked: bool) -> std::ops::Range<usize> {
+    if chunked { 0..event.bytes().len() } else { event.body_range() }
+}
+
+/// The event that opens a stream whose resume was not lossless.
+fn reset_notice(reason: &str, last_event_id: Option<&str>, oldest_id: Option<&str>) -> Event {
+    let data = serde_json::json!({ "reason": reason, "last_event_id": last_event_id, "oldest_id": oldest_id });
+    match Event::new().event("reset").and_then(|e| e.json(&data)) {
+        Ok(event) => event,
+        // "reset" has no line break and JSON values always serialize: unreachable, but never worth a panic.
+        Err(_) => Event::new().data(reason),
+    }
+}
+
 /// Frames `bytes` as one chunk when `chunked`, and queues it whole or not at all.
 fn write_body(cx: Cx<'_, '_>, id: ConnId, chunked: bool, bytes: &[u8]) -> bool {
     if bytes.is_empty() {
@@ -526,10 +707,7 @@ fn build_head(
     keep_alive: bool,
     headers: &[(String, String)],
 ) -> ResponseHead {
-    let mut head = ResponseHead::new(status)
-        .version(version)
-        .framing(framing)
-        .keep_alive(keep_alive);
+    let mut head = ResponseHead::new(status).version(version).framing(framing).keep_alive(keep_alive);
     for (name, value) in headers {
         match head.clone().header(name, value) {
             Ok(h) => head = h,
@@ -587,10 +765,7 @@ impl Handler for Service {
     }
 
     fn on_read_closed(&mut self, cx: &mut Context<'_, Msg>, id: ConnId) {
-        match self
-            .conn_mut(id)
-            .map(|c| matches!(c.state, State::Streaming(_)))
-        {
+        match self.conn_mut(id).map(|c| matches!(c.state, State::Streaming(_))) {
             // The client of a stream has nothing more to send, so EOF means it left.
             Some(true) => cx.close(id),
             // A client may half-close after its request: answer it, then close.
@@ -604,10 +779,7 @@ impl Handler for Service {
 
     fn on_timer(&mut self, cx: &mut Context<'_, Msg>, timer: TimerId, key: u64) {
         if key == SHUTDOWN_KEY {
-            log::warn!(
-                "shutdown grace period over: closing {} connections",
-                cx.connection_count()
-            );
+            log::warn!("shutdown grace period over: closing {} connections", cx.connection_count());
             cx.stop();
             return;
         }
@@ -619,8 +791,7 @@ impl Handler for Service {
                 cx.close(id);
             } else {
                 log::debug!("connection {id}: request not received in time");
-                let timeout =
-                    Response::error(StatusCode::REQUEST_TIMEOUT, "request not received in time");
+                let timeout = Response::error(StatusCode::REQUEST_TIMEOUT, "request not received in time");
                 self.respond(cx, id, Version::Http11, timeout, false, false);
             }
             return;
@@ -639,6 +810,7 @@ impl Handler for Service {
         match msg {
             Msg::ChannelReady(id) => self.pump(cx, id),
             Msg::Shutdown => self.begin_shutdown(cx),
+            Msg::Publish { topic, event } => self.publish(cx, topic, event),
         }
     }
 
@@ -654,7 +826,7 @@ impl Handler for Service {
             cx.cancel_timer(t);
         }
         if let State::Streaming(stream) = &c.state {
-            self.release_stream(cx, stream);
+            self.release_stream(cx, id, stream);
         }
         self.stats.connections.fetch_sub(1, Ordering::Relaxed);
         if self.shutting_down && cx.connection_count() == 0 {
@@ -671,27 +843,15 @@ pub struct Server {
 
 impl std::fmt::Debug for Server {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Server")
-            .field("addr", &self.handle.addr)
-            .finish_non_exhaustive()
+        f.debug_struct("Server").field("addr", &self.handle.addr).finish_non_exhaustive()
     }
 }
 
 fn overload_response() -> Vec<u8> {
     let mut buf = Vec::new();
-    let r = Response::error(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "server is at its connection limit; retry shortly",
-    )
-    .header("Retry-After", "1");
-    build_head(
-        r.status,
-        Version::Http11,
-        BodyFraming::Length(r.body.len() as u64),
-        false,
-        &r.headers,
-    )
-    .write(&mut buf);
+    let r = Response::error(StatusCode::SERVICE_UNAVAILABLE, "server is at its connection limit; retry shortly")
+        .header("Retry-After", "1");
+    build_head(r.status, Version::Http11, BodyFraming::Length(r.body.len() as u64), false, &r.headers).write(&mut buf);
     buf.extend_from_slice(&r.body);
     buf
 }
@@ -703,6 +863,15 @@ impl Server {
     /// # Errors
     /// Binding the address or creating the poller failed.
     pub fn bind(config: ServerConfig, router: Router) -> io::Result<Server> {
+        Server::bind_with_hub(config, router, &Hub::new(crate::HubConfig::default()))
+    }
+
+    /// Like [`bind`](Self::bind), serving `hub`'s topics: events published through it reach the streams
+    /// this server's handlers opened with [`Sse::subscribe`].
+    ///
+    /// # Errors
+    /// As for [`bind`](Self::bind), and `AlreadyExists` if the hub serves another running server.
+    pub fn bind_with_hub(config: ServerConfig, router: Router, hub: &Hub) -> io::Result<Server> {
         let listener = conduit_net::bind(config.addr, config.backlog, false)?;
         let loop_config = LoopConfig {
             max_connections: config.max_connections,
@@ -719,14 +888,13 @@ impl Server {
             conns: Vec::new(),
             scratch: Vec::new(),
             stats: Arc::clone(&stats),
+            hub: HubState::new(hub.config().clone()),
             shutting_down: false,
         };
         let event_loop = EventLoop::new(listener, loop_config, service)?;
-        let handle = ServerHandle {
-            addr: event_loop.local_addr()?,
-            remote: event_loop.remote(),
-            stats,
-        };
+        hub.attach(event_loop.remote()).map_err(|e| io::Error::new(io::ErrorKind::AlreadyExists, e))?;
+        let handle =
+            ServerHandle { addr: event_loop.local_addr()?, remote: event_loop.remote(), stats, hub: hub.clone() };
         Ok(Server { event_loop, handle })
     }
 
@@ -755,13 +923,8 @@ impl Server {
     /// The thread could not be spawned.
     pub fn spawn(self) -> io::Result<SpawnedServer> {
         let handle = self.handle.clone();
-        let thread = std::thread::Builder::new()
-            .name("conduit-loop".into())
-            .spawn(move || self.run())?;
-        Ok(SpawnedServer {
-            handle,
-            thread: Some(thread),
-        })
+        let thread = std::thread::Builder::new().name("conduit-loop".into()).spawn(move || self.run())?;
+        Ok(SpawnedServer { handle, thread: Some(thread) })
     }
 }
 
@@ -771,6 +934,7 @@ pub struct ServerHandle {
     addr: SocketAddr,
     remote: Remote<Msg>,
     stats: Arc<Stats>,
+    hub: Hub,
 }
 
 impl ServerHandle {
@@ -783,6 +947,11 @@ impl ServerHandle {
     /// The bound address.
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The hub whose topics this server serves.
+    pub fn hub(&self) -> &Hub {
+        &self.hub
     }
 
     /// Open connections.
@@ -843,9 +1012,7 @@ impl SpawnedServer {
 
     fn join_thread(&mut self) -> io::Result<()> {
         match self.thread.take() {
-            Some(t) => t
-                .join()
-                .unwrap_or_else(|_| Err(io::Error::other("the event loop thread panicked"))),
+            Some(t) => t.join().unwrap_or_else(|_| Err(io::Error::other("the event loop thread panicked"))),
             None => Ok(()),
         }
     }

@@ -1,6 +1,7 @@
 //! Event streams and the three places their events come from: loop timers, other threads, and pulled sources.
 
 use crate::server::Msg;
+use conduit_http::Request;
 use conduit_net::{ConnId, Remote, SendError};
 use conduit_sse::Event;
 use std::collections::VecDeque;
@@ -45,6 +46,7 @@ impl std::fmt::Debug for Sse {
             Source::Interval { .. } => "interval",
             Source::Iter(_) => "iter",
             Source::Channel(_) => "channel",
+            Source::Subscription(_) => "subscription",
         };
         f.debug_struct("Sse")
             .field("source", &kind)
@@ -61,25 +63,34 @@ pub(crate) enum Source {
     Interval { period: Duration, tick: TickFn },
     Iter(Box<dyn Iterator<Item = Event> + Send>),
     Channel(Arc<Channel>),
+    Subscription(Subscription),
+}
+
+/// A stream following hub topics.
+#[derive(Debug)]
+pub(crate) struct Subscription {
+    pub(crate) topics: Vec<Arc<str>>,
+    pub(crate) last_event_id: Option<String>,
+    /// The sequence number of the last event queued to the client.
+    pub(crate) cursor: u64,
+    /// Registered with its topics for immediate delivery (otherwise catching up from the backlogs).
+    pub(crate) live: bool,
+    /// Counted in its topics' followers.
+    pub(crate) following: bool,
+    /// Evictions up to this sequence number were announced with a `reset` event when the stream opened; only
+    /// later ones mean the client fell behind.
+    pub(crate) announced_gap: u64,
 }
 
 impl Sse {
     fn with_source(source: Source) -> Self {
-        Sse {
-            source,
-            headers: Vec::new(),
-            keep_alive: None,
-            retry: None,
-        }
+        Sse { source, headers: Vec::new(), keep_alive: None, retry: None }
     }
 
     /// A stream driven by the loop's timers: `tick` runs once when the stream opens and then every `period`,
     /// and sends events or ends the stream through its [`Ticker`]. It runs on the loop: keep it short.
     pub fn interval(period: Duration, tick: impl FnMut(&mut Ticker) + Send + 'static) -> Self {
-        Sse::with_source(Source::Interval {
-            period,
-            tick: Box::new(tick),
-        })
+        Sse::with_source(Source::Interval { period, tick: Box::new(tick) })
     }
 
     /// A stream fed by an iterator the loop pulls from while the client keeps up. It ends when the iterator
@@ -113,10 +124,65 @@ impl Sse {
             not_full: Condvar::new(),
             capacity: capacity.max(1),
         });
-        let sender = SseSender {
-            channel: Arc::clone(&channel),
-        };
+        let sender = SseSender { channel: Arc::clone(&channel) };
         (sender, Sse::with_source(Source::Channel(channel)))
+    }
+
+    /// A stream of the server hub's `topics`: events published to any of them from now on, in publish order.
+    /// Follow it with [`resume_from`](Self::resume_from) to replay what a reconnecting client missed.
+    /// Topic names are checked when the stream starts: an invalid name, or more topics than the hub allows,
+    /// gets `400 Bad Request`.
+    pub fn subscribe<I, T>(topics: I) -> Self
+    where
+        I: IntoIterator<Item = T>,
+        T: AsRef<str>,
+    {
+        let mut names: Vec<Arc<str>> = Vec::new();
+        for topic in topics {
+            let topic = topic.as_ref();
+            if !names.iter().any(|n| &**n == topic) {
+                names.push(Arc::from(topic));
+            }
+        }
+        Sse::with_source(Source::Subscription(Subscription {
+            topics: names,
+            last_event_id: None,
+            cursor: 0,
+            live: false,
+            following: false,
+            announced_gap: 0,
+        }))
+    }
+
+    /// A subscription described by a request: topics from `topic` query parameters (repeated, or separated by
+    /// commas; `default` when there is none), and the position from the `Last-Event-ID` header or, for
+    /// clients that cannot set headers, the `last_event_id` query parameter.
+    pub fn subscribe_request(req: &Request) -> Self {
+        let mut topics: Vec<&str> = req
+            .query_pairs()
+            .iter()
+            .filter(|(k, _)| k == "topic")
+            .flat_map(|(_, v)| v.split(','))
+            // Only spaces: trimming all whitespace would turn an invalid "\nname" into a valid name.
+            .map(|t| t.trim_matches(' '))
+            .collect();
+        if topics.is_empty() {
+            topics.push("default");
+        }
+        let last = req.header("last-event-id").or_else(|| req.query("last_event_id"));
+        Sse::subscribe(topics).resume_from(last)
+    }
+
+    /// For a subscription: the id of the last event the client received. It then gets every event published
+    /// after that one that the backlogs still hold, then the live stream, with no gap and no duplicate. If the
+    /// id is unknown or events after it were evicted, the stream starts with a `reset` event saying so (see
+    /// the README). Ignored for other sources.
+    #[must_use]
+    pub fn resume_from(mut self, last_event_id: Option<&str>) -> Self {
+        if let Source::Subscription(sub) = &mut self.source {
+            sub.last_event_id = last_event_id.map(str::to_owned);
+        }
+        self
     }
 
     /// Adds a response header (after the standard stream headers).
@@ -152,12 +218,7 @@ pub struct Ticker {
 
 impl Ticker {
     pub(crate) fn new() -> Self {
-        Ticker {
-            tick: 0,
-            now: Instant::now(),
-            events: Vec::new(),
-            end: false,
-        }
+        Ticker { tick: 0, now: Instant::now(), events: Vec::new(), end: false }
     }
 
     /// 0 when the stream opens, then 1, 2, ...
@@ -319,9 +380,7 @@ impl std::fmt::Display for TrySendError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             TrySendError::Full(_) => f.write_str("the event stream's buffer is full"),
-            TrySendError::Disconnected(_) => {
-                f.write_str("the event stream is closed: its client has gone")
-            }
+            TrySendError::Disconnected(_) => f.write_str("the event stream is closed: its client has gone"),
         }
     }
 }
@@ -372,21 +431,13 @@ impl SseSender {
                 break;
             }
             state = match deadline {
-                None => self
-                    .channel
-                    .not_full
-                    .wait(state)
-                    .unwrap_or_else(|e| e.into_inner()),
+                None => self.channel.not_full.wait(state).unwrap_or_else(|e| e.into_inner()),
                 Some(deadline) => {
                     let now = Instant::now();
                     if now >= deadline {
                         return Err(TrySendError::Full(event));
                     }
-                    self.channel
-                        .not_full
-                        .wait_timeout(state, deadline - now)
-                        .unwrap_or_else(|e| e.into_inner())
-                        .0
+                    self.channel.not_full.wait_timeout(state, deadline - now).unwrap_or_else(|e| e.into_inner()).0
                 }
             };
         }
@@ -411,9 +462,7 @@ impl SseSender {
 impl Clone for SseSender {
     fn clone(&self) -> Self {
         self.channel.lock().senders += 1;
-        SseSender {
-            channel: Arc::clone(&self.channel),
-        }
+        SseSender { channel: Arc::clone(&self.channel) }
     }
 }
 

@@ -56,12 +56,14 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod backlog;
 mod event;
 mod head;
 mod keep_alive;
 mod lines;
 mod stream;
 
+pub use backlog::{Backlog, BacklogLimits, OutOfOrder, ResetReason, ResumePlan, SharedEvent, plan_resume};
 pub use event::{Event, EventError, KEEP_ALIVE_COMMENT, encode_comment};
 pub use head::{STREAM_HEADERS, write_response_head};
 pub use keep_alive::KeepAlive;
@@ -96,8 +98,6 @@ mod test_util {
     pub(crate) fn random_text(rng: &mut XorShift, max_len: u64) -> String {
         const ALPHABET: [char; 7] = ['a', ' ', ':', '\r', '\n', 'é', '\u{2028}'];
         let len = rng.below(max_len + 1);
-        (0..len)
-            .map(|_| ALPHABET[rng.below(ALPHABET.len() as u64) as usize])
-            .collect()
+        (0..len).map(|_| ALPHABET[rng.below(ALPHABET.len() as u64) as usize]).collect()
     }
 }

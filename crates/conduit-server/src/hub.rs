@@ -1,0 +1,269 @@
+//! The broadcast hub: named topics, bounded backlogs, lossless resume.
+//!
+//! Publishing happens on any thread: the event is numbered, encoded and framed once under the hub's lock,
+//! then handed to the event loop, so the loop sees events in sequence order. The loop keeps each topic's
+//! backlog and its live subscribers; every subscriber gets the same shared bytes.
+//!
+//! A subscriber is either *live* (each published event is queued to it at once) or *catching up* (it reads
+//! the backlog through a cursor as fast as it drains its socket). New subscribers that resume start catching
+//! up; a live subscriber whose queue passes the high-water mark drops back to catching up instead of growing
+//! its queue, and is cut off only if the backlog evicts events it has not read yet.
+
+use crate::server::Msg;
+use conduit_http::{CHUNK_END, write_chunk_header};
+use conduit_net::{ConnId, Remote, SendError};
+use conduit_sse::{Backlog, BacklogLimits, Event, SharedEvent};
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+/// Hub limits.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HubConfig {
+    /// What each topic keeps for clients that resume (default 1,000 events / 1 MiB).
+    pub backlog: BacklogLimits,
+    /// Topics at most; past it the topic idle longest (no subscribers, oldest last event) is forgotten.
+    pub max_topics: usize,
+    /// Topics one stream may follow at once.
+    pub max_topics_per_stream: usize,
+    /// Bytes in a topic name at most.
+    pub max_topic_len: usize,
+}
+
+impl Default for HubConfig {
+    fn default() -> Self {
+        HubConfig {
+            backlog: BacklogLimits::default(),
+            max_topics: 10_000,
+            max_topics_per_stream: 16,
+            max_topic_len: 128,
+        }
+    }
+}
+
+/// Why a publish was refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PublishError {
+    /// The topic name is empty, too long, or has control characters.
+    InvalidTopic,
+    /// The hub is not attached to a running server.
+    NotRunning,
+    /// The server's mailbox is full: it is receiving events faster than it can deliver them.
+    Busy,
+}
+
+impl std::fmt::Display for PublishError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            PublishError::InvalidTopic => "invalid topic name",
+            PublishError::NotRunning => "the hub is not attached to a running server",
+            PublishError::Busy => "the server is busy; publish again shortly",
+        })
+    }
+}
+
+impl std::error::Error for PublishError {}
+
+/// Checks a topic name: 1 to `max_len` bytes, no control characters.
+pub(crate) fn valid_topic(name: &str, max_len: usize) -> bool {
+    !name.is_empty() && name.len() <= max_len && !name.chars().any(char::is_control)
+}
+
+#[derive(Debug)]
+struct Publisher {
+    /// The last sequence number handed out.
+    seq: u64,
+    remote: Option<Remote<Msg>>,
+}
+
+/// A handle for publishing to a server's topics from any thread. Cheap to clone.
+///
+/// ```no_run
+/// use conduit_server::{Hub, HubConfig, Request, Router, Server, ServerConfig, Sse};
+/// use conduit_sse::Event;
+///
+/// let hub = Hub::new(HubConfig::default());
+/// let router = Router::new().get("/stream", |req: &Request| Sse::subscribe_request(req));
+/// let server = Server::bind_with_hub(ServerConfig::default(), router, &hub)?;
+/// let handle = server.spawn()?;
+/// hub.publish("news", Event::new().data("hello")).unwrap();
+/// # Ok::<(), std::io::Error>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct Hub {
+    shared: Arc<HubShared>,
+}
+
+#[derive(Debug)]
+struct HubShared {
+    config: HubConfig,
+    publisher: Mutex<Publisher>,
+}
+
+impl Hub {
+    /// A hub that is not yet attached to a server.
+    pub fn new(config: HubConfig) -> Hub {
+        Hub { shared: Arc::new(HubShared { config, publisher: Mutex::new(Publisher { seq: 0, remote: None }) }) }
+    }
+
+    /// The hub's limits.
+    pub fn config(&self) -> &HubConfig {
+        &self.shared.config
+    }
+
+    pub(crate) fn attach(&self, remote: Remote<Msg>) -> Result<(), &'static str> {
+        let mut publisher = self.shared.publisher.lock().unwrap_or_else(|e| e.into_inner());
+        if publisher.remote.as_ref().is_some_and(Remote::is_open) {
+            return Err("the hub is already attached to a running server");
+        }
+        publisher.remote = Some(remote);
+        Ok(())
+    }
+
+    /// Publishes `event` to every subscriber of `topic`, in order, exactly once, and keeps it in the topic's
+    /// backlog for clients that resume. Unless the event has an id, the hub gives it the next number of its
+    /// sequence (shared by all its topics, so ids increase within every topic). Returns the event's id.
+    ///
+    /// # Errors
+    /// [`PublishError::InvalidTopic`], [`PublishError::NotRunning`] before the server runs or after it stopped,
+    /// and [`PublishError::Busy`] when the server's mailbox is full.
+    pub fn publish(&self, topic: &str, event: Event) -> Result<String, PublishError> {
+        if !valid_topic(topic, self.shared.config.max_topic_len) {
+            return Err(PublishError::InvalidTopic);
+        }
+        let topic: Arc<str> = Arc::from(topic);
+        // Numbering and sending under one lock keeps the loop's arrival order equal to sequence order.
+        let mut publisher = self.shared.publisher.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(remote) = publisher.remote.clone().filter(Remote::is_open) else {
+            return Err(PublishError::NotRunning);
+        };
+        let seq = publisher.seq + 1;
+        let (event, id) = match event.id_str() {
+            Some(id) => {
+                let id = id.to_owned();
+                (event, id)
+            }
+            // A decimal number has no line break, so setting it cannot fail.
+            None => match event.id(seq.to_string()) {
+                Ok(e) => (e, seq.to_string()),
+                Err(_) => return Err(PublishError::InvalidTopic),
+            },
+        };
+        let shared = encode_shared(seq, &id, &event);
+        match remote.send(Msg::Publish { topic, event: shared }) {
+            Ok(()) => {
+                publisher.seq = seq;
+                Ok(id)
+            }
+            Err(SendError::Closed(_)) => Err(PublishError::NotRunning),
+            Err(SendError::Full(_)) => Err(PublishError::Busy),
+        }
+    }
+}
+
+/// Encodes an event once, framed as one HTTP chunk; HTTP/1.0 subscribers get the unframed range.
+fn encode_shared(seq: u64, id: &str, event: &Event) -> SharedEvent {
+    let len = event.encoded_len();
+    let mut bytes = Vec::with_capacity(len + 20);
+    write_chunk_header(&mut bytes, len);
+    let start = bytes.len();
+    event.encode(&mut bytes);
+    let end = bytes.len();
+    bytes.extend_from_slice(CHUNK_END);
+    SharedEvent::new(seq, id, Arc::from(bytes), start..end)
+}
+
+/// One topic as the loop keeps it.
+#[derive(Debug)]
+pub(crate) struct Topic {
+    pub(crate) backlog: Backlog,
+    /// Subscribers that get each event as it is published.
+    pub(crate) live: HashSet<ConnId>,
+    /// Subscribers reading the backlog through a cursor; each eviction checks that none of them needed it.
+    pub(crate) catching_up: HashSet<ConnId>,
+}
+
+impl Topic {
+    /// A topic anyone follows is never forgotten.
+    pub(crate) fn is_followed(&self) -> bool {
+        !self.live.is_empty() || !self.catching_up.is_empty()
+    }
+}
+
+/// The loop's side of the hub.
+#[derive(Debug)]
+pub(crate) struct HubState {
+    pub(crate) config: HubConfig,
+    pub(crate) topics: HashMap<Arc<str>, Topic>,
+    /// The newest sequence number the loop has received.
+    pub(crate) published: u64,
+}
+
+impl HubState {
+    pub(crate) fn new(config: HubConfig) -> Self {
+        HubState { config, topics: HashMap::new(), published: 0 }
+    }
+
+    /// The topic, created if needed. Past `max_topics` the idle topic with the oldest last event is
+    /// forgotten to make room; if every topic has followers, `None`.
+    pub(crate) fn topic(&mut self, name: &Arc<str>) -> Option<&mut Topic> {
+        if !self.topics.contains_key(name) {
+            if self.topics.len() >= self.config.max_topics {
+                let idle = self
+                    .topics
+                    .iter()
+                    .filter(|(_, t)| !t.is_followed())
+                    .min_by_key(|(_, t)| t.backlog.newest_seq())
+                    .map(|(n, _)| Arc::clone(n))?;
+                log::info!("forgetting idle topic {idle:?}: {} topics is the maximum", self.config.max_topics);
+                self.topics.remove(&idle);
+            }
+            let topic =
+                Topic { backlog: Backlog::new(self.config.backlog), live: HashSet::new(), catching_up: HashSet::new() };
+            self.topics.insert(Arc::clone(name), topic);
+        }
+        self.topics.get_mut(name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topic_names_are_checked() {
+        for (name, ok) in [("news", true), ("a/b-c.d", true), ("", false), ("a\nb", false), ("x\0", false)] {
+            assert_eq!(valid_topic(name, 128), ok, "{name:?}");
+        }
+        assert!(valid_topic(&"a".repeat(128), 128));
+        assert!(!valid_topic(&"a".repeat(129), 128));
+    }
+
+    #[test]
+    fn publishing_needs_a_running_server() {
+        let hub = Hub::new(HubConfig::default());
+        assert_eq!(hub.publish("t", Event::new().data("x")), Err(PublishError::NotRunning));
+        assert_eq!(hub.publish("", Event::new().data("x")), Err(PublishError::InvalidTopic));
+    }
+
+    #[test]
+    fn shared_events_are_framed_once() {
+        let event = Event::new().id("7").unwrap().data("hi");
+        let shared = encode_shared(7, "7", &event);
+        assert_eq!(shared.bytes().as_ref(), b"d\r\nid: 7\ndata: hi\n\n\r\n");
+        assert_eq!(shared.body(), b"id: 7\ndata: hi\n\n");
+    }
+
+    #[test]
+    fn idle_topics_make_room_and_followed_ones_do_not() {
+        let mut state = HubState::new(HubConfig { max_topics: 2, ..HubConfig::default() });
+        let (a, b, c): (Arc<str>, Arc<str>, Arc<str>) = ("a".into(), "b".into(), "c".into());
+        let follower = ConnId::from_u64(1);
+        state.topic(&a).unwrap().live.insert(follower);
+        state.topic(&b).unwrap();
+        assert!(state.topic(&c).is_some(), "b was idle and made room");
+        assert!(!state.topics.contains_key(&b));
+        state.topic(&c).unwrap().catching_up.insert(follower);
+        assert!(state.topic(&b).is_none(), "every topic is followed");
+    }
+}
