@@ -57,6 +57,7 @@
 #![deny(missing_docs)]
 
 mod backlog;
+mod decoder;
 mod event;
 mod head;
 mod keep_alive;
@@ -64,6 +65,7 @@ mod lines;
 mod stream;
 
 pub use backlog::{Backlog, BacklogLimits, OutOfOrder, ResetReason, ResumePlan, SharedEvent, plan_resume};
+pub use decoder::{DecodeError, Decoder, MessageEvent};
 pub use event::{Event, EventError, KEEP_ALIVE_COMMENT, encode_comment};
 pub use head::{STREAM_HEADERS, write_response_head};
 pub use keep_alive::KeepAlive;
