@@ -6,10 +6,10 @@
 //! This package re-exports the layers, each usable on its own:
 //!
 //! ```text
-//!  conduit::server   Server, Router, Sse streams, config
-//!        |
-//!  conduit::sse      Event, encoder, keep-alive      (sans-I/O)
-//!  conduit::http     RequestParser, ResponseHead     (sans-I/O)
+//!  conduit::server   Server, Router, Sse streams, config         conduit::client   blocking EventSource
+//!        |                                                            |      (std TcpStream, reconnects)
+//!  conduit::sse      Event, encoder, keep-alive      (sans-I/O)  <----+      uses the sse Decoder
+//!  conduit::http     RequestParser, ResponseHead     (sans-I/O)  <----+      and the http types
 //!        |
 //!  conduit::net      EventLoop, WriteQueue, Timers, Remote
 //! ```
@@ -27,6 +27,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub use conduit_client as client;
 pub use conduit_http as http;
 pub use conduit_net as net;
 pub use conduit_server as server;
