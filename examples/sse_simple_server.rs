@@ -13,11 +13,22 @@
 //! | `/count`          | `counter` `{"count": i}` with ids 1..=n, then `done` (`n`, `interval_ms`) |
 //! | `/stream/ai`      | a simulated model reply: `token` every 100 ms, then `done`               |
 //! | `/stream/updates` | ten `update` events one second apart, then `done`                        |
+//! | `/stream?topic=t` | hub topic `t` (resumes from `Last-Event-ID`)                             |
+//! | `POST /publish?topic=t` | publish the body to topic `t` (bearer token)                       |
+//! | `POST /api/chat/stream` | a streamed chat reply (bearer token; JSON body)                    |
+//!
+//! The bearer token comes from `--token` or `CONDUIT_TOKEN`; without either, a random one is made and printed.
 
-use conduit::server::{Request, Response, Router, Server, ServerConfig, Sse, StatusCode, Ticker};
+use conduit::server::auth::require_bearer;
+use conduit::server::{
+    Hub, HubConfig, PublishError, Request, Response, Router, Server, ServerConfig, Sse, StatusCode, Ticker,
+};
 use conduit::sse::Event;
-use serde_json::json;
+use serde_json::{Value, json};
+use std::hash::{BuildHasher, Hasher};
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 const INDEX_HTML: &str = include_str!("assets/index.html");
@@ -26,56 +37,217 @@ pub const AI_REPLY: &str = "Hello! I am an assistant streaming this answer to yo
     thousands of replies like this one can stream at once from a single thread.";
 const MAX_COUNT: u64 = 1_000_000;
 const MAX_INTERVAL_MS: u64 = 3_600_000;
+/// Chat replies generated at once; each has a worker thread, as a call to a real model would.
+const MAX_CHATS: usize = 64;
+const MAX_CHAT_MESSAGE: usize = 4000;
+const MAX_PUBLISH_BYTES: usize = 64 * 1024;
+/// Pause between chat tokens, like a model's generation speed.
+const CHAT_TOKEN_PAUSE: Duration = Duration::from_millis(40);
 
 fn main() {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    let addr = match listen_addr() {
-        Ok(addr) => addr,
+    let options = match Options::parse() {
+        Ok(options) => options,
         Err(message) => {
             eprintln!("{message}");
             std::process::exit(2);
         }
     };
-    let server = match Server::bind(ServerConfig::new(addr), router()) {
+    let hub = Hub::new(HubConfig::default());
+    let server = match Server::bind_with_hub(ServerConfig::new(options.addr), router(&options.token, &hub), &hub) {
         Ok(server) => server,
         Err(e) => {
-            eprintln!("cannot listen on {addr}: {e}");
+            eprintln!("cannot listen on {}: {e}", options.addr);
             std::process::exit(1);
         }
     };
     log::info!("Conduit demo on http://{}/", server.local_addr());
+    if options.token_generated {
+        // Printed, not logged: it is a secret, and this is the one place the user can learn it.
+        println!("API token (for /publish and /api/chat/stream): {}", options.token);
+    }
     if let Err(e) = server.run() {
         eprintln!("server failed: {e}");
         std::process::exit(1);
     }
 }
 
-/// `--addr HOST:PORT`, else `CONDUIT_ADDR`, else 127.0.0.1:8000.
-fn listen_addr() -> Result<SocketAddr, String> {
-    let mut args = std::env::args().skip(1);
-    let mut addr = std::env::var("CONDUIT_ADDR").ok();
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--addr" => addr = Some(args.next().ok_or("--addr needs a value, e.g. 127.0.0.1:8000")?),
-            other => match other.strip_prefix("--addr=") {
-                Some(value) => addr = Some(value.to_owned()),
-                None => {
-                    return Err(format!("unknown argument {other:?}; usage: sse_simple_server [--addr HOST:PORT]"));
-                }
-            },
-        }
-    }
-    let addr = addr.unwrap_or_else(|| "127.0.0.1:8000".to_owned());
-    addr.parse().map_err(|e| format!("invalid address {addr:?}: {e}"))
+struct Options {
+    addr: SocketAddr,
+    token: String,
+    token_generated: bool,
 }
 
-pub fn router() -> Router {
+impl Options {
+    /// `--addr HOST:PORT` (else `CONDUIT_ADDR`, else 127.0.0.1:8000) and `--token T` (else `CONDUIT_TOKEN`,
+    /// else a random token).
+    fn parse() -> Result<Options, String> {
+        const USAGE: &str = "usage: sse_simple_server [--addr HOST:PORT] [--token TOKEN]";
+        let mut addr = std::env::var("CONDUIT_ADDR").ok();
+        let mut token = std::env::var("CONDUIT_TOKEN").ok().filter(|t| !t.is_empty());
+        let mut args = std::env::args().skip(1);
+        while let Some(arg) = args.next() {
+            let (name, inline) = match arg.split_once('=') {
+                Some((n, v)) => (n.to_owned(), Some(v.to_owned())),
+                None => (arg.clone(), None),
+            };
+            let slot = match name.as_str() {
+                "--addr" => &mut addr,
+                "--token" => &mut token,
+                "--help" | "-h" => return Err(USAGE.to_owned()),
+                _ => return Err(format!("unknown argument {arg:?}; {USAGE}")),
+            };
+            *slot = Some(match inline {
+                Some(v) => v,
+                None => args.next().ok_or_else(|| format!("{name} needs a value; {USAGE}"))?,
+            });
+        }
+        let addr = addr.unwrap_or_else(|| "127.0.0.1:8000".to_owned());
+        let addr = addr.parse().map_err(|e| format!("invalid address {addr:?}: {e}"))?;
+        let token_generated = token.is_none();
+        let token = token.unwrap_or_else(|| random_hex(16));
+        if token.chars().any(|c| c.is_control() || c == ' ') {
+            return Err("the token must not contain spaces or control characters".to_owned());
+        }
+        Ok(Options { addr, token, token_generated })
+    }
+}
+
+/// `bytes` random bytes as hex, from the standard library's randomly keyed hasher (no extra dependency).
+fn random_hex(bytes: usize) -> String {
+    let mut out = String::new();
+    while out.len() < bytes * 2 {
+        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+        hasher.write_usize(out.len());
+        out.push_str(&format!("{:016x}", hasher.finish()));
+    }
+    out.truncate(bytes * 2);
+    out
+}
+
+pub fn router(token: &str, hub: &Hub) -> Router {
+    let token: Arc<str> = Arc::from(token);
+    let chats = Arc::new(AtomicUsize::new(0));
+    let publish_token = Arc::clone(&token);
+    let hub = hub.clone();
     Router::new()
         .get("/", |_: &Request| Response::html(INDEX_HTML))
         .get("/time", |_: &Request| time_stream())
         .get("/count", count_stream)
         .get("/stream/ai", |_: &Request| ai_stream())
         .get("/stream/updates", |_: &Request| updates_stream())
+        .get("/stream", |req: &Request| Sse::subscribe_request(req))
+        .post("/publish", move |req: &Request| publish(req, &publish_token, &hub))
+        .post("/api/chat/stream", move |req: &Request| chat_stream(req, &token, &chats))
+}
+
+fn json_error(status: StatusCode, message: impl std::fmt::Display) -> Response {
+    Response::json(&json!({ "error": message.to_string() })).status(status)
+}
+
+/// `POST /publish?topic=T[&event=NAME]`: the body (UTF-8 text) becomes one event of topic `T`.
+fn publish(req: &Request, token: &str, hub: &Hub) -> Response {
+    if let Err(refused) = require_bearer(req, token) {
+        return refused;
+    }
+    let Some(topic) = req.query("topic") else {
+        return json_error(StatusCode::BAD_REQUEST, "the topic query parameter is required");
+    };
+    if req.body().len() > MAX_PUBLISH_BYTES {
+        return json_error(StatusCode::PAYLOAD_TOO_LARGE, format_args!("events are at most {MAX_PUBLISH_BYTES} bytes"));
+    }
+    let Ok(data) = std::str::from_utf8(req.body()) else {
+        return json_error(StatusCode::BAD_REQUEST, "the body must be UTF-8 text");
+    };
+    let mut event = Event::new().data(data);
+    if let Some(name) = req.query("event").filter(|n| !n.is_empty()) {
+        event = match event.event(name) {
+            Ok(e) => e,
+            Err(e) => return json_error(StatusCode::BAD_REQUEST, e),
+        };
+    }
+    match hub.publish(topic, event) {
+        Ok(id) => Response::json(&json!({ "topic": topic, "id": id })).status(StatusCode::ACCEPTED),
+        Err(PublishError::InvalidTopic) => json_error(StatusCode::BAD_REQUEST, "invalid topic name"),
+        Err(e) => json_error(StatusCode::SERVICE_UNAVAILABLE, e).header("Retry-After", "1"),
+    }
+}
+
+/// `POST /api/chat/stream`: `{"user_message": "...", "conversation_id": optional}` in, a streamed reply out.
+fn chat_stream(req: &Request, token: &str, chats: &Arc<AtomicUsize>) -> Result<Sse, Response> {
+    require_bearer(req, token)?;
+    let body: Value = serde_json::from_slice(req.body())
+        .map_err(|e| json_error(StatusCode::BAD_REQUEST, format_args!("invalid JSON: {e}")))?;
+    let message = match body.get("user_message") {
+        Some(Value::String(m)) if !m.trim().is_empty() && m.chars().count() <= MAX_CHAT_MESSAGE => m.clone(),
+        Some(Value::String(_)) => {
+            return Err(json_error(
+                StatusCode::BAD_REQUEST,
+                format_args!("user_message must have 1 to {MAX_CHAT_MESSAGE} characters"),
+            ));
+        }
+        _ => return Err(json_error(StatusCode::BAD_REQUEST, "user_message (a string) is required")),
+    };
+    let conversation = match body.get("conversation_id") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(id)) if valid_id(id) => Some(id.clone()),
+        Some(_) => {
+            return Err(json_error(
+                StatusCode::BAD_REQUEST,
+                "conversation_id must be 1 to 64 letters, digits, '-' or '_'",
+            ));
+        }
+    };
+    if chats.fetch_add(1, Ordering::AcqRel) >= MAX_CHATS {
+        chats.fetch_sub(1, Ordering::AcqRel);
+        return Err(
+            json_error(StatusCode::SERVICE_UNAVAILABLE, "too many replies in progress").header("Retry-After", "1")
+        );
+    }
+    let (sender, stream) = Sse::channel_with_capacity(64);
+    let chats = Arc::clone(chats);
+    let spawned = std::thread::Builder::new().name("chat-reply".into()).spawn(move || {
+        generate_reply(&message, conversation, |event| sender.send(event).is_ok());
+        chats.fetch_sub(1, Ordering::AcqRel);
+    });
+    if let Err(e) = spawned {
+        log::error!("cannot start a chat worker: {e}");
+        return Err(json_error(StatusCode::SERVICE_UNAVAILABLE, "cannot start a reply now").header("Retry-After", "1"));
+    }
+    Ok(stream)
+}
+
+fn valid_id(id: &str) -> bool {
+    (1..=64).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// Plays the part of a model: `send` delivers each event and says whether the client is still there.
+/// The message "/fail" makes the reply fail part-way, to show how errors reach the client.
+fn generate_reply(message: &str, conversation: Option<String>, mut send: impl FnMut(Event) -> bool) {
+    if !send(event("stream_start", &json!({ "status": "streaming" }))) {
+        return;
+    }
+    if conversation.is_none() && !send(event("conversation_id", &json!({ "conversation_id": random_hex(8) }))) {
+        return;
+    }
+    let reply = format!(
+        "You said: \"{}\". This reply is streamed by Conduit one token at a time over Server-Sent Events, \
+         from a worker thread through a bounded channel, the way a real model client would feed it.",
+        message.trim()
+    );
+    let words: Vec<&str> = reply.split(' ').filter(|w| !w.is_empty()).collect();
+    for (i, word) in words.iter().enumerate() {
+        if message.trim() == "/fail" && i == 3 {
+            send(event("error", &json!({ "error": "the model stopped unexpectedly (simulated failure)" })));
+            return;
+        }
+        let token = if i + 1 < words.len() { format!("{word} ") } else { (*word).to_owned() };
+        if !send(event("message", &json!({ "token": token }))) {
+            return; // the client stopped the reply
+        }
+        std::thread::sleep(CHAT_TOKEN_PAUSE);
+    }
+    send(event("stream_end", &json!({ "message_id": random_hex(8), "status": "complete" })));
 }
 
 fn event(name: &str, data: &serde_json::Value) -> Event {

@@ -6,7 +6,15 @@ mod common;
 #[path = "../examples/sse_simple_server.rs"]
 mod example;
 
-use common::{Conn, roundtrip, spawn, wait_until};
+use common::{Conn, local_config, roundtrip, spawn_with_hub, wait_until};
+use conduit::server::{Hub, HubConfig, SpawnedServer};
+
+const TOKEN: &str = "test-token";
+
+fn start() -> SpawnedServer {
+    let hub = Hub::new(HubConfig::default());
+    spawn_with_hub(local_config(), example::router(TOKEN, &hub), &hub)
+}
 
 const STREAM_HEAD: &str = "HTTP/1.1 200 OK\r\n\
     Content-Type: text/event-stream\r\n\
@@ -17,7 +25,7 @@ const STREAM_HEAD: &str = "HTTP/1.1 200 OK\r\n\
 
 #[test]
 fn count_yields_exactly_the_expected_bytes() {
-    let server = spawn(example::router());
+    let server = start();
     let mut conn = Conn::open(server.local_addr());
     conn.get("/count?n=5&interval_ms=10");
     let head = conn.read_head();
@@ -33,7 +41,7 @@ fn count_yields_exactly_the_expected_bytes() {
 
 #[test]
 fn unpaced_count_streams_every_event_in_order() {
-    let server = spawn(example::router());
+    let server = start();
     let mut conn = Conn::open(server.local_addr());
     conn.get("/count?n=1000&interval_ms=0");
     assert_eq!(conn.read_head().status, 200);
@@ -45,7 +53,7 @@ fn unpaced_count_streams_every_event_in_order() {
 
 #[test]
 fn stream_connection_is_reused_after_a_finite_stream() {
-    let server = spawn(example::router());
+    let server = start();
     let mut conn = Conn::open(server.local_addr());
     conn.get("/count?n=2&interval_ms=1");
     assert_eq!(conn.read_head().status, 200);
@@ -59,7 +67,7 @@ fn stream_connection_is_reused_after_a_finite_stream() {
 
 #[test]
 fn time_stream_sends_json_with_unix_and_iso_time() {
-    let server = spawn(example::router());
+    let server = start();
     let mut conn = Conn::open(server.local_addr());
     conn.get("/time");
     assert_eq!(conn.read_head().status, 200);
@@ -77,7 +85,7 @@ fn time_stream_sends_json_with_unix_and_iso_time() {
 
 #[test]
 fn ai_stream_sends_indexed_tokens_then_done() {
-    let server = spawn(example::router());
+    let server = start();
     let mut conn = Conn::open(server.local_addr());
     conn.get("/stream/ai");
     assert_eq!(conn.read_head().status, 200);
@@ -97,7 +105,7 @@ fn ai_stream_sends_indexed_tokens_then_done() {
 
 #[test]
 fn invalid_queries_get_400_with_a_reason() {
-    let server = spawn(example::router());
+    let server = start();
     for target in ["/count?n=abc", "/count?n=0", "/count?interval_ms=-5", "/count?n=99999999999"] {
         let (head, body) =
             roundtrip(server.local_addr(), format!("GET {target} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes());
@@ -110,7 +118,7 @@ fn invalid_queries_get_400_with_a_reason() {
 
 #[test]
 fn errors_come_back_with_the_right_status() {
-    let server = spawn(example::router());
+    let server = start();
     let addr = server.local_addr();
     let long_uri = format!("GET /{} HTTP/1.1\r\nHost: t\r\n\r\n", "a".repeat(9000));
     let big_header = format!("GET / HTTP/1.1\r\nHost: t\r\nX-Big: {}\r\n\r\n", "b".repeat(17_000));
@@ -144,7 +152,7 @@ fn errors_come_back_with_the_right_status() {
 
 #[test]
 fn a_client_leaving_mid_stream_frees_its_connection() {
-    let server = spawn(example::router());
+    let server = start();
     let handle = server.handle().clone();
     let mut conn = Conn::open(server.local_addr());
     conn.get("/count?n=1000000&interval_ms=5");
@@ -157,7 +165,7 @@ fn a_client_leaving_mid_stream_frees_its_connection() {
 
 #[test]
 fn two_hundred_concurrent_streams_on_one_loop() {
-    let server = spawn(example::router());
+    let server = start();
     let addr = server.local_addr();
     let mut conns: Vec<Conn> = (0..200).map(|_| Conn::open(addr)).collect();
     for conn in &mut conns {
@@ -174,11 +182,157 @@ fn two_hundred_concurrent_streams_on_one_loop() {
 
 #[test]
 fn index_page_is_served() {
-    let server = spawn(example::router());
+    let server = start();
     let (head, body) = roundtrip(server.local_addr(), b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
     assert_eq!(head.status, 200);
     let html = String::from_utf8(body).unwrap();
     for endpoint in ["/time", "/count", "/stream/ai", "/stream/updates"] {
         assert!(html.contains(endpoint), "the page links {endpoint}");
+    }
+}
+
+fn post(conn: &mut Conn, target: &str, auth: Option<&str>, content_type: &str, body: &str) {
+    let auth = auth.map(|a| format!("Authorization: {a}\r\n")).unwrap_or_default();
+    conn.send(
+        format!(
+            "POST {target} HTTP/1.1\r\nHost: t\r\n{auth}Content-Type: {content_type}\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
+    );
+}
+
+/// (event type, parsed data) of each block of a chat stream.
+fn typed_events(body: &str) -> Vec<(String, serde_json::Value)> {
+    body.split_terminator("\n\n")
+        .map(|block| {
+            let kind = block.lines().find_map(|l| l.strip_prefix("event: ")).unwrap_or("message").to_owned();
+            let data = block.lines().find_map(|l| l.strip_prefix("data: ")).expect(block);
+            (kind, serde_json::from_str(data).unwrap())
+        })
+        .collect()
+}
+
+#[test]
+fn chat_refuses_missing_or_wrong_tokens_before_streaming() {
+    let server = start();
+    for auth in [None, Some("Bearer wrong"), Some("Basic dGVzdA==")] {
+        let mut conn = Conn::open(server.local_addr());
+        post(&mut conn, "/api/chat/stream", auth, "application/json", r#"{"user_message":"hi"}"#);
+        let (head, body) = conn.read_response();
+        assert_eq!(head.status, 401, "{auth:?}");
+        assert_eq!(head.header("www-authenticate"), Some("Bearer"));
+        let error: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert!(error["error"].is_string());
+    }
+}
+
+#[test]
+fn chat_refuses_malformed_bodies_with_json_errors() {
+    let server = start();
+    let bearer = format!("Bearer {TOKEN}");
+    for body in [
+        "not json",
+        "{}",
+        r#"{"user_message": 5}"#,
+        r#"{"user_message": "   "}"#,
+        r#"{"user_message": "hi", "conversation_id": "bad id!"}"#,
+        r#"["user_message"]"#,
+    ] {
+        let mut conn = Conn::open(server.local_addr());
+        post(&mut conn, "/api/chat/stream", Some(&bearer), "application/json", body);
+        let (head, reply) = conn.read_response();
+        assert_eq!(head.status, 400, "{body}");
+        assert_eq!(head.header("content-type"), Some("application/json"));
+        let error: serde_json::Value = serde_json::from_slice(&reply).unwrap();
+        assert!(error["error"].as_str().is_some_and(|e| !e.is_empty()), "{body}");
+    }
+}
+
+#[test]
+fn chat_streams_start_conversation_tokens_and_end() {
+    let server = start();
+    let mut conn = Conn::open(server.local_addr());
+    post(
+        &mut conn,
+        "/api/chat/stream",
+        Some(&format!("Bearer {TOKEN}")),
+        "application/json",
+        r#"{"user_message":"héllo 👋"}"#,
+    );
+    let head = conn.read_head();
+    assert_eq!(head.status, 200);
+    assert_eq!(head.header("content-type"), Some("text/event-stream"));
+    let events = typed_events(&String::from_utf8(conn.read_chunked_body()).unwrap());
+    let kinds: Vec<&str> = events.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(kinds[..2], ["stream_start", "conversation_id"]);
+    assert_eq!(events[0].1, serde_json::json!({ "status": "streaming" }));
+    assert!(events[1].1["conversation_id"].as_str().is_some_and(|id| !id.is_empty()));
+    let (last, middle) = events[2..].split_last().unwrap();
+    assert_eq!(last.0, "stream_end");
+    assert_eq!(last.1["status"], "complete");
+    assert!(last.1["message_id"].is_string());
+    assert!(middle.len() > 5 && middle.iter().all(|(k, _)| k == "message"));
+    let text: String = middle.iter().map(|(_, d)| d["token"].as_str().unwrap()).collect();
+    assert!(text.starts_with("You said: \"héllo 👋\"."), "{text}");
+}
+
+#[test]
+fn chat_continuing_a_conversation_sends_no_new_id() {
+    let server = start();
+    let mut conn = Conn::open(server.local_addr());
+    let body = r#"{"user_message":"again","conversation_id":"abc-123"}"#;
+    post(&mut conn, "/api/chat/stream", Some(&format!("Bearer {TOKEN}")), "application/json", body);
+    assert_eq!(conn.read_head().status, 200);
+    let events = typed_events(&String::from_utf8(conn.read_chunked_body()).unwrap());
+    assert!(events.iter().all(|(k, _)| k != "conversation_id"));
+    assert_eq!(events.last().unwrap().0, "stream_end");
+}
+
+#[test]
+fn chat_failure_mid_stream_is_an_error_event() {
+    let server = start();
+    let mut conn = Conn::open(server.local_addr());
+    post(
+        &mut conn,
+        "/api/chat/stream",
+        Some(&format!("Bearer {TOKEN}")),
+        "application/json",
+        r#"{"user_message":"/fail"}"#,
+    );
+    assert_eq!(conn.read_head().status, 200);
+    let events = typed_events(&String::from_utf8(conn.read_chunked_body()).unwrap());
+    let (last, before) = events.split_last().unwrap();
+    assert_eq!(last.0, "error");
+    assert!(last.1["error"].as_str().unwrap().contains("simulated"));
+    assert!(before.iter().any(|(k, _)| k == "message"), "some tokens came first");
+}
+
+#[test]
+fn published_events_reach_topic_streams() {
+    let server = start();
+    let mut stream = Conn::open(server.local_addr());
+    stream.get("/stream?topic=news");
+    assert_eq!(stream.read_head().status, 200);
+    let bearer = format!("Bearer {TOKEN}");
+    let mut conn = Conn::open(server.local_addr());
+    post(&mut conn, "/publish?topic=news&event=alert", Some(&bearer), "text/plain", "line one\nline two");
+    let (head, body) = conn.read_response();
+    assert_eq!(head.status, 202);
+    let reply: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(reply["topic"], "news");
+    let id = reply["id"].as_str().unwrap().to_owned();
+    assert_eq!(stream.read_events(1), format!("event: alert\nid: {id}\ndata: line one\ndata: line two\n\n"));
+
+    let refusals: [(Option<&str>, &str, u16); 4] = [
+        (None, "/publish?topic=news", 401),
+        (Some(bearer.as_str()), "/publish", 400),
+        (Some(bearer.as_str()), "/publish?topic=news&event=a%0Ab", 400),
+        (Some(bearer.as_str()), "/publish?topic=%00", 400),
+    ];
+    for (auth, target, status) in refusals {
+        post(&mut conn, target, auth, "text/plain", "x");
+        let (head, _) = conn.read_response();
+        assert_eq!(head.status, status, "{target}");
     }
 }

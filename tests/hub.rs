@@ -209,7 +209,8 @@ fn a_subscriber_that_falls_out_of_the_backlog_is_cut_off_and_told_on_resume() {
     wait_until("the slow subscriber is cut off", || server.handle().streams() == 0);
     let received = slow.read_to_end();
     let text = String::from_utf8_lossy(&received);
-    let last_id = text.lines().filter_map(|l| l.strip_prefix("id: ")).last().expect("some events arrived").to_owned();
+    let last_id =
+        text.lines().filter_map(|l| l.strip_prefix("id: ")).next_back().expect("some events arrived").to_owned();
     let (mut again, _) = subscribe(&server, "/stream?topic=t", Some(&last_id));
     let first = again.read_events(1);
     assert!(first.starts_with("event: reset\n"), "{first}");
