@@ -18,10 +18,14 @@
 //! | `POST /api/chat/stream` | a streamed chat reply (bearer token; JSON body)                    |
 //!
 //! The bearer token comes from `--token` or `CONDUIT_TOKEN`; without either, a random one is made and printed.
+//! Pages on other origins may use the server when listed with `--cors-origin ORIGIN` (repeatable) or
+//! `CONDUIT_CORS_ORIGINS` (comma-separated; `*` for any). SIGINT or SIGTERM shuts down gracefully: every open
+//! stream gets a `shutdown` event (with `retry:`) and its end, then the process exits 0; a second signal
+//! exits at once.
 
 use conduit::server::auth::require_bearer;
 use conduit::server::{
-    Hub, HubConfig, PublishError, Request, Response, Router, Server, ServerConfig, Sse, StatusCode, Ticker,
+    CorsConfig, Hub, HubConfig, PublishError, Request, Response, Router, Server, ServerConfig, Sse, StatusCode, Ticker,
 };
 use conduit::sse::Event;
 use serde_json::{Value, json};
@@ -54,7 +58,13 @@ fn main() {
         }
     };
     let hub = Hub::new(HubConfig::default());
-    let server = match Server::bind_with_hub(ServerConfig::new(options.addr), router(&options.token, &hub), &hub) {
+    let mut config = ServerConfig::new(options.addr);
+    if !options.cors_origins.is_empty() {
+        config.cors = Some(CorsConfig::allow_origins(options.cors_origins.iter().cloned()));
+    }
+    config.shutdown_event =
+        Some(event("shutdown", &json!({ "reason": "the server is shutting down" })).retry(Duration::from_secs(2)));
+    let server = match Server::bind_with_hub(config, router(&options.token, &hub), &hub) {
         Ok(server) => server,
         Err(e) => {
             eprintln!("cannot listen on {}: {e}", options.addr);
@@ -66,41 +76,71 @@ fn main() {
         // Printed, not logged: it is a secret, and this is the one place the user can learn it.
         println!("API token (for /publish and /api/chat/stream): {}", options.token);
     }
+    if let Err(e) = shut_down_on_signals(server.handle()) {
+        eprintln!("cannot handle signals: {e}");
+        std::process::exit(1);
+    }
     if let Err(e) = server.run() {
         eprintln!("server failed: {e}");
         std::process::exit(1);
     }
 }
 
+/// The first SIGINT or SIGTERM starts a graceful shutdown (`run` then returns and the process exits 0); a
+/// second one exits at once.
+fn shut_down_on_signals(handle: conduit::server::ServerHandle) -> std::io::Result<()> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
+    std::thread::Builder::new().name("signals".into()).spawn(move || {
+        let mut received = signals.forever();
+        if let Some(signal) = received.next() {
+            log::info!("signal {signal}: shutting down ({} open streams)", handle.streams());
+            handle.shutdown();
+        }
+        if received.next().is_some() {
+            log::warn!("second signal: exiting now");
+            std::process::exit(130);
+        }
+    })?;
+    Ok(())
+}
+
 struct Options {
     addr: SocketAddr,
     token: String,
     token_generated: bool,
+    cors_origins: Vec<String>,
 }
 
 impl Options {
     /// `--addr HOST:PORT` (else `CONDUIT_ADDR`, else 127.0.0.1:8000) and `--token T` (else `CONDUIT_TOKEN`,
     /// else a random token).
     fn parse() -> Result<Options, String> {
-        const USAGE: &str = "usage: sse_simple_server [--addr HOST:PORT] [--token TOKEN]";
+        const USAGE: &str = "usage: sse_simple_server [--addr HOST:PORT] [--token TOKEN] [--cors-origin ORIGIN]...";
         let mut addr = std::env::var("CONDUIT_ADDR").ok();
         let mut token = std::env::var("CONDUIT_TOKEN").ok().filter(|t| !t.is_empty());
+        let mut cors_origins: Vec<String> = std::env::var("CONDUIT_CORS_ORIGINS")
+            .map(|v| v.split(',').map(str::trim).filter(|o| !o.is_empty()).map(String::from).collect())
+            .unwrap_or_default();
         let mut args = std::env::args().skip(1);
         while let Some(arg) = args.next() {
             let (name, inline) = match arg.split_once('=') {
                 Some((n, v)) => (n.to_owned(), Some(v.to_owned())),
                 None => (arg.clone(), None),
             };
-            let slot = match name.as_str() {
-                "--addr" => &mut addr,
-                "--token" => &mut token,
-                "--help" | "-h" => return Err(USAGE.to_owned()),
-                _ => return Err(format!("unknown argument {arg:?}; {USAGE}")),
-            };
-            *slot = Some(match inline {
+            if name == "--help" || name == "-h" {
+                return Err(USAGE.to_owned());
+            }
+            let value = match inline {
                 Some(v) => v,
                 None => args.next().ok_or_else(|| format!("{name} needs a value; {USAGE}"))?,
-            });
+            };
+            match name.as_str() {
+                "--addr" => addr = Some(value),
+                "--token" => token = Some(value),
+                "--cors-origin" => cors_origins.push(value),
+                _ => return Err(format!("unknown argument {arg:?}; {USAGE}")),
+            }
         }
         let addr = addr.unwrap_or_else(|| "127.0.0.1:8000".to_owned());
         let addr = addr.parse().map_err(|e| format!("invalid address {addr:?}: {e}"))?;
@@ -109,7 +149,7 @@ impl Options {
         if token.chars().any(|c| c.is_control() || c == ' ') {
             return Err("the token must not contain spaces or control characters".to_owned());
         }
-        Ok(Options { addr, token, token_generated })
+        Ok(Options { addr, token, token_generated, cors_origins })
     }
 }
 

@@ -1,5 +1,6 @@
 //! Server configuration: every limit the server enforces, with the defaults documented in the README.
 
+use crate::cors::CorsConfig;
 use conduit_http::Limits;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -34,6 +35,11 @@ pub struct ServerConfig {
     pub shutdown_grace: Duration,
     /// TCP keepalive probes on idle sockets, to find peers that vanished without closing.
     pub tcp_keepalive: Option<Duration>,
+    /// Which other origins' pages may use the server; `None` adds no CORS headers (same-origin only).
+    pub cors: Option<CorsConfig>,
+    /// Sent to every open stream when the server shuts down, before the stream ends: for example an event
+    /// with a `retry:` telling clients when to reconnect.
+    pub shutdown_event: Option<conduit_sse::Event>,
 }
 
 impl Default for ServerConfig {
@@ -51,6 +57,8 @@ impl Default for ServerConfig {
             idle_timeout: Duration::from_secs(60),
             shutdown_grace: Duration::from_secs(5),
             tcp_keepalive: None,
+            cors: None,
+            shutdown_event: None,
         }
     }
 }

@@ -250,7 +250,7 @@ mod tests {
     fn shared_events_are_framed_once() {
         let event = Event::new().id("7").unwrap().data("hi");
         let shared = encode_shared(7, "7", &event);
-        assert_eq!(shared.bytes().as_ref(), b"d\r\nid: 7\ndata: hi\n\n\r\n");
+        assert_eq!(shared.bytes().as_ref(), b"10\r\nid: 7\ndata: hi\n\n\r\n");
         assert_eq!(shared.body(), b"id: 7\ndata: hi\n\n");
     }
 

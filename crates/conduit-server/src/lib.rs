@@ -35,6 +35,7 @@
 
 pub mod auth;
 mod config;
+mod cors;
 mod hub;
 mod response;
 mod router;
@@ -43,6 +44,7 @@ mod stream;
 
 pub use conduit_http::{Method, Request, StatusCode};
 pub use config::ServerConfig;
+pub use cors::CorsConfig;
 pub use hub::{Hub, HubConfig, PublishError};
 pub use response::{Reply, Response};
 pub use router::Router;

@@ -69,7 +69,8 @@ impl Router {
         self.routes.iter().find(|r| &r.method == method && r.path == path)
     }
 
-    fn allowed(&self, path: &str) -> Vec<&str> {
+    /// The methods `path` accepts, `HEAD` and `OPTIONS` included.
+    pub(crate) fn allowed(&self, path: &str) -> Vec<&str> {
         let mut allowed: Vec<&str> = self.routes.iter().filter(|r| r.path == path).map(|r| r.method.as_str()).collect();
         if allowed.contains(&"GET") {
             allowed.push("HEAD");

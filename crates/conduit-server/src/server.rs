@@ -1,6 +1,7 @@
 //! The server: one event loop, a router, and a state machine per connection.
 
 use crate::config::ServerConfig;
+use crate::cors;
 use crate::hub::{Hub, HubState, valid_topic};
 use crate::response::{Reply, Response};
 use crate::router::Router;
@@ -161,12 +162,30 @@ impl Service {
         let head_only = req.method() == &Method::Head;
         let keep_alive = req.keep_alive() && !self.shutting_down;
         let router = Arc::clone(&self.router);
-        let reply = match catch_unwind(AssertUnwindSafe(|| router.handle(&req))) {
+        let verdict = match req.header("origin") {
+            Some(_) => cors::check(self.config.cors.as_ref(), &req, &router.allowed(req.path())),
+            None => cors::Verdict::SameOrigin,
+        };
+        let run = || match catch_unwind(AssertUnwindSafe(|| router.handle(&req))) {
             Ok(reply) => reply,
             Err(_) => {
                 log::error!("handler for {} {} panicked", req.method(), req.path());
                 Reply::Response(Response::error(StatusCode::INTERNAL_SERVER_ERROR, "internal server error"))
             }
+        };
+        let reply = match verdict {
+            cors::Verdict::Answer(response) => Reply::Response(response),
+            cors::Verdict::SameOrigin => run(),
+            cors::Verdict::Allowed(headers) => match run() {
+                Reply::Response(mut r) => {
+                    r.headers.extend(headers);
+                    Reply::Response(r)
+                }
+                Reply::Stream(mut sse) => {
+                    sse.headers.extend(headers);
+                    Reply::Stream(sse)
+                }
+            },
         };
         match reply {
             Reply::Response(r) => self.respond(cx, id, req.version(), r, keep_alive, head_only),
@@ -652,10 +671,18 @@ impl Service {
         log::info!("shutting down: {} connections open", cx.connection_count());
         self.shutting_down = true;
         cx.stop_accepting();
+        let mut farewell = Vec::new();
+        if let Some(event) = &self.config.shutdown_event {
+            event.encode(&mut farewell);
+        }
         for id in cx.connections() {
             let Some(c) = self.conn_mut(id) else { continue };
             match c.state {
-                State::Streaming(_) => self.finish_stream(cx, id, None),
+                State::Streaming(_) => {
+                    let mut body = farewell.clone();
+                    self.emit(cx, id, &mut body);
+                    self.finish_stream(cx, id, None);
+                }
                 State::Reading if c.input.is_empty() => cx.close(id),
                 State::Reading | State::Closing => cx.close_after_flush(id),
             }
