@@ -76,7 +76,6 @@ struct Conn {
     deadline: Option<TimerId>,
     /// The deadline is the idle one (no byte of a next request yet).
     deadline_idle: bool,
-    sent_continue: bool,
 }
 
 /// The [`Handler`] the server runs on its event loop.
@@ -127,14 +126,12 @@ impl Service {
             match c.parser.parse(&c.input) {
                 Ok(Status::Complete(req, consumed)) => {
                     c.input.drain(..consumed);
-                    c.sent_continue = false;
                     self.disarm_deadline(cx, id);
                     self.stats.requests.fetch_add(1, Ordering::Relaxed);
                     self.dispatch(cx, id, req);
                 }
                 Ok(Status::Partial) => {
-                    if c.parser.expects_continue() && !c.sent_continue {
-                        c.sent_continue = true;
+                    if c.parser.take_continue() {
                         let _ = cx.write(id, b"HTTP/1.1 100 Continue\r\n\r\n");
                     }
                     break;
@@ -759,7 +756,6 @@ impl Handler for Service {
             state: State::Reading,
             deadline: None,
             deadline_idle: false,
-            sent_continue: false,
         });
         self.stats.connections.fetch_add(1, Ordering::Relaxed);
         self.arm_deadline(cx, id, false);
