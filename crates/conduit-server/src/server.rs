@@ -263,16 +263,12 @@ impl Service {
         }
         let mut head_bytes = Vec::with_capacity(256);
         build_head(StatusCode::OK, version, framing, reuse, &headers).write(&mut head_bytes);
-        if head_only {
-            if cx.write_vec(id, head_bytes).is_err() {
-                cx.close(id);
-                return;
-            }
-            return self.after_response(cx, id, reuse);
-        }
         if cx.write_vec(id, head_bytes).is_err() {
             cx.close(id);
             return;
+        }
+        if head_only {
+            return self.after_response(cx, id, reuse);
         }
 
         let now = cx.now();
