@@ -186,7 +186,7 @@ fn index_page_is_served() {
     let (head, body) = roundtrip(server.local_addr(), b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
     assert_eq!(head.status, 200);
     let html = String::from_utf8(body).unwrap();
-    for endpoint in ["/time", "/count", "/stream/ai", "/stream/updates"] {
+    for endpoint in ["/time", "/count", "/stream/ai", "/stream/updates", "/stream?topic=", "/publish", "/api/chat/stream"] {
         assert!(html.contains(endpoint), "the page links {endpoint}");
     }
 }
