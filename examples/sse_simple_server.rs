@@ -10,7 +10,7 @@
 //! |-------------------|--------------------------------------------------------------------------|
 //! | `/`               | the HTML client page                                                     |
 //! | `/time`           | `time` every second: `{"time": <unix seconds>, "iso": "<RFC 3339>"}`     |
-//! | `/count`          | `counter` `{"count": i}` with ids 1..=n, then `done` (`n`, `interval_ms`) |
+//! | `/count`          | `counter` `{"count": i}`, ids 1..=n, then `done` (`n`, `interval_ms`, `drop_after`); resumes |
 //! | `/stream/ai`      | a simulated model reply: `token` every 100 ms, then `done`               |
 //! | `/stream/updates` | ten `update` events one second apart, then `done`                        |
 //! | `/stream?topic=t` | hub topic `t` (resumes from `Last-Event-ID`)                             |
@@ -323,22 +323,43 @@ fn query_u64(req: &Request, name: &str, default: u64, range: std::ops::RangeIncl
     }
 }
 
+/// `/count?n=&interval_ms=&drop_after=`: counts resume after the `Last-Event-ID` a reconnecting client sends,
+/// and `drop_after=k` ends each connection after k events (a flaky network in miniature), so browsers can be
+/// watched reconnecting and losing nothing.
 fn count_stream(req: &Request) -> Result<Sse, Response> {
     let n = query_u64(req, "n", 10, 1..=MAX_COUNT)?;
     let interval_ms = query_u64(req, "interval_ms", 1000, 0..=MAX_INTERVAL_MS)?;
+    let drop_after = query_u64(req, "drop_after", 0, 0..=MAX_COUNT)?;
+    let resume_from = match req.header("last-event-id").or_else(|| req.query("last_event_id")) {
+        None => 0,
+        Some(id) => id.parse::<u64>().ok().filter(|&seen| seen <= n).ok_or_else(|| {
+            Response::error(StatusCode::BAD_REQUEST, format_args!("Last-Event-ID must be a count from 0 to {n}"))
+        })?,
+    };
     let counter = |i: u64| event("counter", &json!({ "count": i })).id(i.to_string()).unwrap_or_else(|_| Event::new());
-    if interval_ms == 0 {
+    // The counts this connection sends, and whether the stream is complete after them.
+    let last = if drop_after == 0 { n } else { n.min(resume_from + drop_after) };
+    let complete = last == n;
+    let stream = if interval_ms == 0 {
         // No pacing: let the loop pull events as fast as the client reads them.
-        return Ok(Sse::from_iter((1..=n).map(counter).chain(std::iter::once(done()))));
-    }
-    Ok(Sse::interval(Duration::from_millis(interval_ms), move |t: &mut Ticker| {
-        let i = t.tick() + 1;
-        t.send(counter(i));
-        if i == n {
-            t.send(done());
-            t.end();
-        }
-    }))
+        let ending = complete.then(done);
+        Sse::from_iter((resume_from + 1..=last).map(counter).chain(ending))
+    } else {
+        Sse::interval(Duration::from_millis(interval_ms), move |t: &mut Ticker| {
+            let i = resume_from + 1 + t.tick();
+            if i <= last {
+                t.send(counter(i));
+            }
+            if i >= last {
+                if complete {
+                    t.send(done());
+                }
+                t.end();
+            }
+        })
+    };
+    // Reconnect quickly after a simulated drop; browsers otherwise wait about three seconds.
+    Ok(if drop_after > 0 { stream.retry(Duration::from_millis(100)) } else { stream })
 }
 
 fn ai_stream() -> Sse {

@@ -186,7 +186,9 @@ fn index_page_is_served() {
     let (head, body) = roundtrip(server.local_addr(), b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
     assert_eq!(head.status, 200);
     let html = String::from_utf8(body).unwrap();
-    for endpoint in ["/time", "/count", "/stream/ai", "/stream/updates", "/stream?topic=", "/publish", "/api/chat/stream"] {
+    for endpoint in
+        ["/time", "/count", "/stream/ai", "/stream/updates", "/stream?topic=", "/publish", "/api/chat/stream"]
+    {
         assert!(html.contains(endpoint), "the page links {endpoint}");
     }
 }
@@ -335,4 +337,48 @@ fn published_events_reach_topic_streams() {
         let (head, _) = conn.read_response();
         assert_eq!(head.status, status, "{target}");
     }
+}
+
+#[test]
+fn count_resumes_after_last_event_id_and_drops_when_asked() {
+    let server = start();
+    let mut seen = Vec::new();
+    let mut last: Option<u64> = None;
+    for _ in 0..3 {
+        let mut conn = Conn::open(server.local_addr());
+        let header = last.map(|id| format!("Last-Event-ID: {id}\r\n")).unwrap_or_default();
+        conn.send(format!("GET /count?n=7&interval_ms=1&drop_after=3 HTTP/1.1\r\nHost: t\r\n{header}\r\n").as_bytes());
+        assert_eq!(conn.read_head().status, 200);
+        let body = String::from_utf8(conn.read_chunked_body()).unwrap();
+        assert!(body.starts_with("retry: 100\n\n"), "{body}");
+        let ids: Vec<u64> = body.lines().filter_map(|l| l.strip_prefix("id: ")).map(|v| v.parse().unwrap()).collect();
+        last = ids.last().copied();
+        seen.extend(ids);
+        if body.contains("event: done") {
+            break;
+        }
+    }
+    assert_eq!(seen, (1..=7).collect::<Vec<_>>());
+
+    let (head, body) =
+        roundtrip(server.local_addr(), b"GET /count?n=7 HTTP/1.1\r\nHost: t\r\nLast-Event-ID: 99\r\n\r\n");
+    assert_eq!(head.status, 400, "{}", String::from_utf8_lossy(&body));
+}
+
+#[test]
+fn the_rust_client_rides_through_dropped_streams_without_losing_a_count() {
+    use conduit::client::EventSource;
+    let server = start();
+    let url = format!("http://{}/count?n=10&interval_ms=1&drop_after=3", server.local_addr());
+    let mut source = EventSource::get(&url).connect().unwrap();
+    let mut counts = Vec::new();
+    while let Some(event) = source.next_event().unwrap() {
+        if event.event_type == "done" {
+            break;
+        }
+        let data: serde_json::Value = serde_json::from_str(&event.data).unwrap();
+        counts.push(data["count"].as_u64().unwrap());
+    }
+    assert_eq!(counts, (1..=10).collect::<Vec<_>>());
+    assert_eq!(source.reconnects(), 3);
 }
