@@ -1,0 +1,926 @@
+//! The comparison harness's measuring client. `run.sh` starts the servers and calls it once per scenario; it
+//! measures the servers it is given round by round (A B C ... A B C ...), writes the scenario's table and JSON
+//! to the output directory, and `report` prints the tables and joins the JSON into `latest.json`.
+//!
+//! ```text
+//! harness run --scenario 1 --server floor=127.0.0.1:18400@1234 --server conduit=127.0.0.1:18401@1235 [--quick]
+//! harness report --dir results [--meta key=value ...]
+//! ```
+//!
+//! Every loop here is bounded by a count and a deadline, and every socket read by a timeout.
+
+mod client;
+mod json;
+mod procfs;
+mod table;
+
+use client::{Conn, Fetched};
+use json::Json;
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use table::Table;
+
+/// The server every ratio is taken against.
+const FLOOR: &str = "floor";
+
+#[derive(Clone, Debug)]
+struct Server {
+    name: String,
+    addr: SocketAddr,
+    pid: Option<u32>,
+}
+
+#[derive(Debug)]
+struct Options {
+    scenario: u32,
+    servers: Vec<Server>,
+    quick: bool,
+    reps: Option<usize>,
+    conns: Option<usize>,
+    idle: Option<Vec<usize>>,
+    events: u64,
+    clk_tck: u64,
+    nofile: Option<usize>,
+    out: PathBuf,
+    timeout: Duration,
+    max_seconds: u64,
+}
+
+const USAGE: &str = "usage:
+  harness run --scenario N --server NAME=HOST:PORT[@PID] ... [--quick] [--reps N] [--conns N]
+              [--idle 1000,10000] [--events N] [--clk-tck HZ] [--nofile N] [--timeout SECS]
+              [--max-seconds SECS] [--out DIR]
+  harness report [--dir DIR] [--meta KEY=VALUE ...]";
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("run") => parse_run(&args[1..]).and_then(|o| run(&o)),
+        Some("report") => report(&args[1..]),
+        Some("-h" | "--help") => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        _ => Err(format!("unknown command\n{USAGE}")),
+    };
+    if let Err(e) = result {
+        eprintln!("harness: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn parse_run(args: &[String]) -> Result<Options, String> {
+    let mut o = Options {
+        scenario: 0,
+        servers: Vec::new(),
+        quick: false,
+        reps: None,
+        conns: None,
+        idle: None,
+        events: 1000,
+        clk_tck: 100,
+        nofile: None,
+        out: PathBuf::from("results"),
+        timeout: Duration::from_secs(30),
+        max_seconds: 1800,
+    };
+    let mut it = args.iter();
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().cloned().ok_or_else(|| format!("{flag} needs a value"));
+        let number = |v: String| v.parse::<u64>().map_err(|_| format!("{flag}: not a number: {v:?}"));
+        match flag.as_str() {
+            "--scenario" => o.scenario = number(value()?)? as u32,
+            "--server" => o.servers.push(parse_server(&value()?)?),
+            "--quick" => o.quick = true,
+            "--reps" => o.reps = Some(number(value()?)?.max(1) as usize),
+            "--conns" => o.conns = Some(number(value()?)?.max(1) as usize),
+            "--idle" => {
+                let list = value()?
+                    .split(',')
+                    .filter(|s| !s.is_empty())
+                    .map(|s| s.trim().parse::<usize>())
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| format!("--idle: {e}"))?;
+                o.idle = Some(list);
+            }
+            "--events" => o.events = number(value()?)?.max(1),
+            "--clk-tck" => o.clk_tck = number(value()?)?.max(1),
+            "--nofile" => o.nofile = Some(number(value()?)? as usize),
+            "--timeout" => o.timeout = Duration::from_secs(number(value()?)?.max(1)),
+            "--max-seconds" => o.max_seconds = number(value()?)?.max(1),
+            "--out" => o.out = PathBuf::from(value()?),
+            other => return Err(format!("unknown option {other:?}\n{USAGE}")),
+        }
+    }
+    if !(1..=4).contains(&o.scenario) {
+        return Err(format!("--scenario must be 1 to 4\n{USAGE}"));
+    }
+    for s in &o.servers {
+        if !s.addr.ip().is_loopback() {
+            return Err(format!(
+                "{}: {} is not a loopback address; this harness only measures servers on this machine",
+                s.name, s.addr
+            ));
+        }
+    }
+    Ok(o)
+}
+
+/// `NAME=HOST:PORT[@PID]`.
+fn parse_server(spec: &str) -> Result<Server, String> {
+    let (name, rest) =
+        spec.split_once('=').ok_or_else(|| format!("--server {spec:?}: expected NAME=HOST:PORT[@PID]"))?;
+    let (addr, pid) = match rest.split_once('@') {
+        Some((addr, pid)) => (addr, Some(pid.parse().map_err(|_| format!("--server {spec:?}: bad pid"))?)),
+        None => (rest, None),
+    };
+    Ok(Server { name: name.to_owned(), addr: addr.parse().map_err(|e| format!("--server {spec:?}: {e}"))?, pid })
+}
+
+fn run(o: &Options) -> Result<(), String> {
+    std::fs::create_dir_all(&o.out).map_err(|e| format!("{}: {e}", o.out.display()))?;
+    let deadline = Instant::now() + Duration::from_secs(o.max_seconds);
+    let load_before = procfs::loadavg();
+    let (mut table, json, failed) = match o.scenario {
+        1 => scenario_1(o, deadline),
+        2 => scenario_2(o, deadline),
+        3 => scenario_3(o, deadline),
+        _ => scenario_4(),
+    };
+    let load_after = procfs::loadavg();
+    let json = if o.scenario == 4 {
+        json
+    } else {
+        table.note(format!(
+            "load average (1, 5, 15 min) before {load_before}, after {load_after}: other work on the machine shows here"
+        ));
+        json.with("loadavg_before", load_before).with("loadavg_after", load_after)
+    };
+    let stem = o.out.join(format!("scenario-{}", o.scenario));
+    write(&stem.with_extension("txt"), &table.render())?;
+    write(&stem.with_extension("json"), &json.pretty())?;
+    eprintln!("  scenario {} written to {}", o.scenario, stem.with_extension("txt").display());
+    if failed.is_empty() { Ok(()) } else { Err(format!("scenario {}: failed for {}", o.scenario, failed.join(", "))) }
+}
+
+fn write(path: &Path, text: &str) -> Result<(), String> {
+    std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+fn stream_path(events: u64) -> String {
+    format!("/stream?n={events}")
+}
+
+/// Checks that `body` is exactly `events` events of the agreed form, whatever the float in `time`.
+fn verify_body(body: &[u8], events: u64) -> Result<(), String> {
+    let text = std::str::from_utf8(body).map_err(|_| "body is not UTF-8".to_owned())?;
+    let mut rest = text;
+    for i in 0..events {
+        let prefix = format!("event: update\nid: {i}\ndata: {{\"count\": {i}, \"time\": ");
+        let after = rest.strip_prefix(prefix.as_str()).ok_or_else(|| {
+            format!("event {i}: expected {prefix:?}..., got {:?}", rest.chars().take(80).collect::<String>())
+        })?;
+        let end = after.find("}\n\n").ok_or_else(|| format!("event {i}: no closing `}}\\n\\n`"))?;
+        let time = &after[..end];
+        if time.parse::<f64>().is_err() || time.contains(['\n', ' ']) {
+            return Err(format!("event {i}: time {time:?} is not a number"));
+        }
+        rest = &after[end + 3..];
+    }
+    if !rest.is_empty() {
+        return Err(format!(
+            "{} unexpected bytes after the last event: {:?}",
+            rest.len(),
+            rest.chars().take(80).collect::<String>()
+        ));
+    }
+    Ok(())
+}
+
+/// Waits for the server to answer, then checks its bytes. Returns an error message if it never does.
+fn ready(o: &Options, s: &Server, deadline: Instant) -> Result<(), String> {
+    let until = Instant::now() + Duration::from_secs(60);
+    loop {
+        match client::fetch(s.addr, &stream_path(3), o.timeout) {
+            Ok(f) => {
+                return verify_body(&f.body, 3).map_err(|e| format!("wrong bytes: {e}"));
+            }
+            Err(e) => {
+                if let Some(pid) = s.pid
+                    && !procfs::alive(pid)
+                {
+                    return Err(format!("process {pid} is not running"));
+                }
+                if Instant::now() > until.min(deadline) {
+                    return Err(format!("not answering on {}: {e}", s.addr));
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
+}
+
+/// Readiness of every server; the failed ones are reported and left out.
+fn ready_all<'a>(o: &'a Options, deadline: Instant, errors: &mut Vec<Option<String>>) -> Vec<&'a Server> {
+    let mut ok = Vec::new();
+    for s in &o.servers {
+        match ready(o, s, deadline) {
+            Ok(()) => {
+                ok.push(s);
+                errors.push(None);
+            }
+            Err(e) => {
+                eprintln!("  {}: {e}", s.name);
+                errors.push(Some(e));
+            }
+        }
+    }
+    ok
+}
+
+fn names(o: &Options) -> Vec<&str> {
+    o.servers.iter().map(|s| s.name.as_str()).collect()
+}
+
+fn floor_index(o: &Options) -> Option<usize> {
+    o.servers.iter().position(|s| s.name == FLOOR)
+}
+
+/// The median over rounds of `value[server] / value[floor]`, taking only rounds where both have a value.
+fn floor_ratio(per_round: &[Vec<Option<f64>>], server: usize, floor: Option<usize>) -> Option<f64> {
+    let floor = floor?;
+    let ratios: Vec<f64> = per_round.iter().filter_map(|round| Some(round[server]? / round[floor]?)).collect();
+    (!ratios.is_empty()).then(|| table::median(&ratios))
+}
+
+fn cpu_ms(
+    o: &Options,
+    before: &[procfs::Cpu],
+    after: &[procfs::Cpu],
+    k: usize,
+    per: f64,
+) -> (Option<f64>, Option<f64>) {
+    let sched = match (before[k].sched_ns, after[k].sched_ns) {
+        (Some(a), Some(b)) if per > 0.0 => Some(b.saturating_sub(a) as f64 / 1e6 / per),
+        _ => None,
+    };
+    let stat = match (before[k].stat_ticks, after[k].stat_ticks) {
+        (Some(a), Some(b)) if per > 0.0 => Some(b.saturating_sub(a) as f64 * 1000.0 / o.clk_tck as f64 / per),
+        _ => None,
+    };
+    (sched, stat)
+}
+
+/// CPU time for the table: the precise per-thread clock, or the tick clock (marked `~`) where it is missing.
+fn cpu_cell(sched_ms: Option<f64>, stat_ms: Option<f64>) -> String {
+    match (sched_ms, stat_ms) {
+        (Some(ms), _) => table::secs(ms / 1e3),
+        (None, Some(ms)) => format!("~{}", table::secs(ms / 1e3)),
+        (None, None) => "-".into(),
+    }
+}
+
+fn cpu_all(o: &Options) -> Vec<procfs::Cpu> {
+    o.servers.iter().map(|s| s.pid.map(procfs::cpu).unwrap_or_default()).collect()
+}
+
+fn error_cells(o: &Options, errors: &[Option<String>]) -> Vec<(String, String)> {
+    o.servers.iter().zip(errors).filter_map(|(s, e)| Some((s.name.clone(), e.clone()?))).collect()
+}
+
+fn fetch_checked(o: &Options, s: &Server, path: &str) -> Result<Fetched, String> {
+    let f = client::fetch(s.addr, path, o.timeout).map_err(|e| e.to_string())?;
+    let events = f.events();
+    if events != o.events {
+        return Err(format!("received {events} events, expected {} ({:?} framing)", o.events, f.framing));
+    }
+    Ok(f)
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Scenario 1: one stream at a time.
+
+fn scenario_1(o: &Options, deadline: Instant) -> (Table, Json, Vec<String>) {
+    let reps = o.reps.unwrap_or(if o.quick { 5 } else { 100 });
+    let warmup: u64 = if o.quick { 1 } else { 5 };
+    let path = stream_path(o.events);
+    eprintln!("scenario 1: one stream of {} events, {reps} rounds over {} servers", o.events, o.servers.len());
+    let mut errors = Vec::new();
+    let live = ready_all(o, deadline, &mut errors);
+    for (k, s) in o.servers.iter().enumerate() {
+        if errors[k].is_some() || !live.iter().any(|l| l.name == s.name) {
+            continue;
+        }
+        for _ in 0..warmup {
+            if let Err(e) = fetch_checked(o, s, &path) {
+                errors[k] = Some(format!("warm-up: {e}"));
+                break;
+            }
+        }
+    }
+    let cpu_before = cpu_all(o);
+    let mut rounds: Vec<Vec<Option<f64>>> = Vec::new();
+    let mut truncated = false;
+    for round in 0..reps {
+        if Instant::now() > deadline {
+            truncated = true;
+            break;
+        }
+        let mut times = vec![None; o.servers.len()];
+        for (k, s) in o.servers.iter().enumerate() {
+            if errors[k].is_some() {
+                continue;
+            }
+            match fetch_checked(o, s, &path) {
+                Ok(f) => times[k] = Some(f.elapsed.as_secs_f64()),
+                Err(e) => errors[k] = Some(format!("round {round}: {e}")),
+            }
+        }
+        rounds.push(times);
+        if (round + 1) % 25 == 0 {
+            eprintln!("  round {}/{reps}", round + 1);
+        }
+    }
+    let cpu_after = cpu_all(o);
+
+    let floor = floor_index(o);
+    let mut t = Table::new(
+        format!(
+            "Scenario 1: one stream of {} events, connect to last byte ({} rounds, servers interleaved)",
+            o.events,
+            rounds.len()
+        ),
+        &names(o),
+    );
+    let mut servers_json = Vec::new();
+    let mut rows: [Vec<String>; 5] = Default::default();
+    for (k, s) in o.servers.iter().enumerate() {
+        let samples: Vec<f64> = rounds.iter().filter_map(|r| r[k]).collect();
+        let med = table::median(&samples);
+        let (lo, hi) = table::min_max(&samples);
+        let ratio = floor_ratio(&rounds, k, floor);
+        let (cpu_sched, cpu_stat) = cpu_ms(o, &cpu_before, &cpu_after, k, samples.len() as f64);
+        rows[0].push(table::secs(med));
+        rows[1].push(format!("{} – {}", table::secs(lo), table::secs(hi)));
+        rows[2].push(table::rate(o.events as f64 / med));
+        rows[3].push(table::ratio(ratio));
+        rows[4].push(cpu_cell(cpu_sched, cpu_stat));
+        servers_json.push(
+            Json::obj()
+                .with("name", s.name.as_str())
+                .with("addr", s.addr.to_string())
+                .with("error", errors[k].clone())
+                .with("rounds", samples.len())
+                .with("median_s", med)
+                .with("min_s", lo)
+                .with("max_s", hi)
+                .with("events_per_s_at_median", o.events as f64 / med)
+                .with("ratio_to_floor_median", ratio)
+                .with("server_cpu_ms_per_stream_schedstat", cpu_sched)
+                .with("server_cpu_ms_per_stream_stat", cpu_stat)
+                .with("samples_s", samples),
+        );
+    }
+    let labels =
+        ["median", "min – max", "events/s at median", "x floor (median of per-round ratios)", "server CPU / stream"];
+    for (label, cells) in labels.iter().zip(rows) {
+        t.row(*label, cells);
+    }
+    if truncated {
+        t.note(format!("stopped early at the time limit: {} of {reps} rounds", rounds.len()));
+    }
+    let failed = add_errors(&mut t, o, &errors);
+    let json = Json::obj()
+        .with("scenario", 1u64)
+        .with("title", t.title.as_str())
+        .with(
+            "params",
+            Json::obj()
+                .with("events", o.events)
+                .with("rounds_requested", reps)
+                .with("warmup_per_server", warmup)
+                .with("quick", o.quick),
+        )
+        .with("servers", Json::Arr(servers_json));
+    (t, json, failed)
+}
+
+fn add_errors(t: &mut Table, o: &Options, errors: &[Option<String>]) -> Vec<String> {
+    let cells = error_cells(o, errors);
+    for (name, e) in &cells {
+        t.note(format!("{name}: FAILED: {e}"));
+    }
+    cells.into_iter().map(|(name, _)| name).collect()
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Scenario 2: many streams at once.
+
+struct Concurrent {
+    wall: Duration,
+    events: u64,
+}
+
+fn concurrent(o: &Options, s: &Server, conns: usize, path: &str) -> Result<Concurrent, String> {
+    let barrier = Arc::new(Barrier::new(conns + 1));
+    let mut threads = Vec::with_capacity(conns);
+    for _ in 0..conns {
+        let barrier = Arc::clone(&barrier);
+        let (addr, path, timeout) = (s.addr, path.to_owned(), o.timeout);
+        let spawned = std::thread::Builder::new().stack_size(256 * 1024).spawn(move || {
+            barrier.wait();
+            let start = Instant::now();
+            let result = client::fetch(addr, &path, timeout);
+            (start, Instant::now(), result)
+        });
+        match spawned {
+            Ok(handle) => threads.push(handle),
+            Err(e) => {
+                // Threads already waiting at the barrier would wait forever: this one cannot be recovered from.
+                eprintln!("cannot spawn client thread: {e}");
+                std::process::exit(1);
+            }
+        }
+    }
+    barrier.wait();
+    let mut first = None::<Instant>;
+    let mut last = None::<Instant>;
+    let mut events = 0;
+    let mut error = None;
+    for handle in threads {
+        let (start, end, result) = handle.join().map_err(|_| "client thread panicked".to_owned())?;
+        first = Some(first.map_or(start, |f| f.min(start)));
+        last = Some(last.map_or(end, |l| l.max(end)));
+        match result {
+            Ok(f) => {
+                let got = f.events();
+                if got != o.events && error.is_none() {
+                    error = Some(format!("a stream had {got} events, expected {}", o.events));
+                }
+                events += got;
+            }
+            Err(e) => {
+                if error.is_none() {
+                    error = Some(e.to_string());
+                }
+            }
+        }
+    }
+    if let Some(e) = error {
+        return Err(e);
+    }
+    let (Some(first), Some(last)) = (first, last) else {
+        return Err("no connections".into());
+    };
+    Ok(Concurrent { wall: last - first, events })
+}
+
+fn scenario_2(o: &Options, deadline: Instant) -> (Table, Json, Vec<String>) {
+    let conns = o.conns.unwrap_or(if o.quick { 10 } else { 100 });
+    let rounds_wanted = match o.reps {
+        Some(reps) => reps.div_ceil(10),
+        None if o.quick => 2,
+        None => 10,
+    };
+    let path = stream_path(o.events);
+    eprintln!(
+        "scenario 2: {conns} concurrent streams of {} events, {rounds_wanted} rounds over {} servers",
+        o.events,
+        o.servers.len()
+    );
+    let mut errors = Vec::new();
+    let live = ready_all(o, deadline, &mut errors);
+    // Warm up with a smaller concurrent burst so lazily started threads and pools exist before measuring.
+    for (k, s) in o.servers.iter().enumerate() {
+        if errors[k].is_none()
+            && live.iter().any(|l| l.name == s.name)
+            && let Err(e) = concurrent(o, s, conns.min(10), &path)
+        {
+            errors[k] = Some(format!("warm-up: {e}"));
+        }
+    }
+    let cpu_before = cpu_all(o);
+    let mut rounds: Vec<Vec<Option<f64>>> = Vec::new();
+    let mut truncated = false;
+    for round in 0..rounds_wanted {
+        if Instant::now() > deadline {
+            truncated = true;
+            break;
+        }
+        let mut walls = vec![None; o.servers.len()];
+        for (k, s) in o.servers.iter().enumerate() {
+            if errors[k].is_some() {
+                continue;
+            }
+            match concurrent(o, s, conns, &path) {
+                Ok(c) if c.events == conns as u64 * o.events => walls[k] = Some(c.wall.as_secs_f64()),
+                Ok(c) => errors[k] = Some(format!("round {round}: {} events in all", c.events)),
+                Err(e) => errors[k] = Some(format!("round {round}: {e}")),
+            }
+        }
+        rounds.push(walls);
+        eprintln!("  round {}/{rounds_wanted}", round + 1);
+    }
+    let cpu_after = cpu_all(o);
+
+    let total_events = conns as f64 * o.events as f64;
+    let floor = floor_index(o);
+    let mut t = Table::new(
+        format!(
+            "Scenario 2: {conns} concurrent connections x {} events, all events delivered per second ({} rounds)",
+            o.events,
+            rounds.len()
+        ),
+        &names(o),
+    );
+    let mut servers_json = Vec::new();
+    let mut rows: [Vec<String>; 5] = Default::default();
+    for (k, s) in o.servers.iter().enumerate() {
+        let walls: Vec<f64> = rounds.iter().filter_map(|r| r[k]).collect();
+        let rates: Vec<f64> = walls.iter().map(|w| total_events / w).collect();
+        let med = table::median(&rates);
+        let (lo, hi) = table::min_max(&rates);
+        let ratio = floor_ratio(&rounds, k, floor);
+        let streams = (walls.len() * conns) as f64;
+        let (cpu_sched, cpu_stat) = cpu_ms(o, &cpu_before, &cpu_after, k, streams);
+        rows[0].push(table::rate(med));
+        rows[1].push(format!("{} – {}", table::rate(lo), table::rate(hi)));
+        rows[2].push(table::secs(table::median(&walls)));
+        rows[3].push(table::ratio(ratio));
+        rows[4].push(cpu_cell(cpu_sched, cpu_stat));
+        servers_json.push(
+            Json::obj()
+                .with("name", s.name.as_str())
+                .with("addr", s.addr.to_string())
+                .with("error", errors[k].clone())
+                .with("rounds", walls.len())
+                .with("events_per_s_median", med)
+                .with("events_per_s_min", lo)
+                .with("events_per_s_max", hi)
+                .with("wall_s_median", table::median(&walls))
+                .with("time_ratio_to_floor_median", ratio)
+                .with("server_cpu_ms_per_stream_schedstat", cpu_sched)
+                .with("server_cpu_ms_per_stream_stat", cpu_stat)
+                .with("wall_s", walls),
+        );
+    }
+    let labels = [
+        "events/s (median)",
+        "min – max",
+        "wall time per round (median)",
+        "x floor time (median of per-round ratios)",
+        "server CPU / stream",
+    ];
+    for (label, cells) in labels.iter().zip(rows) {
+        t.row(*label, cells);
+    }
+    t.note("the client's threads share the 2 cores with the server: a server that needs less CPU leaves more to them");
+    if truncated {
+        t.note(format!("stopped early at the time limit: {} of {rounds_wanted} rounds", rounds.len()));
+    }
+    let failed = add_errors(&mut t, o, &errors);
+    let json = Json::obj()
+        .with("scenario", 2u64)
+        .with("title", t.title.as_str())
+        .with(
+            "params",
+            Json::obj()
+                .with("events", o.events)
+                .with("connections", conns)
+                .with("rounds_requested", rounds_wanted)
+                .with("quick", o.quick),
+        )
+        .with("servers", Json::Arr(servers_json));
+    (t, json, failed)
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Scenario 3: idle streams held open.
+
+/// Opens `count` streams to `/idle` from `threads` threads, each read up to its first event.
+fn open_idle(
+    o: &Options,
+    s: &Server,
+    count: usize,
+    threads: usize,
+    deadline: Instant,
+) -> Result<Vec<TcpStream>, String> {
+    let threads = threads.clamp(1, count.max(1));
+    let mut handles = Vec::new();
+    for t in 0..threads {
+        let share = count / threads + usize::from(t < count % threads);
+        let (addr, timeout) = (s.addr, o.timeout);
+        let handle = std::thread::Builder::new()
+            .stack_size(256 * 1024)
+            .spawn(move || -> Result<Vec<TcpStream>, String> {
+                let mut held = Vec::with_capacity(share);
+                for _ in 0..share {
+                    if Instant::now() > deadline {
+                        return Err(format!("time limit reached after {} connections", held.len()));
+                    }
+                    let mut conn = Conn::open(addr, "/idle", timeout).map_err(|e| e.to_string())?;
+                    if conn.status != 200 {
+                        return Err(format!("status {}", conn.status));
+                    }
+                    let events = conn.read_events(1).map_err(|e| e.to_string())?;
+                    if events < 1 {
+                        return Err("the stream ended before its first event".into());
+                    }
+                    held.push(conn.into_stream());
+                }
+                Ok(held)
+            })
+            .map_err(|e| format!("cannot spawn opener thread: {e}"))?;
+        handles.push(handle);
+    }
+    let mut all = Vec::with_capacity(count);
+    let mut error = None;
+    for h in handles {
+        match h.join() {
+            Ok(Ok(held)) => all.extend(held),
+            Ok(Err(e)) => error = error.or(Some(e)),
+            Err(_) => error = error.or(Some("opener thread panicked".into())),
+        }
+    }
+    match error {
+        Some(e) => Err(format!("after {} of {count} connections: {e}", all.len())),
+        None => Ok(all),
+    }
+}
+
+/// Opens one idle stream and checks that its first event has the agreed bytes.
+fn check_idle(o: &Options, s: &Server) -> Result<(), String> {
+    let mut conn = Conn::open(s.addr, "/idle", o.timeout).map_err(|e| format!("/idle: {e}"))?;
+    if conn.status != 200 {
+        return Err(format!("/idle: status {}", conn.status));
+    }
+    conn.read_events(1).map_err(|e| format!("/idle: {e}"))?;
+    let end = client::find(&conn.body, b"\n\n").map_or(conn.body.len(), |i| i + 2);
+    verify_body(&conn.body[..end], 1).map_err(|e| format!("/idle: wrong bytes: {e}"))
+}
+
+struct IdleSample {
+    conns: usize,
+    rss_kib: u64,
+    fds: Option<usize>,
+    threads: Option<usize>,
+    open_s: f64,
+}
+
+fn scenario_3(o: &Options, deadline: Instant) -> (Table, Json, Vec<String>) {
+    let mut sizes = o.idle.clone().unwrap_or_else(|| if o.quick { vec![200] } else { vec![1000, 10_000] });
+    sizes.sort_unstable();
+    sizes.dedup();
+    sizes.retain(|&n| n > 0);
+    let mut notes = Vec::new();
+    if let Some(nofile) = o.nofile {
+        // Both the harness and each server need a descriptor per connection, plus their own.
+        let cap = nofile.saturating_sub(256);
+        let dropped: Vec<String> = sizes.iter().filter(|&&n| n > cap).map(|n| n.to_string()).collect();
+        if !dropped.is_empty() {
+            notes.push(format!("skipped {} connections: the open-file limit is {nofile}", dropped.join(", ")));
+            sizes.retain(|&n| n <= cap);
+        }
+    }
+    eprintln!("scenario 3: idle streams held open: {sizes:?} on each of {} servers", o.servers.len());
+    let mut errors = Vec::new();
+    let live = ready_all(o, deadline, &mut errors);
+    let mut results: Vec<(Option<u64>, Vec<IdleSample>, Option<f64>)> = Vec::new();
+    for (k, s) in o.servers.iter().enumerate() {
+        let mut samples = Vec::new();
+        if errors[k].is_some() || !live.iter().any(|l| l.name == s.name) {
+            results.push((None, samples, None));
+            continue;
+        }
+        let Some(pid) = s.pid else {
+            errors[k] = Some("no pid given: cannot read its memory".into());
+            results.push((None, samples, None));
+            continue;
+        };
+        // Warm up: a short stream and one idle stream opened and closed, then let the server settle.
+        let warm = client::fetch(s.addr, &stream_path(10), o.timeout)
+            .map_err(|e| e.to_string())
+            .and_then(|_| check_idle(o, s));
+        if let Err(e) = warm {
+            errors[k] = Some(format!("warm-up: {e}"));
+            results.push((None, samples, None));
+            continue;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        let rss_before = procfs::vm_rss_kib(pid);
+        let fds_before = procfs::open_fds(pid);
+        let mut held: Vec<TcpStream> = Vec::new();
+        eprintln!("  {}: VmRSS before {} KiB", s.name, rss_before.unwrap_or(0));
+        for &size in &sizes {
+            let started = Instant::now();
+            // Per server, at most three minutes to open them all, and never past the scenario's limit.
+            let until = deadline.min(started + Duration::from_secs(180));
+            match open_idle(o, s, size - held.len(), 8, until) {
+                Ok(more) => held.extend(more),
+                Err(e) => {
+                    errors[k] = Some(format!("opening {size}: {e}"));
+                    break;
+                }
+            }
+            let open_s = started.elapsed().as_secs_f64();
+            std::thread::sleep(Duration::from_millis(500));
+            if !procfs::alive(pid) {
+                errors[k] = Some(format!("the server died holding {size} connections"));
+                break;
+            }
+            let rss = procfs::vm_rss_kib(pid).unwrap_or(0);
+            eprintln!("  {}: {size} open in {open_s:.1} s, VmRSS {rss} KiB", s.name);
+            samples.push(IdleSample {
+                conns: size,
+                rss_kib: rss,
+                fds: procfs::open_fds(pid),
+                threads: procfs::threads(pid),
+                open_s,
+            });
+        }
+        drop(held);
+        // Let the server notice the closes before the next one is measured, so their clean-up is not
+        // charged to someone else.
+        let settle_start = Instant::now();
+        let settle_until = settle_start + Duration::from_secs(60);
+        while Instant::now() < settle_until {
+            match (procfs::open_fds(pid), fds_before) {
+                (Some(now), Some(before)) if now <= before + 16 => break,
+                (None, _) => break,
+                _ => std::thread::sleep(Duration::from_millis(100)),
+            }
+        }
+        let settle = settle_start.elapsed().as_secs_f64();
+        results.push((rss_before, samples, Some(settle)));
+    }
+
+    let floor = floor_index(o);
+    let per_conn = |k: usize, size: usize| -> Option<f64> {
+        let (before, samples, _) = &results[k];
+        let sample = samples.iter().find(|x| x.conns == size)?;
+        Some((sample.rss_kib as f64 - (*before)? as f64) * 1024.0 / size as f64)
+    };
+    let mut t = Table::new("Scenario 3: idle SSE streams held open, server VmRSS growth per connection", &names(o));
+    for (step, &size) in sizes.iter().enumerate() {
+        let opened = size - if step == 0 { 0 } else { sizes[step - 1] };
+        let cells = (0..o.servers.len()).map(|k| per_conn(k, size).map_or("-".into(), table::bytes)).collect();
+        t.row(format!("{size} open: memory / connection"), cells);
+        let cells = (0..o.servers.len())
+            .map(|k| {
+                let ratio = floor.and_then(|f| Some(per_conn(k, size)? / per_conn(f, size)?));
+                table::ratio(ratio)
+            })
+            .collect();
+        t.row(format!("{size} open: x floor"), cells);
+        let cells = (0..o.servers.len())
+            .map(|k| results[k].1.iter().find(|x| x.conns == size).map_or("-".into(), |x| table::secs(x.open_s)))
+            .collect();
+        t.row(format!("{size} open: time to open the last {opened}"), cells);
+    }
+    let cells = results
+        .iter()
+        .map(|(before, _, _)| before.map_or("-".into(), |kib| table::bytes(kib as f64 * 1024.0)))
+        .collect();
+    t.row("VmRSS before", cells);
+    let cells = results
+        .iter()
+        .map(|(_, samples, _)| samples.last().map_or("-".into(), |x| table::bytes(x.rss_kib as f64 * 1024.0)))
+        .collect();
+    t.row("VmRSS with the most open", cells);
+    t.note("the sizes are cumulative steps on one fresh server: each figure is (VmRSS at N - VmRSS before) / N");
+    t.note("floor holds each idle stream on its own thread (64 KiB stacks): it is a thread-per-connection reference, not a minimum");
+    for n in notes {
+        t.note(n);
+    }
+    let failed = add_errors(&mut t, o, &errors);
+    let servers_json = o
+        .servers
+        .iter()
+        .enumerate()
+        .map(|(k, s)| {
+            let (before, samples, settle) = &results[k];
+            let steps = samples
+                .iter()
+                .map(|x| {
+                    Json::obj()
+                        .with("connections", x.conns)
+                        .with("vm_rss_kib", x.rss_kib)
+                        .with("open_fds", x.fds)
+                        .with("threads", x.threads)
+                        .with("bytes_per_connection", per_conn(k, x.conns))
+                        .with("ratio_to_floor", floor.and_then(|f| Some(per_conn(k, x.conns)? / per_conn(f, x.conns)?)))
+                        .with("open_s", x.open_s)
+                })
+                .collect();
+            Json::obj()
+                .with("name", s.name.as_str())
+                .with("addr", s.addr.to_string())
+                .with("error", errors[k].clone())
+                .with("vm_rss_kib_before", *before)
+                .with("steps", Json::Arr(steps))
+                .with("close_settle_s", *settle)
+        })
+        .collect();
+    let json = Json::obj()
+        .with("scenario", 3u64)
+        .with("title", t.title.as_str())
+        .with(
+            "params",
+            Json::obj()
+                .with("connections", sizes.iter().map(|&n| n as u64).collect::<Vec<u64>>())
+                .with("quick", o.quick),
+        )
+        .with("servers", Json::Arr(servers_json));
+    (t, json, failed)
+}
+
+fn scenario_4() -> (Table, Json, Vec<String>) {
+    let t = Table::new("scenario 4: not yet available (needs the hub)", &[]);
+    let json = Json::obj()
+        .with("scenario", 4u64)
+        .with("title", "broadcast")
+        .with("available", false)
+        .with("reason", "needs the topic hub, which is not built yet");
+    (t, json, Vec::new())
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Report.
+
+fn report(args: &[String]) -> Result<(), String> {
+    let mut dir = PathBuf::from("results");
+    let mut meta = Json::obj();
+    let mut it = args.iter();
+    while let Some(flag) = it.next() {
+        let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
+        match flag.as_str() {
+            "--dir" => dir = PathBuf::from(value),
+            "--meta" => {
+                let (k, v) = value.split_once('=').ok_or_else(|| format!("--meta {value:?}: expected KEY=VALUE"))?;
+                meta = meta.with(k, v);
+            }
+            other => return Err(format!("unknown option {other:?}\n{USAGE}")),
+        }
+    }
+    let mut scenarios = Vec::new();
+    let mut tables = String::new();
+    for n in 1..=4 {
+        let stem = dir.join(format!("scenario-{n}"));
+        let Ok(json) = std::fs::read_to_string(stem.with_extension("json")) else {
+            continue;
+        };
+        scenarios.push(Json::Raw(json));
+        if let Ok(text) = std::fs::read_to_string(stem.with_extension("txt")) {
+            tables.push_str(&text);
+            tables.push('\n');
+        }
+    }
+    if scenarios.is_empty() {
+        return Err(format!("no scenario results in {}", dir.display()));
+    }
+    let generated = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let all = Json::obj().with("generated_unix", generated).with("meta", meta).with("scenarios", Json::Arr(scenarios));
+    let latest = dir.join("latest.json");
+    write(&latest, &all.pretty())?;
+    print!("{tables}");
+    println!("results: {}", latest.display());
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(i: u64, time: &str) -> String {
+        format!("event: update\nid: {i}\ndata: {{\"count\": {i}, \"time\": {time}}}\n\n")
+    }
+
+    #[test]
+    fn verifies_bodies() {
+        let body = event(0, "1763750000.1234567") + &event(1, "1763750000.5");
+        assert_eq!(verify_body(body.as_bytes(), 2), Ok(()));
+        assert!(verify_body(body.as_bytes(), 1).is_err());
+        assert!(verify_body(body.as_bytes(), 3).is_err());
+        let bad = event(0, "soon");
+        assert!(verify_body(bad.as_bytes(), 1).is_err());
+        let swapped = event(1, "1.0");
+        assert!(verify_body(swapped.as_bytes(), 1).is_err());
+    }
+
+    #[test]
+    fn parses_servers() {
+        let s = parse_server("conduit=127.0.0.1:18401@42").unwrap();
+        assert_eq!((s.name.as_str(), s.addr.port(), s.pid), ("conduit", 18401, Some(42)));
+        assert_eq!(parse_server("floor=127.0.0.1:1").unwrap().pid, None);
+        assert!(parse_server("floor").is_err());
+    }
+
+    #[test]
+    fn ratios_pair_rounds() {
+        let rounds = vec![vec![Some(1.0), Some(2.0)], vec![Some(2.0), Some(6.0)], vec![None, Some(1.0)]];
+        assert_eq!(floor_ratio(&rounds, 1, Some(0)), Some(2.5));
+        assert_eq!(floor_ratio(&rounds, 1, None), None);
+    }
+}
