@@ -69,6 +69,16 @@ impl Conn {
         Conn { stream: connect(addr), buf: Vec::new() }
     }
 
+    /// Wraps a stream connected some other way (say, with socket options set before connecting).
+    pub fn from_stream(stream: TcpStream) -> Conn {
+        Conn { stream, buf: Vec::new() }
+    }
+
+    /// The stream and the bytes already read from it but not consumed.
+    pub fn into_parts(self) -> (TcpStream, Vec<u8>) {
+        (self.stream, self.buf)
+    }
+
     pub fn send(&mut self, raw: &[u8]) {
         self.stream.write_all(raw).expect("write request");
     }

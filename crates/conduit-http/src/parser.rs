@@ -10,6 +10,7 @@ use std::mem;
 
 use crate::ParseError;
 use crate::request::{Headers, Method, Request, Version, trim_ows};
+use crate::response::is_tchar;
 use crate::target::hex_value;
 
 /// Bounds on one request; every one yields a specific error status when
@@ -317,6 +318,9 @@ fn scan_head(scan: &mut HeadScan, buf: &[u8], limits: &Limits, probe: &mut Probe
             (Scan::Leading, _) => {
                 scan.scan = Scan::Line;
                 scan.request_line_start = idx;
+                if !is_tchar(byte) {
+                    return Err(ParseError::Malformed("invalid request line"));
+                }
             }
             (Scan::Line, b'\n') => {
                 scan.scan = Scan::Lf;
@@ -327,6 +331,12 @@ fn scan_head(scan: &mut HeadScan, buf: &[u8], limits: &Limits, probe: &mut Probe
             }
             (Scan::Line, b' ') if !scan.request_line_done && scan.first_space.is_none() => {
                 scan.first_space = Some(idx);
+            }
+            // The method is a token. httparse refuses anything else too, but only once a blank line has
+            // arrived, which binary garbage may never send: without this it would hold the connection until
+            // the request timeout instead of getting its 400 at once.
+            (Scan::Line, _) if !scan.request_line_done && scan.first_space.is_none() && !is_tchar(byte) => {
+                return Err(ParseError::Malformed("invalid request line"));
             }
             (Scan::Line, _) => {}
             (Scan::Lf | Scan::LfCr, b'\n') => {

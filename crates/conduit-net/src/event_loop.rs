@@ -279,6 +279,15 @@ impl<M> Context<'_, M> {
         }
     }
 
+    /// If the queue would refuse `additional` bytes, first writes what the socket takes now. Output is
+    /// otherwise flushed at the end of the turn, so without this a second response to pipelined requests
+    /// could find the queue "full" of a first one the client never had the chance to read.
+    fn make_room(&mut self, conn: ConnId, additional: usize) {
+        if self.core.conns.get(conn).is_some_and(|c| matches!(c.phase, Phase::Open) && !c.queue.has_room(additional)) {
+            self.core.flush(conn);
+        }
+    }
+
     fn mark_dirty(core: &mut Core<M>, conn: ConnId) {
         if let Some(c) = core.conns.get_mut(conn) {
             if !c.dirty {
@@ -293,6 +302,7 @@ impl<M> Context<'_, M> {
     /// # Errors
     /// [`WriteError::Closed`] if the connection is closed or closing; [`WriteError::Full`] if its queue is full.
     pub fn write(&mut self, conn: ConnId, bytes: &[u8]) -> Result<(), WriteError> {
+        self.make_room(conn, bytes.len());
         self.open_conn(conn)?.queue.push_slice(bytes).map_err(WriteError::Full)?;
         Self::mark_dirty(self.core, conn);
         Ok(())
@@ -303,6 +313,7 @@ impl<M> Context<'_, M> {
     /// # Errors
     /// As for [`write`](Self::write).
     pub fn write_vec(&mut self, conn: ConnId, bytes: Vec<u8>) -> Result<(), WriteError> {
+        self.make_room(conn, bytes.len());
         self.open_conn(conn)?.queue.push_vec(bytes).map_err(WriteError::Full)?;
         Self::mark_dirty(self.core, conn);
         Ok(())
@@ -313,6 +324,7 @@ impl<M> Context<'_, M> {
     /// # Errors
     /// As for [`write`](Self::write).
     pub fn write_shared(&mut self, conn: ConnId, bytes: &Arc<[u8]>, range: Range<usize>) -> Result<(), WriteError> {
+        self.make_room(conn, range.len());
         self.open_conn(conn)?.queue.push_shared(Arc::clone(bytes), range).map_err(WriteError::Full)?;
         Self::mark_dirty(self.core, conn);
         Ok(())

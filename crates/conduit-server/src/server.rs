@@ -119,6 +119,11 @@ impl Service {
     /// Parses and answers every complete request buffered on the connection.
     fn process_input(&mut self, cx: Cx<'_, '_>, id: ConnId) {
         loop {
+            // A connection being closed (its write queue overflowed, say) answers nothing more: running the
+            // requests pipelined behind would do work nobody sees, and clients retry unanswered requests.
+            if !cx.is_open(id) {
+                break;
+            }
             let Some(c) = self.conn_mut(id) else { return };
             if !matches!(c.state, State::Reading) || c.input.is_empty() {
                 break;
