@@ -5,6 +5,7 @@ use crate::timer::{TimerId, Timers};
 use crate::write_queue::{QueueFull, WriteQueue};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
+use std::collections::VecDeque;
 use std::io::{self, Read};
 use std::net::{Shutdown, SocketAddr};
 use std::ops::Range;
@@ -45,6 +46,12 @@ pub struct LoopConfig {
     pub tcp_keepalive: Option<Duration>,
     /// Messages waiting in the loop's mailbox at most; [`Remote::send`] fails with `Full` past it.
     pub mailbox_limit: usize,
+    /// Messages handled per turn at most. Output is flushed between batches, so a burst of messages (hub
+    /// events, say) reaches sockets as it is handled instead of all at the end.
+    pub messages_per_turn: usize,
+    /// A connection closing gracefully must have sent its output within this time, or it is closed anyway:
+    /// a client that never reads cannot hold a closing connection open.
+    pub flush_timeout: Duration,
 }
 
 impl Default for LoopConfig {
@@ -62,6 +69,8 @@ impl Default for LoopConfig {
             nodelay: true,
             tcp_keepalive: None,
             mailbox_limit: 1 << 16,
+            messages_per_turn: 256,
+            flush_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -138,8 +147,8 @@ enum LoopTimer {
 #[derive(Debug, PartialEq, Eq)]
 enum Phase {
     Open,
-    /// Write what is queued, then shut down the write side.
-    FlushThenClose,
+    /// Write what is queued, then shut down the write side; closed anyway when the timer fires.
+    FlushThenClose(TimerId),
     /// Write side shut; reading and discarding until EOF or the timer.
     Lingering(TimerId),
     /// Scheduled for removal at the end of the current step.
@@ -330,6 +339,14 @@ impl<M> Context<'_, M> {
         Ok(())
     }
 
+    /// Writes what the socket takes now instead of waiting for the end of the turn, for a caller deciding
+    /// whether a connection keeps up.
+    pub fn flush(&mut self, conn: ConnId) {
+        if self.core.conns.get(conn).is_some_and(|c| matches!(c.phase, Phase::Open)) {
+            self.core.flush(conn);
+        }
+    }
+
     /// Pending output of a connection, or `None` if it is closed.
     pub fn queued(&self, conn: ConnId) -> Option<usize> {
         self.core.conns.get(conn).map(|c| c.queue.len())
@@ -380,7 +397,8 @@ impl<M> Context<'_, M> {
             return;
         };
         if matches!(c.phase, Phase::Open) {
-            c.phase = Phase::FlushThenClose;
+            let timer = self.core.timers.once(self.core.now + self.core.config.flush_timeout, LoopTimer::Linger(conn));
+            c.phase = Phase::FlushThenClose(timer);
             c.want_drained = false;
             Self::mark_dirty(self.core, conn);
         }
@@ -440,7 +458,7 @@ impl<M> Core<M> {
     fn schedule_close(&mut self, conn: ConnId, reason: CloseReason) {
         if let Some(c) = self.conns.get_mut(conn) {
             if c.phase != Phase::Closing {
-                if let Phase::Lingering(timer) = c.phase {
+                if let Phase::Lingering(timer) | Phase::FlushThenClose(timer) = c.phase {
                     self.timers.cancel(timer);
                 }
                 c.phase = Phase::Closing;
@@ -483,7 +501,7 @@ impl<M> Core<M> {
             c.want_drained = false;
             self.drained.push(conn);
         }
-        let finishing = c.phase == Phase::FlushThenClose;
+        let finishing = matches!(c.phase, Phase::FlushThenClose(_));
         self.set_writable(conn, !empty);
         if empty && finishing {
             self.begin_linger(conn);
@@ -498,6 +516,9 @@ impl<M> Core<M> {
         if c.read_closed {
             self.schedule_close(conn, CloseReason::Local);
         } else {
+            if let Phase::FlushThenClose(flush_deadline) = c.phase {
+                self.timers.cancel(flush_deadline);
+            }
             let timer = self.timers.once(self.now + self.config.linger, LoopTimer::Linger(conn));
             c.phase = Phase::Lingering(timer);
         }
@@ -511,7 +532,10 @@ pub struct EventLoop<H: Handler> {
     handler: H,
     events: Events,
     read_buf: Vec<u8>,
-    spare_messages: Vec<H::Message>,
+    /// Messages taken from the mailbox and not handled yet (at most `messages_per_turn` are handled a turn).
+    pending_messages: VecDeque<H::Message>,
+    /// Readiness of this turn's connections, kept to reuse its allocation.
+    ready: Vec<(usize, bool, bool)>,
 }
 
 impl<H: Handler> EventLoop<H> {
@@ -553,7 +577,8 @@ impl<H: Handler> EventLoop<H> {
             handler,
             events: Events::with_capacity(config.events_capacity.max(16)),
             read_buf: vec![0; config.read_buffer_size.max(512)],
-            spare_messages: Vec::new(),
+            pending_messages: VecDeque::new(),
+            ready: Vec::new(),
         })
     }
 
@@ -630,7 +655,10 @@ impl<H: Handler> EventLoop<H> {
         let now = Instant::now();
         let busy = !self.core.drained.is_empty()
             || !self.core.pending_reads.is_empty()
-            || (self.core.accept_pending && !self.core.accept_paused && self.core.listener.is_some());
+            || (self.core.accept_pending && !self.core.accept_paused && self.core.listener.is_some())
+            || !self.pending_messages.is_empty()
+            // Messages sent while a batch was being handled raise no new wake-up.
+            || self.core.mailbox.notified.load(Ordering::Acquire);
         let mut timeout = if busy {
             Some(Duration::ZERO)
         } else {
@@ -647,7 +675,8 @@ impl<H: Handler> EventLoop<H> {
         self.core.now = Instant::now();
 
         let mut woken = false;
-        let mut ready: Vec<(usize, bool, bool)> = Vec::new();
+        let mut ready = std::mem::take(&mut self.ready);
+        ready.clear();
         for event in self.events.iter() {
             match event.token() {
                 LISTENER => self.core.accept_pending = true,
@@ -659,10 +688,10 @@ impl<H: Handler> EventLoop<H> {
                 }
             }
         }
-        if woken {
+        if woken || !self.pending_messages.is_empty() || self.core.mailbox.notified.load(Ordering::Acquire) {
             self.deliver_messages();
         }
-        for (index, readable, writable) in ready {
+        for &(index, readable, writable) in &ready {
             let Some(id) = self.core.conns.id_at(index) else {
                 continue;
             };
@@ -673,6 +702,7 @@ impl<H: Handler> EventLoop<H> {
                 self.read(id);
             }
         }
+        self.ready = ready;
         for id in std::mem::take(&mut self.core.pending_reads) {
             self.read(id);
         }
@@ -690,18 +720,20 @@ impl<H: Handler> EventLoop<H> {
         Ok(())
     }
 
+    /// Handles up to `messages_per_turn` messages. The mailbox is emptied into the local queue only once that
+    /// is empty, so a loop that falls behind leaves messages in the mailbox, whose limit then pushes back on
+    /// the senders.
     fn deliver_messages(&mut self) {
-        self.core.mailbox.notified.store(false, Ordering::Release);
-        let mut batch = std::mem::take(&mut self.spare_messages);
-        {
+        if self.pending_messages.is_empty() {
+            self.core.mailbox.notified.store(false, Ordering::Release);
             let mut queue = self.core.mailbox.queue.lock().unwrap_or_else(|e| e.into_inner());
-            std::mem::swap(&mut *queue, &mut batch);
+            self.pending_messages.extend(queue.drain(..));
         }
-        for msg in batch.drain(..) {
+        for _ in 0..self.core.config.messages_per_turn.max(1) {
+            let Some(msg) = self.pending_messages.pop_front() else { break };
             let mut cx = Context { core: &mut self.core };
             self.handler.on_message(&mut cx, msg);
         }
-        self.spare_messages = batch;
     }
 
     fn accept(&mut self) {
@@ -797,7 +829,7 @@ impl<H: Handler> EventLoop<H> {
                     c.read_closed = true;
                     if lingering {
                         self.core.schedule_close(id, CloseReason::Local);
-                    } else if c.phase == Phase::FlushThenClose {
+                    } else if matches!(c.phase, Phase::FlushThenClose(_)) {
                         // close_after_flush already settled this connection's end; the peer's EOF must not
                         // cut the flush short (the default on_read_closed would close it at once, dropping the
                         // output). The flush finishes, then begin_linger sees read_closed and closes.

@@ -35,6 +35,12 @@ pub struct ServerConfig {
     pub shutdown_grace: Duration,
     /// TCP keepalive probes on idle sockets, to find peers that vanished without closing.
     pub tcp_keepalive: Option<Duration>,
+    /// A connection being closed after its last response must have sent it within this time, or it is closed
+    /// anyway (a client that never reads cannot hold it open).
+    pub flush_timeout: Duration,
+    /// After the last response is sent, how long to wait for the client to close its side before closing
+    /// regardless; reading until then keeps unread input from turning the close into a reset.
+    pub linger: Duration,
     /// Which other origins' pages may use the server; `None` adds no CORS headers (same-origin only).
     pub cors: Option<CorsConfig>,
     /// Sent to every open stream when the server shuts down, before the stream ends: for example an event
@@ -57,6 +63,8 @@ impl Default for ServerConfig {
             idle_timeout: Duration::from_secs(60),
             shutdown_grace: Duration::from_secs(5),
             tcp_keepalive: None,
+            flush_timeout: Duration::from_secs(10),
+            linger: Duration::from_secs(2),
             cors: None,
             shutdown_event: None,
         }

@@ -613,7 +613,13 @@ impl Service {
             let State::Streaming(stream) = &mut conn.state else { continue };
             let Source::Subscription(sub) = &mut stream.source else { continue };
             let range = frame_range(&event, stream.chunked);
-            let fits = cx.queued(id).is_some_and(|q| q + range.len() <= high_water);
+            let fits = |cx: &mut Context<'_, Msg>| cx.queued(id).is_some_and(|q| q + range.len() <= high_water);
+            // Output waits for the end of the turn; a subscriber is only behind if its socket will not take
+            // what is queued now.
+            let fits = fits(cx) || {
+                cx.flush(id);
+                fits(cx)
+            };
             if fits && cx.write_shared(id, event.bytes(), range).is_ok() {
                 sub.cursor = event.seq();
                 stream.keep_alive.record_activity(now);
@@ -903,6 +909,8 @@ impl Server {
             write_queue_limit: config.write_queue_limit,
             low_water: config.stream_high_water / 2,
             tcp_keepalive: config.tcp_keepalive,
+            flush_timeout: config.flush_timeout,
+            linger: config.linger,
             ..LoopConfig::default()
         };
         let stats = Arc::new(Stats::default());

@@ -1,0 +1,89 @@
+//! How the loop paces its work: bounded message batches per turn, and a deadline on graceful closes.
+
+mod common;
+
+use common::{Msg, connect_small_rcvbuf, control, poll_until, start};
+use conduit_net::{CloseReason, ConnId, Context, Handler, LoopConfig};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Records, for each message, the turn it was handled in (the turn's time stands for the turn).
+struct Recorder {
+    seen: Arc<Mutex<Vec<(Instant, u32)>>>,
+}
+
+enum App {
+    /// Blocks the loop for a while, so that messages pile up in the mailbox.
+    Stall(Duration),
+    Number(u32),
+}
+
+impl Handler for Recorder {
+    type Message = Msg<App>;
+    fn on_connect(&mut self, _: &mut Context<'_, Self::Message>, _: ConnId) {}
+    fn on_data(&mut self, _: &mut Context<'_, Self::Message>, _: ConnId, _: &[u8]) {}
+    fn on_message(&mut self, cx: &mut Context<'_, Self::Message>, msg: Self::Message) {
+        match control(cx, msg) {
+            Some(App::Stall(d)) => std::thread::sleep(d),
+            Some(App::Number(n)) => self.seen.lock().unwrap().push((cx.now(), n)),
+            None => {}
+        }
+    }
+    fn on_close(&mut self, _: &mut Context<'_, Self::Message>, _: ConnId, _: CloseReason) {}
+}
+
+#[test]
+fn a_burst_of_messages_is_handled_in_bounded_batches_in_order() {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let config = LoopConfig { messages_per_turn: 100, ..LoopConfig::default() };
+    let server = start(config, Recorder { seen: Arc::clone(&seen) });
+    server.send(App::Stall(Duration::from_millis(300)));
+    for n in 0..2000 {
+        server.send(App::Number(n));
+    }
+    poll_until("all messages are handled", || seen.lock().unwrap().len() == 2000);
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.iter().map(|(_, n)| *n).collect::<Vec<_>>(), (0..2000).collect::<Vec<_>>());
+    let mut per_turn: BTreeMap<Instant, usize> = BTreeMap::new();
+    for (turn, _) in &seen {
+        *per_turn.entry(*turn).or_default() += 1;
+    }
+    let largest = per_turn.values().max().copied().unwrap_or(0);
+    assert!(largest <= 100, "a turn handled {largest} messages");
+    assert!(per_turn.len() >= 20, "{} turns for 2000 messages", per_turn.len());
+    server.stop();
+}
+
+/// Queues a lot of output on every connection, then closes it gracefully.
+struct Flooder;
+
+impl Handler for Flooder {
+    type Message = Msg<()>;
+    fn on_connect(&mut self, cx: &mut Context<'_, Self::Message>, conn: ConnId) {
+        cx.write_vec(conn, vec![b'x'; 16 << 20]).unwrap();
+        cx.close_after_flush(conn);
+    }
+    fn on_data(&mut self, _: &mut Context<'_, Self::Message>, _: ConnId, _: &[u8]) {}
+    fn on_message(&mut self, cx: &mut Context<'_, Self::Message>, msg: Self::Message) {
+        control(cx, msg);
+    }
+    fn on_close(&mut self, _: &mut Context<'_, Self::Message>, _: ConnId, _: CloseReason) {}
+}
+
+#[test]
+fn a_graceful_close_to_a_client_that_never_reads_ends_at_the_flush_timeout() {
+    let config =
+        LoopConfig { flush_timeout: Duration::from_secs(1), write_queue_limit: 32 << 20, ..LoopConfig::default() };
+    let server = start(config, Flooder);
+    let client = connect_small_rcvbuf(server.addr, 64 * 1024);
+    let opened = Instant::now();
+    // Open (with its close deadline armed) until the deadline, then gone: the client never read a byte more
+    // than its buffers took, so nothing else could have ended it.
+    poll_until("the connection is accepted", || server.counts() == (1, 1));
+    poll_until("the closing connection is given up", || server.counts() == (0, 0));
+    let held = opened.elapsed();
+    assert!(held >= Duration::from_millis(900) && held < Duration::from_secs(5), "held for {held:?}");
+    drop(client);
+    server.stop();
+}
