@@ -85,8 +85,7 @@ fn curl_receives_every_event_byte_for_byte() {
 #[test]
 fn the_rust_client_receives_every_event() {
     let (_server, url, ids) = start();
-    let mut source =
-        EventSource::get(&url).read_timeout(Some(Duration::from_secs(10))).connect().expect("connect");
+    let mut source = EventSource::get(&url).read_timeout(Some(Duration::from_secs(10))).connect().expect("connect");
     let got: Vec<Value> =
         (0..FIXTURES.len()).map(|_| as_json(&source.next_event().expect("event").expect("stream open"))).collect();
     assert_eq!(got, expected(&ids));
