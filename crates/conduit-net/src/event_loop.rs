@@ -317,6 +317,17 @@ impl<M> Context<'_, M> {
         Ok(())
     }
 
+    /// Queues several pieces as one message, whole or not at all (a chunk header, its data and its CRLF).
+    ///
+    /// # Errors
+    /// As for [`write`](Self::write), judged on the pieces' total length.
+    pub fn write_parts(&mut self, conn: ConnId, parts: &[&[u8]]) -> Result<(), WriteError> {
+        self.make_room(conn, parts.iter().map(|p| p.len()).sum());
+        self.open_conn(conn)?.queue.push_parts(parts).map_err(WriteError::Full)?;
+        Self::mark_dirty(self.core, conn);
+        Ok(())
+    }
+
     /// Queues an owned buffer without copying it.
     ///
     /// # Errors

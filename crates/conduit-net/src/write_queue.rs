@@ -106,18 +106,33 @@ impl WriteQueue {
     /// # Errors
     /// [`QueueFull`] if the queue is not empty and the bytes would take it past its limit.
     pub fn push_slice(&mut self, bytes: &[u8]) -> Result<(), QueueFull> {
-        if bytes.is_empty() {
+        self.push_parts(&[bytes])
+    }
+
+    /// Copies several pieces as one message (a frame header, its body and trailer, say): all are queued or none
+    /// is, and the buffer grows once for all of them.
+    ///
+    /// # Errors
+    /// [`QueueFull`] as for [`push_slice`](Self::push_slice), judged on the pieces' total length.
+    pub fn push_parts(&mut self, parts: &[&[u8]]) -> Result<(), QueueFull> {
+        let total: usize = parts.iter().map(|p| p.len()).sum();
+        if total == 0 {
             return Ok(());
         }
-        self.check(bytes.len())?;
-        self.len += bytes.len();
-        if let Some(Chunk::Owned(tail)) = self.chunks.back_mut() {
-            if tail.len() + bytes.len() <= COALESCE_LIMIT {
-                tail.extend_from_slice(bytes);
-                return Ok(());
+        self.check(total)?;
+        self.len += total;
+        let tail = match self.chunks.back_mut() {
+            Some(Chunk::Owned(tail)) if tail.len() + total <= COALESCE_LIMIT => tail,
+            _ => {
+                self.chunks.push_back(Chunk::Owned(Vec::with_capacity(total)));
+                let Some(Chunk::Owned(tail)) = self.chunks.back_mut() else { unreachable!("just pushed") };
+                tail
             }
+        };
+        tail.reserve(total);
+        for part in parts {
+            tail.extend_from_slice(part);
         }
-        self.chunks.push_back(Chunk::Owned(bytes.to_vec()));
         Ok(())
     }
 
@@ -314,6 +329,20 @@ mod tests {
         q.write_to(&mut w).unwrap();
         assert_eq!(w.calls, 1);
         assert_eq!(w.out.len(), 900);
+    }
+
+    #[test]
+    fn parts_are_queued_whole_or_not_at_all() {
+        let mut q = WriteQueue::new(10);
+        q.push_slice(b"abc").unwrap();
+        let err = q.push_parts(&[b"12", b"345678", b"9"]).unwrap_err();
+        assert_eq!(err, QueueFull { queued: 3, attempted: 9, limit: 10 });
+        assert_eq!(q.len(), 3, "nothing of a refused message is queued");
+        q.push_parts(&[b"12", b"", b"3456"]).unwrap();
+        let mut w = Throttled { out: vec![], per_call: usize::MAX, budget: usize::MAX, calls: 0 };
+        q.write_to(&mut w).unwrap();
+        assert_eq!(w.out, b"abc123456");
+        assert_eq!(w.calls, 1, "the pieces joined the owned tail");
     }
 
     #[test]

@@ -717,18 +717,15 @@ fn reset_notice(reason: &str, last_event_id: Option<&str>, oldest_id: Option<&st
 
 /// Frames `bytes` as one chunk when `chunked`, and queues it whole or not at all.
 fn write_body(cx: Cx<'_, '_>, id: ConnId, chunked: bool, bytes: &[u8]) -> bool {
-    if bytes.is_empty() {
-        return true;
-    }
     if !chunked {
         return cx.write(id, bytes).is_ok();
     }
+    if bytes.is_empty() {
+        return true;
+    }
     let mut header = Vec::with_capacity(18);
     write_chunk_header(&mut header, bytes.len());
-    if !cx.has_room(id, header.len() + bytes.len() + CHUNK_END.len()) {
-        return false;
-    }
-    cx.write(id, &header).is_ok() && cx.write(id, bytes).is_ok() && cx.write(id, CHUNK_END).is_ok()
+    cx.write_parts(id, &[&header, bytes, CHUNK_END]).is_ok()
 }
 
 fn build_head(
