@@ -233,17 +233,41 @@ impl<M> Remote<M> {
             }
             queue.push(msg);
         }
+        self.wake();
+        Ok(())
+    }
+
+    fn wake(&self) {
         if !self.mailbox.notified.swap(true, Ordering::AcqRel) {
             if let Err(e) = self.mailbox.waker.wake() {
                 log::error!("waking the event loop failed: {e}");
             }
         }
-        Ok(())
     }
 
     /// True while the loop runs.
     pub fn is_open(&self) -> bool {
         self.mailbox.open.load(Ordering::Acquire)
+    }
+
+    /// True if the mailbox is below its limit now.
+    pub fn has_room(&self) -> bool {
+        self.mailbox.queue.lock().unwrap_or_else(|e| e.into_inner()).len() < self.mailbox.limit
+    }
+
+    /// Queues `msg` even past the mailbox limit. For a message several loops must all receive once the caller
+    /// has checked [`has_room`](Self::has_room) on each: refusing it on one loop after others accepted it would
+    /// leave them disagreeing. The caller's check keeps the excess small.
+    ///
+    /// # Errors
+    /// [`SendError::Closed`] once the loop has stopped.
+    pub fn send_past_limit(&self, msg: M) -> Result<(), SendError<M>> {
+        if !self.mailbox.open.load(Ordering::Acquire) {
+            return Err(SendError::Closed(msg));
+        }
+        self.mailbox.queue.lock().unwrap_or_else(|e| e.into_inner()).push(msg);
+        self.wake();
+        Ok(())
     }
 }
 

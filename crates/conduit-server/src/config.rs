@@ -12,6 +12,11 @@ pub struct ServerConfig {
     pub addr: SocketAddr,
     /// The listen backlog: connections the kernel holds before they are accepted.
     pub backlog: u32,
+    /// Event loops, each on its own thread with its own listener on the same port (`SO_REUSEPORT`; the kernel
+    /// spreads connections over them). One suits most servers; one per core lets CPU-bound loads such as
+    /// large broadcasts use every core. Every loop receives every hub event, so ordering and resume hold on
+    /// each. `max_connections` is shared out between them.
+    pub workers: usize,
     /// Request size bounds: head, header count, URI and body (431, 414 and 413 past them).
     pub limits: Limits,
     /// Open connections at most; past it a new connection gets `503 Service Unavailable` and is closed.
@@ -53,6 +58,7 @@ impl Default for ServerConfig {
         ServerConfig {
             addr: SocketAddr::from(([127, 0, 0, 1], 8000)),
             backlog: 1024,
+            workers: 1,
             limits: Limits::default(),
             max_connections: 16_384,
             write_queue_limit: 1024 * 1024,

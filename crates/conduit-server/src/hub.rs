@@ -11,7 +11,7 @@
 
 use crate::server::Msg;
 use conduit_http::{CHUNK_END, write_chunk_header};
-use conduit_net::{ConnId, Remote, SendError};
+use conduit_net::{ConnId, Remote};
 use conduit_sse::{Backlog, BacklogLimits, Event, SharedEvent};
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -73,7 +73,8 @@ pub(crate) fn valid_topic(name: &str, max_len: usize) -> bool {
 struct Publisher {
     /// The last sequence number handed out.
     seq: u64,
-    remote: Option<Remote<Msg>>,
+    /// The server's event loops; every one keeps every topic's state, so each gets every event.
+    loops: Vec<Remote<Msg>>,
 }
 
 /// A handle for publishing to a server's topics from any thread. Cheap to clone.
@@ -103,7 +104,7 @@ struct HubShared {
 impl Hub {
     /// A hub that is not yet attached to a server.
     pub fn new(config: HubConfig) -> Hub {
-        Hub { shared: Arc::new(HubShared { config, publisher: Mutex::new(Publisher { seq: 0, remote: None }) }) }
+        Hub { shared: Arc::new(HubShared { config, publisher: Mutex::new(Publisher { seq: 0, loops: Vec::new() }) }) }
     }
 
     /// The hub's limits.
@@ -111,12 +112,12 @@ impl Hub {
         &self.shared.config
     }
 
-    pub(crate) fn attach(&self, remote: Remote<Msg>) -> Result<(), &'static str> {
+    pub(crate) fn attach(&self, loops: Vec<Remote<Msg>>) -> Result<(), &'static str> {
         let mut publisher = self.shared.publisher.lock().unwrap_or_else(|e| e.into_inner());
-        if publisher.remote.as_ref().is_some_and(Remote::is_open) {
+        if publisher.loops.iter().any(Remote::is_open) {
             return Err("the hub is already attached to a running server");
         }
-        publisher.remote = Some(remote);
+        publisher.loops = loops;
         Ok(())
     }
 
@@ -132,11 +133,17 @@ impl Hub {
             return Err(PublishError::InvalidTopic);
         }
         let topic: Arc<str> = Arc::from(topic);
-        // Numbering and sending under one lock keeps the loop's arrival order equal to sequence order.
+        // Numbering and sending under one lock keeps every loop's arrival order equal to sequence order.
         let mut publisher = self.shared.publisher.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(remote) = publisher.remote.clone().filter(Remote::is_open) else {
+        let open: Vec<Remote<Msg>> = publisher.loops.iter().filter(|r| r.is_open()).cloned().collect();
+        if open.is_empty() {
             return Err(PublishError::NotRunning);
-        };
+        }
+        // Every loop takes the event or none does: all have room now, and nothing else adds hub events while
+        // the lock is held.
+        if !open.iter().all(Remote::has_room) {
+            return Err(PublishError::Busy);
+        }
         let seq = publisher.seq + 1;
         let (event, id) = match event.id_str() {
             Some(id) => {
@@ -150,14 +157,17 @@ impl Hub {
             },
         };
         let shared = encode_shared(seq, &id, &event);
-        match remote.send(Msg::Publish { topic, event: shared }) {
-            Ok(()) => {
-                publisher.seq = seq;
-                Ok(id)
-            }
-            Err(SendError::Closed(_)) => Err(PublishError::NotRunning),
-            Err(SendError::Full(_)) => Err(PublishError::Busy),
+        let mut delivered = false;
+        for remote in &open {
+            // A loop that stopped since the check is shutting down; the others still get the event.
+            delivered |=
+                remote.send_past_limit(Msg::Publish { topic: Arc::clone(&topic), event: shared.clone() }).is_ok();
         }
+        if !delivered {
+            return Err(PublishError::NotRunning);
+        }
+        publisher.seq = seq;
+        Ok(id)
     }
 }
 

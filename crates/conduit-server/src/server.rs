@@ -864,7 +864,8 @@ impl Handler for Service {
 
 /// An SSE server: one event loop serving a [`Router`].
 pub struct Server {
-    event_loop: EventLoop<Service>,
+    /// One loop per worker; all share the listening port.
+    event_loops: Vec<EventLoop<Service>>,
     handle: ServerHandle,
 }
 
@@ -899,9 +900,10 @@ impl Server {
     /// # Errors
     /// As for [`bind`](Self::bind), and `AlreadyExists` if the hub serves another running server.
     pub fn bind_with_hub(config: ServerConfig, router: Router, hub: &Hub) -> io::Result<Server> {
-        let listener = conduit_net::bind(config.addr, config.backlog, false)?;
+        let workers = config.workers.max(1);
         let loop_config = LoopConfig {
-            max_connections: config.max_connections,
+            // The kernel spreads connections over the loops, so each takes its share of the limit.
+            max_connections: config.max_connections.div_ceil(workers),
             overload_response: overload_response(),
             write_queue_limit: config.write_queue_limit,
             low_water: config.stream_high_water / 2,
@@ -910,21 +912,30 @@ impl Server {
             linger: config.linger,
             ..LoopConfig::default()
         };
+        let router = Arc::new(router);
         let stats = Arc::new(Stats::default());
-        let service = Service {
-            router: Arc::new(router),
-            config,
-            conns: Vec::new(),
-            scratch: Vec::new(),
-            stats: Arc::clone(&stats),
-            hub: HubState::new(hub.config().clone()),
-            shutting_down: false,
-        };
-        let event_loop = EventLoop::new(listener, loop_config, service)?;
-        hub.attach(event_loop.remote()).map_err(|e| io::Error::new(io::ErrorKind::AlreadyExists, e))?;
-        let handle =
-            ServerHandle { addr: event_loop.local_addr()?, remote: event_loop.remote(), stats, hub: hub.clone() };
-        Ok(Server { event_loop, handle })
+        let mut addr = config.addr;
+        let mut event_loops = Vec::with_capacity(workers);
+        for _ in 0..workers {
+            // With several loops each has its own listener on the same port (SO_REUSEPORT); the first one
+            // settles the port when the configuration asked for port 0.
+            let listener = conduit_net::bind(addr, config.backlog, workers > 1)?;
+            addr = listener.local_addr()?;
+            let service = Service {
+                router: Arc::clone(&router),
+                config: config.clone(),
+                conns: Vec::new(),
+                scratch: Vec::new(),
+                stats: Arc::clone(&stats),
+                hub: HubState::new(hub.config().clone()),
+                shutting_down: false,
+            };
+            event_loops.push(EventLoop::new(listener, loop_config.clone(), service)?);
+        }
+        let remotes: Vec<Remote<Msg>> = event_loops.iter().map(EventLoop::remote).collect();
+        hub.attach(remotes.clone()).map_err(|e| io::Error::new(io::ErrorKind::AlreadyExists, e))?;
+        let handle = ServerHandle { addr, remotes, stats, hub: hub.clone() };
+        Ok(Server { event_loops, handle })
     }
 
     /// The bound address (the real port when the configuration asked for port 0).
@@ -937,13 +948,36 @@ impl Server {
         self.handle.clone()
     }
 
-    /// Serves on this thread until [`ServerHandle::shutdown`] completes.
+    /// Serves until [`ServerHandle::shutdown`] completes: the first loop on this thread, any others on threads
+    /// of their own.
     ///
     /// # Errors
-    /// Polling the OS failed.
-    pub fn run(mut self) -> io::Result<()> {
-        log::info!("serving on http://{}", self.handle.addr);
-        self.event_loop.run()
+    /// Polling the OS failed, or a worker thread could not be started or panicked.
+    pub fn run(self) -> io::Result<()> {
+        let Server { mut event_loops, handle } = self;
+        log::info!("serving on http://{} with {} event loop(s)", handle.addr, event_loops.len());
+        let mut first = event_loops.remove(0);
+        let mut workers = Vec::new();
+        for (i, mut event_loop) in event_loops.into_iter().enumerate() {
+            let spawned =
+                std::thread::Builder::new().name(format!("conduit-loop-{}", i + 1)).spawn(move || event_loop.run());
+            match spawned {
+                Ok(thread) => workers.push(thread),
+                Err(e) => {
+                    handle.shutdown();
+                    drop(first);
+                    join_all(workers)?;
+                    return Err(e);
+                }
+            }
+        }
+        let result = first.run();
+        if result.is_err() {
+            // One loop failing takes the server down rather than leaving it half-served.
+            handle.shutdown();
+        }
+        let joined = join_all(workers);
+        result.and(joined)
     }
 
     /// Serves on a new thread.
@@ -961,7 +995,8 @@ impl Server {
 #[derive(Clone, Debug)]
 pub struct ServerHandle {
     addr: SocketAddr,
-    remote: Remote<Msg>,
+    /// One per event loop.
+    remotes: Vec<Remote<Msg>>,
     stats: Arc<Stats>,
     hub: Hub,
 }
@@ -970,7 +1005,12 @@ impl ServerHandle {
     /// Begins a graceful shutdown: stop accepting, end every stream cleanly, let the output flush for up to
     /// the configured grace period, then stop. Returns false if the server had already stopped.
     pub fn shutdown(&self) -> bool {
-        self.remote.send(Msg::Shutdown).is_ok()
+        // Every loop is told, even after one refused (so no short-circuiting `any`).
+        let mut told = false;
+        for remote in &self.remotes {
+            told |= remote.send_past_limit(Msg::Shutdown).is_ok();
+        }
+        told
     }
 
     /// The bound address.
@@ -1000,8 +1040,18 @@ impl ServerHandle {
 
     /// True while the server runs.
     pub fn is_running(&self) -> bool {
-        self.remote.is_open()
+        self.remotes.iter().any(Remote::is_open)
     }
+}
+
+/// Waits for worker threads, returning the first error.
+fn join_all(threads: Vec<JoinHandle<io::Result<()>>>) -> io::Result<()> {
+    let mut result = Ok(());
+    for thread in threads {
+        let outcome = thread.join().unwrap_or_else(|_| Err(io::Error::other("an event loop thread panicked")));
+        result = result.and(outcome);
+    }
+    result
 }
 
 /// A server running on its own thread. Dropping it shuts the server down and waits for the thread.
