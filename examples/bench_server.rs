@@ -5,29 +5,57 @@
 //! curl -N 'http://127.0.0.1:18401/stream?n=3'
 //! ```
 //!
-//! | route          | what it sends                                                                        |
-//! |----------------|--------------------------------------------------------------------------------------|
-//! | `/stream?n=N`  | `N` events (default 1000) as fast as the client reads (`Sse::from_iter`), then ends |
-//! | `/idle`        | one event, then only the keep-alive comment every 15 s, until the client leaves     |
+//! | route                                    | what it sends                                                    |
+//! |------------------------------------------|------------------------------------------------------------------|
+//! | `/stream?n=N`                            | `N` events (default 1000) as fast as the client reads, then ends |
+//! | `/idle`                                  | one event, then only the keep-alive comment every 15 s           |
+//! | `/broadcast`                             | a subscription to the hub's topic `bench` (`Sse::subscribe`)     |
+//! | `POST /broadcast/start?rate=R&seconds=S` | publishes `R * S` events to `bench`, `R` a second (10, 10)       |
 //!
-//! Every event is `event: update`, `id: i`, `data: {"count": i, "time": <unix seconds>}` for `i` in `0..N`, the
-//! same bytes as the other servers in the comparison. The address comes from `--addr HOST:PORT` (default
-//! `127.0.0.1:18401`), the connection limit from `--max-connections N` or `CONDUIT_BENCH_MAX_CONNECTIONS`
-//! (default 20,000, so the idle scenario's 10,000 streams fit). Logging is at `warn` unless `RUST_LOG` says
-//! otherwise, so nothing is written per request.
+//! Every `/stream` and `/idle` event is `event: update`, `id: i`, `data: {"count": i, "time": <unix seconds>}`
+//! for `i` in `0..N` (`Sse::from_iter`), the same bytes as the other servers in the comparison. Broadcast
+//! events are `event: update`, `id: i`, `data: {"seq": i, "t_us": <unix microseconds at publish>}` for `i` in
+//! `0..R*S`, published through the hub (`Server::bind_with_hub`) on a fixed schedule by a thread started with
+//! the server, so that its CPU time stays in the process's per-thread counters. The start route hands the
+//! broadcast to that thread and answers `{"events": R*S, "subscribers": <open streams>}` at once.
+//!
+//! The address comes from `--addr HOST:PORT` (default `127.0.0.1:18401`), the connection limit from
+//! `--max-connections N` or `CONDUIT_BENCH_MAX_CONNECTIONS` (default 20,000, so the idle scenario's 10,000
+//! streams and the broadcast's 10,000 subscribers fit). Logging is at `warn` unless `RUST_LOG` says otherwise,
+//! so nothing is written per request.
 
-use conduit::server::{Request, Response, Router, Server, ServerConfig, Sse, StatusCode, Ticker};
+use conduit::server::{
+    Hub, HubConfig, PublishError, Request, Response, Router, Server, ServerConfig, ServerHandle, Sse, StatusCode,
+    Ticker,
+};
 use conduit::sse::Event;
 use std::net::SocketAddr;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 const DEFAULT_ADDR: &str = "127.0.0.1:18401";
 const DEFAULT_MAX_CONNECTIONS: usize = 20_000;
+/// The broadcast scenario's 10,000 subscribers and the harness's other connections.
+const BROADCAST_CONNECTIONS: usize = 10_100;
 const DEFAULT_EVENTS: u64 = 1000;
 const MAX_EVENTS: u64 = 10_000_000;
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
 /// The idle stream's interval source only speaks on its first tick; the period just needs to be long.
 const IDLE_PERIOD: Duration = Duration::from_secs(24 * 60 * 60);
+/// The hub topic `/broadcast` follows.
+const TOPIC: &str = "bench";
+const MAX_RATE: u64 = 10_000;
+const MAX_SECONDS: u64 = 3600;
+/// How long the publisher retries an event while the server's mailbox is full before giving up on it.
+const BUSY_RETRY: Duration = Duration::from_secs(5);
+
+/// A broadcast to run: `rate` events a second for `seconds` seconds.
+#[derive(Clone, Copy, Debug)]
+struct Broadcast {
+    rate: u64,
+    seconds: u64,
+}
 
 struct Args {
     addr: SocketAddr,
@@ -44,14 +72,28 @@ fn main() {
             std::process::exit(2);
         }
     };
+    if args.max_connections < BROADCAST_CONNECTIONS {
+        eprintln!(
+            "warning: --max-connections {} is below {BROADCAST_CONNECTIONS}: the broadcast scenario's subscribers will not all fit",
+            args.max_connections
+        );
+    }
     let config = ServerConfig { max_connections: args.max_connections, ..ServerConfig::new(args.addr) };
-    let server = match Server::bind(config, router()) {
+    let hub = Hub::new(HubConfig::default());
+    let (start_tx, start_rx) = mpsc::channel();
+    let handle = Arc::new(OnceLock::new());
+    if let Err(e) = spawn_publisher(hub.clone(), start_rx) {
+        eprintln!("cannot start the publisher thread: {e}");
+        std::process::exit(1);
+    }
+    let server = match Server::bind_with_hub(config, router(start_tx, Arc::clone(&handle)), &hub) {
         Ok(server) => server,
         Err(e) => {
             eprintln!("cannot listen on {}: {e}", args.addr);
             std::process::exit(1);
         }
     };
+    let _ = handle.set(server.handle());
     eprintln!("bench_server listening on http://{}/", server.local_addr());
     if let Err(e) = server.run() {
         eprintln!("server failed: {e}");
@@ -84,8 +126,13 @@ fn parse_args() -> Result<Args, String> {
     Ok(Args { addr: addr.parse().map_err(|e| format!("invalid address {addr:?}: {e}"))?, max_connections })
 }
 
-fn router() -> Router {
-    Router::new().get("/stream", stream).get("/idle", |_: &Request| idle())
+fn router(start: Sender<Broadcast>, handle: Arc<OnceLock<ServerHandle>>) -> Router {
+    let start = Mutex::new(start);
+    Router::new()
+        .get("/stream", stream)
+        .get("/idle", |_: &Request| idle())
+        .get("/broadcast", |_: &Request| Sse::subscribe([TOPIC]))
+        .post("/broadcast/start", move |req: &Request| start_broadcast(req, &start, &handle))
 }
 
 /// `event: update`, `id: i`, `data: {"count": i, "time": <unix seconds>}`.
@@ -122,4 +169,79 @@ fn idle() -> Sse {
         }
     })
     .keep_alive(Some(KEEP_ALIVE))
+}
+
+/// A query parameter as an integer from 1 to `max`, `default` when absent.
+fn bounded(req: &Request, name: &str, default: u64, max: u64) -> Result<u64, Response> {
+    match req.query(name) {
+        None => Ok(default),
+        Some(raw) => match raw.parse::<u64>() {
+            Ok(v) if (1..=max).contains(&v) => Ok(v),
+            _ => Err(Response::error(
+                StatusCode::BAD_REQUEST,
+                format_args!("{name} must be an integer from 1 to {max}, got {raw:?}"),
+            )),
+        },
+    }
+}
+
+/// `POST /broadcast/start?rate=R&seconds=S`: hands the broadcast to the publisher thread and answers at once.
+fn start_broadcast(
+    req: &Request,
+    start: &Mutex<Sender<Broadcast>>,
+    handle: &OnceLock<ServerHandle>,
+) -> Result<Response, Response> {
+    let broadcast =
+        Broadcast { rate: bounded(req, "rate", 10, MAX_RATE)?, seconds: bounded(req, "seconds", 10, MAX_SECONDS)? };
+    let sent = start.lock().unwrap_or_else(|e| e.into_inner()).send(broadcast);
+    if sent.is_err() {
+        return Err(Response::error(StatusCode::SERVICE_UNAVAILABLE, "the publisher thread has stopped"));
+    }
+    let subscribers = handle.get().map_or(0, ServerHandle::streams);
+    let events = broadcast.rate * broadcast.seconds;
+    Ok(Response::json(&serde_json::json!({ "subscribers": subscribers, "events": events })))
+}
+
+/// The thread that publishes: it waits for broadcasts and runs them one after the other, for as long as the
+/// process lives.
+fn spawn_publisher(hub: Hub, starts: Receiver<Broadcast>) -> std::io::Result<()> {
+    std::thread::Builder::new().name("publisher".into()).spawn(move || {
+        while let Ok(broadcast) = starts.recv() {
+            publish_all(&hub, broadcast);
+        }
+    })?;
+    Ok(())
+}
+
+fn unix_micros() -> u128 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_micros()
+}
+
+/// Publishes event `i` at `start + i / rate` for `i` in `0..rate * seconds`, each stamped when it is published.
+fn publish_all(hub: &Hub, Broadcast { rate, seconds }: Broadcast) {
+    let started = Instant::now();
+    let period = Duration::from_secs(1) / u32::try_from(rate).unwrap_or(u32::MAX);
+    for i in 0..rate * seconds {
+        let due = started + period * u32::try_from(i).unwrap_or(u32::MAX);
+        if let Some(wait) = due.checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
+        let give_up = Instant::now() + BUSY_RETRY;
+        loop {
+            let data = format!(r#"{{"seq": {i}, "t_us": {}}}"#, unix_micros());
+            // A literal name and a decimal id hold no line break, so neither setter can fail.
+            let event = match Event::new().event("update").and_then(|e| e.id(i.to_string())) {
+                Ok(event) => event.data(data),
+                Err(_) => Event::new().data(data),
+            };
+            match hub.publish(TOPIC, event) {
+                Ok(_) => break,
+                Err(PublishError::Busy) if Instant::now() < give_up => std::thread::sleep(Duration::from_millis(1)),
+                Err(e) => {
+                    log::warn!("event {i} not published: {e}");
+                    break;
+                }
+            }
+        }
+    }
 }

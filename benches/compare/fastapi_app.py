@@ -17,6 +17,10 @@ from fastapi.responses import StreamingResponse
 
 MAX_EVENTS = 10_000_000
 KEEP_ALIVE_SECONDS = 15
+# Events a subscriber may have waiting before it is dropped (the whole benchmark broadcast of 100 fits).
+QUEUE_SIZE = 1024
+MAX_RATE = 10_000
+MAX_SECONDS = 3600
 
 app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
 
@@ -43,3 +47,59 @@ async def idle() -> StreamingResponse:
             yield ": keep-alive\n\n"
 
     return StreamingResponse(events(), media_type="text/event-stream")
+
+
+# The queues of the open /broadcast streams, and the publisher tasks running (kept so they are not collected).
+subscribers: set[asyncio.Queue] = set()
+publishers: set[asyncio.Task] = set()
+
+
+@app.get("/broadcast")
+async def broadcast() -> StreamingResponse:
+    # Registered here, before the response head is sent, so a client that has the head misses nothing after it.
+    queue: asyncio.Queue = asyncio.Queue(maxsize=QUEUE_SIZE)
+    subscribers.add(queue)
+
+    async def events():
+        try:
+            while True:
+                item = await queue.get()
+                if item is None:
+                    return
+                yield item
+        finally:
+            subscribers.discard(queue)
+
+    return StreamingResponse(events(), media_type="text/event-stream")
+
+
+def publish(item: str) -> None:
+    for queue in list(subscribers):
+        try:
+            queue.put_nowait(item)
+        except asyncio.QueueFull:
+            # Too slow: drop it. Make room for the end marker so that its stream ends instead of stalling.
+            subscribers.discard(queue)
+            queue.get_nowait()
+            queue.put_nowait(None)
+
+
+async def run_broadcast(rate: int, seconds: int) -> None:
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    for i in range(rate * seconds):
+        delay = started + i / rate - loop.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        t_us = time.time_ns() // 1000
+        publish(f'event: update\nid: {i}\ndata: {{"seq": {i}, "t_us": {t_us}}}\n\n')
+
+
+@app.post("/broadcast/start")
+async def broadcast_start(
+    rate: int = Query(10, ge=1, le=MAX_RATE), seconds: int = Query(10, ge=1, le=MAX_SECONDS)
+) -> dict:
+    task = asyncio.create_task(run_broadcast(rate, seconds))
+    publishers.add(task)
+    task.add_done_callback(publishers.discard)
+    return {"events": rate * seconds, "subscribers": len(subscribers)}

@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Compares Conduit with axum, FastAPI (under uvicorn, two ways) and a std-only floor server on this machine.
 #
-#   benches/compare/run.sh                      # everything: scenarios 1-3 (4 is not available yet)
+#   benches/compare/run.sh                      # everything: scenarios 1-4
 #   benches/compare/run.sh --quick              # tiny counts, for CI: well under a minute once built
 #   benches/compare/run.sh --reps 30 --scenarios 1,2 --only conduit,axum,floor
 #
 # Options (each also from the environment):
-#   --quick              BENCH_QUICK=1          tiny counts: 5 rounds, 10 connections, 200 idle streams
+#   --quick              BENCH_QUICK=1          tiny counts: 5 rounds, 10 connections, 200 idle streams,
+#                                               200 subscribers for 2 s
 #   --reps N             BENCH_REPS=N           scenario 1 rounds (default 100); scenario 2 gets ceil(N/10)
 #   --scenarios LIST     BENCH_SCENARIOS=LIST   comma-separated, from 1,2,3,4 (default all)
 #   --only LIST          BENCH_ONLY=LIST        servers, from floor,conduit,axum,fastapi-std,fastapi-plain
@@ -83,10 +84,6 @@ else
     done
 fi
 wants() { case " ${SERVERS[*]} " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
-needs_servers=0
-for s in ${SCENARIOS//,/ }; do
-    if [ "$s" != 4 ]; then needs_servers=1; fi
-done
 
 port_of() {
     local i
@@ -167,17 +164,23 @@ start_server() {
     SERVER_ARGS+=(--server "$name=$addr@${PIDS[$name]}")
 }
 
+# Scenario 4 (broadcast) does not start the floor, which has no broadcast: the harness lists it as n/a.
 start_servers() {
+    local scenario="$1" name
     SERVER_ARGS=()
-    local name
     for name in "${SERVERS[@]}"; do
-        start_server "$name"
+        if [ "$scenario" = 4 ] && [ "$name" = floor ]; then
+            SERVER_ARGS+=(--server "floor=127.0.0.1:$(port_of floor)")
+        else
+            start_server "$name"
+        fi
     done
 }
 
 # --- limits ----------------------------------------------------------------------------------------------------
 
-# Scenario 3 holds 10,000 streams: the servers and the client each need a descriptor per connection.
+# Scenarios 3 and 4 hold 10,000 streams: the servers and the client each need a descriptor per connection
+# (each process has its own limit, and every one started here inherits this one).
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 NOFILE="$(ulimit -n)"
 [ "$NOFILE" = unlimited ] && NOFILE=1048576
@@ -185,7 +188,7 @@ CLK_TCK="$(getconf CLK_TCK 2>/dev/null || echo 100)"
 
 # --- Python --------------------------------------------------------------------------------------------------
 
-if [ "$needs_servers" = 1 ] && { wants fastapi-std || wants fastapi-plain; }; then
+if wants fastapi-std || wants fastapi-plain; then
     PYTHON="${PYTHON:-python3}"
     want_stamp="$(sha256sum "$HERE/requirements.txt" | cut -d' ' -f1)"
     have_stamp="$(cat "$VENV/.requirements.sha256" 2>/dev/null || true)"
@@ -211,11 +214,11 @@ build_started=$SECONDS
 if [ "$NO_BUILD" != 1 ]; then
     echo "== cargo build --release (harness and floor)"
     cargo build --release --quiet --manifest-path "$HERE/harness/Cargo.toml"
-    if [ "$needs_servers" = 1 ] && wants conduit; then
+    if wants conduit; then
         echo "== cargo build --release --example bench_server (Conduit)"
         cargo build --release --quiet --manifest-path "$ROOT/Cargo.toml" --example bench_server
     fi
-    if [ "$needs_servers" = 1 ] && wants axum; then
+    if wants axum; then
         echo "== cargo build --release (axum server)"
         cargo build --release --quiet --manifest-path "$HERE/axum-server/Cargo.toml"
     fi
@@ -224,14 +227,12 @@ build_seconds=$((SECONDS - build_started))
 for bin in "$HARNESS" "$HARNESS_DIR/floor"; do
     [ -x "$bin" ] || { echo "run.sh: $bin is missing (run without --no-build)" >&2; exit 1; }
 done
-if [ "$needs_servers" = 1 ]; then
-    for bin in "$CONDUIT_BIN:conduit" "$AXUM_BIN:axum"; do
-        if wants "${bin##*:}" && [ ! -x "${bin%:*}" ]; then
-            echo "run.sh: ${bin%:*} is missing (run without --no-build)" >&2
-            exit 1
-        fi
-    done
-fi
+for bin in "$CONDUIT_BIN:conduit" "$AXUM_BIN:axum"; do
+    if wants "${bin##*:}" && [ ! -x "${bin%:*}" ]; then
+        echo "run.sh: ${bin%:*} is missing (run without --no-build)" >&2
+        exit 1
+    fi
+done
 
 # --- measure ---------------------------------------------------------------------------------------------------
 
@@ -245,12 +246,12 @@ HARNESS_ARGS=(--out "$RESULTS" --clk-tck "$CLK_TCK" --nofile "$NOFILE")
 run_started=$SECONDS
 failed=()
 for scenario in ${SCENARIOS//,/ }; do
-    if [ "$scenario" = 4 ]; then
-        "$HARNESS" run --scenario 4 --out "$RESULTS" || failed+=(4)
-        continue
+    if [ "$scenario" = 4 ] && wants floor; then
+        echo "== scenario $scenario: starting $(printf '%s ' "${SERVERS[@]}" | sed 's/floor //')(floor: n/a, no broadcast)"
+    else
+        echo "== scenario $scenario: starting ${SERVERS[*]}"
     fi
-    echo "== scenario $scenario: starting ${SERVERS[*]}"
-    start_servers
+    start_servers "$scenario"
     # In the background so that a signal to this script is handled at once, not after the client finishes.
     "$HARNESS" run --scenario "$scenario" "${SERVER_ARGS[@]}" "${HARNESS_ARGS[@]}" &
     HARNESS_PID=$!

@@ -57,6 +57,11 @@ pub fn request(path: &str) -> Vec<u8> {
     format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").into_bytes()
 }
 
+/// A `POST` with an empty body, on a connection the client closes after the response.
+pub fn post_request(path: &str) -> Vec<u8> {
+    format!("POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").into_bytes()
+}
+
 /// A connection that has sent one request and reads its response.
 pub struct Conn {
     stream: TcpStream,
@@ -72,13 +77,18 @@ pub struct Conn {
 impl Conn {
     /// Connects, sends `GET path` and reads the response head.
     pub fn open(addr: SocketAddr, path: &str, timeout: Duration) -> io::Result<Conn> {
+        Conn::send(addr, &request(path), timeout)
+    }
+
+    /// Connects, sends `request` (a whole request, head and body) and reads the response head.
+    pub fn send(addr: SocketAddr, request: &[u8], timeout: Duration) -> io::Result<Conn> {
         let stream = TcpStream::connect_timeout(&addr, timeout)?;
         stream.set_nodelay(true)?;
         stream.set_read_timeout(Some(timeout))?;
         stream.set_write_timeout(Some(timeout))?;
         let mut conn =
             Conn { stream, buf: vec![0; 64 * 1024], start: 0, end: 0, decoder: None, body: Vec::new(), status: 0 };
-        conn.stream.write_all(&request(path))?;
+        conn.stream.write_all(request)?;
         conn.read_head()?;
         Ok(conn)
     }
@@ -179,6 +189,13 @@ pub fn fetch(addr: SocketAddr, path: &str, timeout: Duration) -> io::Result<Fetc
     Ok(Fetched { elapsed, framing: conn.framing(), body: std::mem::take(&mut conn.body) })
 }
 
+/// Sends `POST path` with an empty body and returns the status and the whole response body.
+pub fn post(addr: SocketAddr, path: &str, timeout: Duration) -> io::Result<(u16, Vec<u8>)> {
+    let mut conn = Conn::send(addr, &post_request(path), timeout)?;
+    conn.read_to_end()?;
+    Ok((conn.status, std::mem::take(&mut conn.body)))
+}
+
 fn invalid(message: &str) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, message.to_owned())
 }
@@ -187,7 +204,7 @@ pub fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
 }
 
-fn parse_head(head: &str) -> io::Result<(u16, Framing)> {
+pub fn parse_head(head: &str) -> io::Result<(u16, Framing)> {
     let mut lines = head.split("\r\n");
     let status_line = lines.next().unwrap_or_default();
     let mut parts = status_line.splitn(3, ' ');
@@ -236,14 +253,14 @@ enum State {
 
 /// Turns the bytes after the head into body bytes and tells when the body is complete.
 #[derive(Debug)]
-struct Decoder {
+pub struct Decoder {
     framing: Framing,
     state: State,
     line: Vec<u8>,
 }
 
 impl Decoder {
-    fn new(framing: Framing) -> Decoder {
+    pub fn new(framing: Framing) -> Decoder {
         let state = match framing {
             Framing::Chunked => State::Size,
             Framing::Length(0) => State::Done,
@@ -253,12 +270,12 @@ impl Decoder {
         Decoder { framing, state, line: Vec::new() }
     }
 
-    fn done(&self) -> bool {
+    pub fn done(&self) -> bool {
         matches!(self.state, State::Done)
     }
 
     /// Consumes what it can of `input`, appending body bytes to `body`; returns the bytes consumed.
-    fn feed(&mut self, input: &[u8], body: &mut Vec<u8>) -> io::Result<usize> {
+    pub fn feed(&mut self, input: &[u8], body: &mut Vec<u8>) -> io::Result<usize> {
         let mut at = 0;
         while at < input.len() {
             let rest = &input[at..];

@@ -9,6 +9,7 @@
 //!
 //! Every loop here is bounded by a count and a deadline, and every socket read by a timeout.
 
+mod broadcast;
 mod client;
 mod json;
 mod procfs;
@@ -41,6 +42,10 @@ struct Options {
     conns: Option<usize>,
     idle: Option<Vec<usize>>,
     events: u64,
+    subscribers: Option<usize>,
+    rate: u64,
+    broadcast_seconds: Option<u64>,
+    sub_threads: usize,
     clk_tck: u64,
     nofile: Option<usize>,
     out: PathBuf,
@@ -50,8 +55,8 @@ struct Options {
 
 const USAGE: &str = "usage:
   harness run --scenario N --server NAME=HOST:PORT[@PID] ... [--quick] [--reps N] [--conns N]
-              [--idle 1000,10000] [--events N] [--clk-tck HZ] [--nofile N] [--timeout SECS]
-              [--max-seconds SECS] [--out DIR]
+              [--idle 1000,10000] [--events N] [--subscribers N] [--rate N] [--broadcast-seconds N]
+              [--sub-threads N] [--clk-tck HZ] [--nofile N] [--timeout SECS] [--max-seconds SECS] [--out DIR]
   harness report [--dir DIR] [--meta KEY=VALUE ...]";
 
 fn main() {
@@ -80,6 +85,10 @@ fn parse_run(args: &[String]) -> Result<Options, String> {
         conns: None,
         idle: None,
         events: 1000,
+        subscribers: None,
+        rate: 10,
+        broadcast_seconds: None,
+        sub_threads: 2,
         clk_tck: 100,
         nofile: None,
         out: PathBuf::from("results"),
@@ -106,6 +115,10 @@ fn parse_run(args: &[String]) -> Result<Options, String> {
                 o.idle = Some(list);
             }
             "--events" => o.events = number(value()?)?.max(1),
+            "--subscribers" => o.subscribers = Some(number(value()?)?.max(1) as usize),
+            "--rate" => o.rate = number(value()?)?.clamp(1, 10_000),
+            "--broadcast-seconds" => o.broadcast_seconds = Some(number(value()?)?.clamp(1, 3600)),
+            "--sub-threads" => o.sub_threads = number(value()?)?.clamp(1, 64) as usize,
             "--clk-tck" => o.clk_tck = number(value()?)?.max(1),
             "--nofile" => o.nofile = Some(number(value()?)? as usize),
             "--timeout" => o.timeout = Duration::from_secs(number(value()?)?.max(1)),
@@ -147,17 +160,13 @@ fn run(o: &Options) -> Result<(), String> {
         1 => scenario_1(o, deadline),
         2 => scenario_2(o, deadline),
         3 => scenario_3(o, deadline),
-        _ => scenario_4(),
+        _ => scenario_4(o, deadline),
     };
     let load_after = procfs::loadavg();
-    let json = if o.scenario == 4 {
-        json
-    } else {
-        table.note(format!(
-            "load average (1, 5, 15 min) before {load_before}, after {load_after}: other work on the machine shows here"
-        ));
-        json.with("loadavg_before", load_before).with("loadavg_after", load_after)
-    };
+    table.note(format!(
+        "load average (1, 5, 15 min) before {load_before}, after {load_after}: other work on the machine shows here"
+    ));
+    let json = json.with("loadavg_before", load_before).with("loadavg_after", load_after);
     let stem = o.out.join(format!("scenario-{}", o.scenario));
     write(&stem.with_extension("txt"), &table.render())?;
     write(&stem.with_extension("json"), &json.pretty())?;
@@ -836,14 +845,263 @@ fn scenario_3(o: &Options, deadline: Instant) -> (Table, Json, Vec<String>) {
     (t, json, failed)
 }
 
-fn scenario_4() -> (Table, Json, Vec<String>) {
-    let t = Table::new("scenario 4: not yet available (needs the hub)", &[]);
+// ---------------------------------------------------------------------------------------------------------
+// Scenario 4: broadcast to many subscribers.
+
+/// `"subscribers": N` (or `"subscribers":N`) in the start route's JSON answer.
+fn reply_subscribers(reply: &str) -> Option<u64> {
+    let rest = &reply[reply.find("\"subscribers\"")? + "\"subscribers\"".len()..];
+    let digits: String = rest.trim_start_matches([':', ' ']).chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
+}
+
+fn scenario_4(o: &Options, deadline: Instant) -> (Table, Json, Vec<String>) {
+    let mut p = broadcast::Params {
+        subscribers: o.subscribers.unwrap_or(if o.quick { 200 } else { 10_000 }),
+        rate: o.rate,
+        seconds: o.broadcast_seconds.unwrap_or(if o.quick { 2 } else { 10 }),
+        threads: o.sub_threads,
+        open_limit: Duration::from_secs(if o.quick { 30 } else { 180 }),
+        grace: Duration::from_secs(if o.quick { 15 } else { 60 }),
+        settle: Duration::from_millis(if o.quick { 200 } else { 1000 }),
+        io_timeout: o.timeout,
+    };
+    let mut notes = Vec::new();
+    if let Some(nofile) = o.nofile {
+        // The harness needs a descriptor per subscriber, and so does each server.
+        let cap = nofile.saturating_sub(256).max(1);
+        if p.subscribers > cap {
+            notes.push(format!("only {cap} subscribers, not {}: the open-file limit is {nofile}", p.subscribers));
+            p.subscribers = cap;
+        }
+    }
+    eprintln!(
+        "scenario 4: {} subscribers, {} events ({}/s for {} s), on each of {} servers",
+        p.subscribers,
+        p.events(),
+        p.rate,
+        p.seconds,
+        o.servers.iter().filter(|s| s.name != FLOOR).count()
+    );
+    // The floor has no broadcast: it is listed, and not contacted.
+    let measured: Vec<bool> = o.servers.iter().map(|s| s.name != FLOOR).collect();
+    let mut errors: Vec<Option<String>> = vec![None; o.servers.len()];
+    let mut outcomes: Vec<Option<broadcast::Outcome>> = Vec::new();
+    let mut settles: Vec<Option<f64>> = Vec::new();
+    for (k, s) in o.servers.iter().enumerate() {
+        if !measured[k] {
+            outcomes.push(None);
+            settles.push(None);
+            continue;
+        }
+        if let Err(e) = ready(o, s, deadline) {
+            eprintln!("  {}: {e}", s.name);
+            errors[k] = Some(e);
+            outcomes.push(None);
+            settles.push(None);
+            continue;
+        }
+        let fds_before = s.pid.and_then(procfs::open_fds);
+        let outcome = broadcast::run(s.addr, s.pid, &p, deadline);
+        eprintln!(
+            "  {}: {} of {} subscribers open in {:.1} s; {} of {} deliveries in {:.1} s",
+            s.name,
+            outcome.opened,
+            p.subscribers,
+            outcome.open_s,
+            outcome.delivered,
+            outcome.expected,
+            outcome.window_s
+        );
+        if let Some(pid) = s.pid
+            && !procfs::alive(pid)
+        {
+            errors[k] = Some(format!("the server died (process {pid})"));
+        } else if !outcome.passed() {
+            let mut why = format!("delivered {} of {} events", outcome.delivered, outcome.expected);
+            for (kind, (count, example)) in &outcome.failures {
+                let _ = std::fmt::Write::write_fmt(&mut why, format_args!("; {kind}: {count} ({example})"));
+            }
+            if let Some(Err(e)) = &outcome.start_reply {
+                why.push_str(&format!("; the start request failed: {e}"));
+            }
+            errors[k] = Some(why);
+        }
+        // As in scenario 3: let the server see the closes before the next one is measured.
+        let settle_start = Instant::now();
+        if let Some(pid) = s.pid {
+            let until = settle_start + Duration::from_secs(60);
+            while Instant::now() < until {
+                match (procfs::open_fds(pid), fds_before) {
+                    (Some(now), Some(before)) if now <= before + 16 => break,
+                    (None, _) => break,
+                    _ => std::thread::sleep(Duration::from_millis(100)),
+                }
+            }
+        }
+        settles.push(Some(settle_start.elapsed().as_secs_f64()));
+        outcomes.push(Some(outcome));
+    }
+
+    let mut t = Table::new(
+        format!(
+            "Scenario 4: broadcast, {} subscribers on one topic, {} events/s for {} s ({} events), publish to receive",
+            p.subscribers,
+            p.rate,
+            p.seconds,
+            p.events()
+        ),
+        &names(o),
+    );
+    let mut servers_json = Vec::new();
+    let mut rows: Vec<(String, Vec<String>)> = [
+        "subscribers open (response head received)",
+        "time to open them",
+        "subscribers the server counted at the start",
+        "events delivered / expected",
+        "every event to every subscriber, in order, once",
+        "latency p50",
+        "latency p99",
+        "latency max",
+        "publish span (first to last t_us)",
+        "last delivery after the last publish",
+        "server CPU from start to last delivery",
+        "server CPU / delivered event",
+        "harness CPU / delivered event",
+        "VmRSS with the subscribers open",
+    ]
+    .iter()
+    .map(|label| ((*label).to_owned(), Vec::new()))
+    .collect();
+    for (k, s) in o.servers.iter().enumerate() {
+        let Some(out) = outcomes[k].as_mut() else {
+            let cell = if measured[k] { "-" } else { "n/a" };
+            for (_, cells) in &mut rows {
+                cells.push(cell.into());
+            }
+            servers_json.push(
+                Json::obj()
+                    .with("name", s.name.as_str())
+                    .with("addr", s.addr.to_string())
+                    .with("measured", measured[k])
+                    .with("error", errors[k].clone()),
+            );
+            continue;
+        };
+        out.latencies_us.sort_unstable();
+        let q = |x: f64| broadcast::quantile(&out.latencies_us, x).map(|us| us as f64 / 1e6);
+        let (p50, p99, max) = (q(0.5), q(0.99), q(1.0));
+        let span = match (out.first_publish_us, out.last_publish_us) {
+            (Some(a), Some(b)) => Some(b.saturating_sub(a) as f64 / 1e6),
+            _ => None,
+        };
+        let drain = match (out.last_publish_us, out.last_receive_us) {
+            (Some(a), Some(b)) => Some(b.saturating_sub(a) as f64 / 1e6),
+            _ => None,
+        };
+        let before = [out.cpu_before];
+        let after = [out.cpu_after];
+        let (cpu_total_sched, cpu_total_stat) = cpu_ms(o, &before, &after, 0, 1.0);
+        let (cpu_event_sched, cpu_event_stat) = cpu_ms(o, &before, &after, 0, out.delivered as f64);
+        let (client_sched, client_stat) =
+            cpu_ms(o, &[out.client_cpu_before], &[out.client_cpu_after], 0, out.delivered as f64);
+        let start_reply = match &out.start_reply {
+            Some(Ok(body)) => Json::Str(body.clone()),
+            Some(Err(e)) => Json::Str(format!("error: {e}")),
+            None => Json::Null,
+        };
+        let counted = match &out.start_reply {
+            Some(Ok(body)) => reply_subscribers(body),
+            _ => None,
+        };
+        let secs_or_dash = |v: Option<f64>| v.map_or("-".into(), table::secs);
+        let cells = [
+            format!("{}/{}", out.opened, p.subscribers),
+            table::secs(out.open_s),
+            counted.map_or("-".into(), |n| n.to_string()),
+            format!("{}/{}", out.delivered, out.expected),
+            if out.passed() { "PASS".into() } else { "FAIL".into() },
+            secs_or_dash(p50),
+            secs_or_dash(p99),
+            secs_or_dash(max),
+            secs_or_dash(span),
+            secs_or_dash(drain),
+            cpu_cell(cpu_total_sched, cpu_total_stat),
+            cpu_cell(cpu_event_sched, cpu_event_stat),
+            cpu_cell(client_sched, client_stat),
+            out.vm_rss_kib.map_or("-".into(), |kib| table::bytes(kib as f64 * 1024.0)),
+        ];
+        for ((_, column), cell) in rows.iter_mut().zip(cells) {
+            column.push(cell);
+        }
+        let failures: Vec<Json> = out
+            .failures
+            .iter()
+            .map(|(kind, (count, example))| {
+                Json::obj().with("kind", *kind).with("subscribers", *count).with("example", example.as_str())
+            })
+            .collect();
+        servers_json.push(
+            Json::obj()
+                .with("name", s.name.as_str())
+                .with("addr", s.addr.to_string())
+                .with("measured", true)
+                .with("error", errors[k].clone())
+                .with("passed", out.passed())
+                .with("subscribers_open", out.opened)
+                .with("open_s", out.open_s)
+                .with("start_reply", start_reply)
+                .with("subscribers_counted_by_server", counted)
+                .with("delivered", out.delivered)
+                .with("expected", out.expected)
+                .with("subscribers_complete", out.complete)
+                .with("timed_out", out.timed_out)
+                .with("latency_p50_s", p50)
+                .with("latency_p99_s", p99)
+                .with("latency_max_s", max)
+                .with("latency_max_by_seq_us", out.max_by_seq_us.clone())
+                .with("publish_span_s", span)
+                .with("last_delivery_after_last_publish_s", drain)
+                .with("window_s", out.window_s)
+                .with("server_cpu_ms_window_schedstat", cpu_total_sched)
+                .with("server_cpu_ms_window_stat", cpu_total_stat)
+                .with("server_cpu_us_per_delivery_schedstat", cpu_event_sched.map(|ms| ms * 1e3))
+                .with("server_cpu_us_per_delivery_stat", cpu_event_stat.map(|ms| ms * 1e3))
+                .with("harness_cpu_us_per_delivery_schedstat", client_sched.map(|ms| ms * 1e3))
+                .with("vm_rss_kib_with_subscribers", out.vm_rss_kib)
+                .with("close_settle_s", settles[k])
+                .with("failures", Json::Arr(failures)),
+        );
+    }
+    for (label, cells) in rows {
+        t.row(label, cells);
+    }
+    t.note("latency: receive time (the read that brought the event) minus the t_us the server stamped at publish, both SystemTime on this machine, over every delivery");
+    t.note("server CPU: schedstat of the server's threads from just before the start request to the last delivery (or the time limit)");
+    t.note("servers are measured one after the other, each with its subscribers opened fresh; the harness reads with 2 threads on the same 2 cores");
+    if measured.contains(&false) {
+        t.note("floor: n/a, it has no broadcast");
+    }
+    for n in notes {
+        t.note(n);
+    }
+    let failed = add_errors(&mut t, o, &errors);
     let json = Json::obj()
         .with("scenario", 4u64)
-        .with("title", "broadcast")
-        .with("available", false)
-        .with("reason", "needs the topic hub, which is not built yet");
-    (t, json, Vec::new())
+        .with("title", t.title.as_str())
+        .with(
+            "params",
+            Json::obj()
+                .with("subscribers", p.subscribers)
+                .with("rate_per_s", p.rate)
+                .with("seconds", p.seconds)
+                .with("events", p.events())
+                .with("client_threads", p.threads)
+                .with("grace_s", p.grace.as_secs())
+                .with("quick", o.quick),
+        )
+        .with("servers", Json::Arr(servers_json));
+    (t, json, failed)
 }
 
 // ---------------------------------------------------------------------------------------------------------

@@ -72,6 +72,8 @@ impl Table {
 pub fn secs(s: f64) -> String {
     if !s.is_finite() {
         "-".to_owned()
+    } else if s < 1e-5 {
+        format!("{:.2} µs", s * 1e6)
     } else if s < 1e-3 {
         format!("{:.0} µs", s * 1e6)
     } else if s < 1e-2 {
