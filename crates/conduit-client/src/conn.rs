@@ -1,10 +1,9 @@
 //! One HTTP exchange: connect, send the request, read and check the response head, then feed the body to the
 //! decoder in whatever framing the server chose.
 
-use crate::chunked::ChunkedDecoder;
 use crate::error::ClientError;
 use crate::url::Url;
-use conduit_http::{Method, ResponseHead, StatusCode};
+use conduit_http::{ChunkedConfig, ChunkedDecoder, Method, ResponseHead, StatusCode};
 use conduit_sse::{DecodeError, Decoder};
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream, ToSocketAddrs};
@@ -14,6 +13,9 @@ use std::time::Duration;
 pub(crate) const MAX_HEAD_BYTES: usize = 64 * 1024;
 /// The most response header fields accepted.
 const MAX_HEADERS: usize = 100;
+/// How a chunked response body is read: bare LF line ends accepted (RFC 9112 §2.2 lets recipients), the
+/// chunk-size lines (1 KiB each) and the trailer section (64 KiB) bounded, the body itself not (it is a stream).
+const CHUNKED: ChunkedConfig = ChunkedConfig::lenient().with_max_size_line(1024).with_max_trailer_bytes(64 * 1024);
 
 /// What to send, identical on every (re)connection except for `Last-Event-ID`.
 #[derive(Clone)]
@@ -370,7 +372,7 @@ fn framing(headers: &[httparse::Header<'_>]) -> Result<Framing, ClientError> {
     }
     if !codings.is_empty() {
         if codings.iter().all(|c| c == "chunked") && codings.len() == 1 {
-            return Ok(Framing::Chunked(ChunkedDecoder::new()));
+            return Ok(Framing::Chunked(ChunkedDecoder::new(CHUNKED)));
         }
         return Err(ClientError::Protocol(format!("unsupported Transfer-Encoding {:?}", codings.join(", "))));
     }
@@ -416,6 +418,24 @@ mod tests {
             Ok(None) => panic!("partial: {head}"),
             Err(e) => panic!("{head}: {e}"),
         }
+    }
+
+    #[test]
+    fn chunked_bodies_are_read_with_lenient_line_ends_and_bounds() {
+        let head = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n";
+        let Framing::Chunked(mut chunked) = final_framing(head) else {
+            panic!("not chunked");
+        };
+        assert_eq!(chunked.config(), &CHUNKED);
+        assert!(CHUNKED.is_lenient());
+        assert_eq!(
+            (CHUNKED.max_size_line(), CHUNKED.max_trailer_bytes(), CHUNKED.max_body_bytes()),
+            (1024, 65536, None)
+        );
+        let mut input: &[u8] = b"2\nhi\n0\nX: y\n\n";
+        assert_eq!(chunked.decode(&mut input).unwrap(), Some(&b"hi"[..]));
+        assert_eq!(chunked.decode(&mut input).unwrap(), None);
+        assert!(chunked.is_done() && input.is_empty());
     }
 
     #[test]

@@ -10,14 +10,15 @@
 //!        +-----------------------------------+  +--------------------------+
 //!                                            v  v
 //!  conduit-sse     Event, encoder, keep-alive  |  Decoder, MessageEvent       (sans-I/O, shared)
-//!  conduit-http    RequestParser, ResponseHead |  Method, StatusCode          (sans-I/O, shared)
+//!  conduit-http    RequestParser, ResponseHead |  Method, StatusCode,         (sans-I/O, shared)
+//!                                              |  ChunkedDecoder
 //!        |
 //!  conduit-net     EventLoop, WriteQueue, Timers, Remote     (the server's mio sockets)
 //! ```
 //!
 //! The client sits beside the server, not above it: it shares the sans-I/O layers (the `conduit-sse` decoder
-//! that turns bytes into [`MessageEvent`]s, `conduit-http`'s methods and status codes) and does its own
-//! blocking I/O, with no event loop and no async runtime.
+//! that turns bytes into [`MessageEvent`]s, `conduit-http`'s methods, status codes and chunked decoder) and does
+//! its own blocking I/O, with no event loop and no async runtime.
 //!
 //! # Behaviour
 //!
@@ -70,7 +71,6 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
-mod chunked;
 mod conn;
 mod error;
 mod source;

@@ -26,6 +26,14 @@
 //! pipelined requests may already be waiting behind them. On an error, send
 //! the response named by [`ParseError::status`] and close the connection.
 //!
+//! # Decoding chunked bodies
+//!
+//! [`ChunkedDecoder`] decodes the chunked transfer coding from bytes fed in
+//! any pieces, handing the data out as slices of its input. The request
+//! parser uses it, strictly ([`ChunkedConfig::strict`]), for chunked request
+//! bodies; a client reading responses can use it with
+//! [`ChunkedConfig::lenient`] line ends.
+//!
 //! # Writing responses
 //!
 //! Build a [`ResponseHead`], pick a [`BodyFraming`], and append it to an
@@ -69,6 +77,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod chunked;
 mod error;
 mod parser;
 mod request;
@@ -76,6 +85,7 @@ mod response;
 mod status;
 mod target;
 
+pub use chunked::{ChunkedConfig, ChunkedDecoder, ChunkedError, ChunkedErrorKind};
 pub use error::ParseError;
 pub use parser::{Limits, RequestParser, Status};
 pub use request::{Headers, Method, Request, Version};

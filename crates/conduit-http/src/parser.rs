@@ -9,9 +9,9 @@
 use std::mem;
 
 use crate::ParseError;
+use crate::chunked::{ChunkedConfig, ChunkedDecoder, ChunkedError, ChunkedErrorKind};
 use crate::request::{Headers, Method, Request, Version, trim_ows};
 use crate::response::is_tchar;
-use crate::target::hex_value;
 
 /// Bounds on one request; every one yields a specific error status when
 /// exceeded.
@@ -139,7 +139,7 @@ struct BodyState {
 #[derive(Debug)]
 enum BodyKind {
     Length { start: usize, len: usize },
-    Chunked(ChunkDecoder),
+    Chunked(ChunkedBody),
 }
 
 /// How the request body is delimited, as read from the head.
@@ -261,7 +261,7 @@ impl RequestParser {
                 let body = match framing {
                     Framing::Empty => return Ok(Status::Complete(request, head_end)),
                     Framing::Length(len) => BodyKind::Length { start: head_end, len },
-                    Framing::Chunked => BodyKind::Chunked(ChunkDecoder::new(head_end)),
+                    Framing::Chunked => BodyKind::Chunked(ChunkedBody::new(head_end, &self.limits)),
                 };
                 Box::new(BodyState { request, expect_continue, continue_taken: false, body })
             }
@@ -275,8 +275,8 @@ impl RequestParser {
                 let end = start.checked_add(*len).ok_or(ParseError::BodyTooLarge)?;
                 buf.get(*start..end).map(|bytes| (bytes.to_vec(), end))
             }
-            BodyKind::Chunked(decoder) => {
-                decoder.decode(buf, &self.limits, &mut self.probe)?.map(|end| (mem::take(&mut decoder.body), end))
+            BodyKind::Chunked(chunked) => {
+                chunked.decode(buf, &mut self.probe)?.map(|end| (mem::take(&mut chunked.body), end))
             }
         };
         match finished {
@@ -298,7 +298,7 @@ impl BodyState {
     fn resume_at(&self) -> usize {
         match &self.body {
             BodyKind::Length { start, .. } => *start,
-            BodyKind::Chunked(decoder) => decoder.pos.max(decoder.scanned),
+            BodyKind::Chunked(chunked) => chunked.pos,
         }
     }
 }
@@ -505,160 +505,62 @@ fn parse_content_length(digits: &[u8]) -> Result<u64, ParseError> {
     })
 }
 
-/// Incremental decoder for a chunked request body.
+/// A chunked request body on its way in: the strict decoder, and the data
+/// it has handed out so far.
 #[derive(Debug)]
-struct ChunkDecoder {
-    /// Offset of the first byte not yet consumed.
+struct ChunkedBody {
+    decoder: ChunkedDecoder,
+    /// Offset of the first byte not yet fed to the decoder; every byte before
+    /// it has been consumed, data or framing.
     pos: usize,
-    /// How far the current line has been searched for its LF.
-    scanned: usize,
-    phase: ChunkPhase,
     body: Vec<u8>,
-    trailer_len: usize,
 }
 
-#[derive(Clone, Copy, Debug)]
-enum ChunkPhase {
-    Size,
-    Data(usize),
-    DataEnd,
-    Trailer,
-}
-
-impl ChunkDecoder {
-    fn new(start: usize) -> Self {
-        ChunkDecoder { pos: start, scanned: start, phase: ChunkPhase::Size, body: Vec::new(), trailer_len: 0 }
+impl ChunkedBody {
+    fn new(start: usize, limits: &Limits) -> Self {
+        // CRLF only: chunk framing is exactly where lenient parsing enables
+        // smuggling (bare LF is tolerated in the head, for old clients, but
+        // not here). The trailer section is bounded like a head.
+        let config = ChunkedConfig::strict()
+            .with_max_size_line(MAX_CHUNK_LINE)
+            .with_max_trailer_bytes(limits.max_head_bytes)
+            .with_max_body_bytes(u64::try_from(limits.max_body_bytes).unwrap_or(u64::MAX));
+        ChunkedBody { decoder: ChunkedDecoder::new(config), pos: start, body: Vec::new() }
     }
 
-    /// Decodes as far as `buf` allows; `Some(end)` once the final CRLF has
-    /// been read, `end` being the offset just past it.
-    fn decode(&mut self, buf: &[u8], limits: &Limits, probe: &mut Probe) -> Result<Option<usize>, ParseError> {
-        loop {
-            match self.phase {
-                ChunkPhase::Size => {
-                    let Some(line) = self.next_line(buf, MAX_CHUNK_LINE, ParseError::InvalidChunk, probe)? else {
-                        return Ok(None);
-                    };
-                    let size = parse_chunk_size(line)?;
-                    if size == 0 {
-                        self.phase = ChunkPhase::Trailer;
-                        continue;
-                    }
-                    // Refuse before reading the data: the size alone shows
-                    // the body will not fit.
-                    let size = usize::try_from(size)
-                        .ok()
-                        .filter(|&size| {
-                            self.body.len().checked_add(size).is_some_and(|total| total <= limits.max_body_bytes)
-                        })
-                        .ok_or(ParseError::BodyTooLarge)?;
-                    self.phase = ChunkPhase::Data(size);
-                }
-                ChunkPhase::Data(remaining) => {
-                    let available = buf.get(self.pos..).unwrap_or_default();
-                    let take = remaining.min(available.len());
-                    self.body.extend_from_slice(available.get(..take).unwrap_or_default());
-                    self.pos += take;
-                    if take < remaining {
-                        self.phase = ChunkPhase::Data(remaining - take);
-                        return Ok(None);
-                    }
-                    self.phase = ChunkPhase::DataEnd;
-                }
-                ChunkPhase::DataEnd => match buf.get(self.pos..).unwrap_or_default() {
-                    [b'\r', b'\n', ..] => {
-                        self.pos += 2;
-                        self.scanned = self.pos;
-                        self.phase = ChunkPhase::Size;
-                    }
-                    [] | [b'\r'] => return Ok(None),
-                    _ => return Err(ParseError::InvalidChunk),
-                },
-                ChunkPhase::Trailer => {
-                    let budget = limits.max_head_bytes.saturating_sub(self.trailer_len);
-                    let Some(line) = self.next_line(buf, budget, ParseError::HeadTooLarge, probe)? else {
-                        return Ok(None);
-                    };
-                    self.trailer_len += line.len() + 2;
-                    if line.is_empty() {
-                        return Ok(Some(self.pos));
-                    }
-                    // Trailer fields are discarded, but a malformed one
-                    // still means the sender's framing is not to be trusted.
-                    if !is_valid_field_line(line) {
-                        return Err(ParseError::Malformed("invalid trailer field"));
-                    }
-                }
+    /// Feeds the decoder what `buf` holds past `pos`; `Some(end)` once the
+    /// final CRLF has been read, `end` being the offset just past it.
+    fn decode(&mut self, buf: &[u8], probe: &mut Probe) -> Result<Option<usize>, ParseError> {
+        let mut input = buf.get(self.pos..).unwrap_or_default();
+        let available = input.len();
+        let outcome = loop {
+            match self.decoder.decode(&mut input) {
+                Ok(Some(data)) => self.body.extend_from_slice(data),
+                Ok(None) => break Ok(()),
+                Err(err) => break Err(err),
             }
-        }
-    }
-
-    /// Returns the next CRLF-terminated line without its CRLF and moves past
-    /// it, or `None` if its end has not arrived. A line that cannot end
-    /// within `max_len` bytes (CRLF included) is `too_long`.
-    fn next_line<'b>(
-        &mut self,
-        buf: &'b [u8],
-        max_len: usize,
-        too_long: ParseError,
-        probe: &mut Probe,
-    ) -> Result<Option<&'b [u8]>, ParseError> {
-        let window_end = buf.len().min(self.pos.saturating_add(max_len));
-        let from = self.scanned.max(self.pos);
-        let window = buf.get(from..window_end).unwrap_or_default();
-        let Some(offset) = window.iter().position(|&b| b == b'\n') else {
-            probe.add(window.len());
-            self.scanned = from + window.len();
-            if window_end.saturating_sub(self.pos) >= max_len {
-                return Err(too_long);
-            }
-            return Ok(None);
         };
-        probe.add(offset + 1);
-        let line_feed = from + offset;
-        let line = buf.get(self.pos..line_feed).unwrap_or_default();
-        // Bare LF is tolerated in the head for old clients, but not here:
-        // chunk framing is exactly where lenient parsing enables smuggling.
-        let line = line.strip_suffix(b"\r").ok_or(ParseError::InvalidChunk)?;
-        self.pos = line_feed + 1;
-        self.scanned = self.pos;
-        Ok(Some(line))
+        let used = available - input.len();
+        probe.add(used);
+        self.pos += used;
+        outcome.map_err(chunk_error)?;
+        Ok(self.decoder.is_done().then_some(self.pos))
     }
 }
 
-/// Parses `chunk-size [ BWS ";" chunk-ext ]`; the extensions are ignored.
-fn parse_chunk_size(line: &[u8]) -> Result<u64, ParseError> {
-    let digits = line.iter().take_while(|b| b.is_ascii_hexdigit()).count();
-    let (hex, rest) = line.split_at_checked(digits).ok_or(ParseError::InvalidChunk)?;
-    if hex.is_empty() {
-        return Err(ParseError::InvalidChunk);
+/// The request error for a chunked-framing error.
+fn chunk_error(err: ChunkedError) -> ParseError {
+    match err.kind() {
+        ChunkedErrorKind::BodyTooLarge => ParseError::BodyTooLarge,
+        ChunkedErrorKind::TrailersTooLarge => ParseError::HeadTooLarge,
+        ChunkedErrorKind::InvalidTrailer => ParseError::Malformed("invalid trailer field"),
+        ChunkedErrorKind::MissingSize
+        | ChunkedErrorKind::SizeOverflow
+        | ChunkedErrorKind::InvalidSizeLine
+        | ChunkedErrorKind::SizeLineTooLong
+        | ChunkedErrorKind::DataNotTerminated
+        | ChunkedErrorKind::BareLf => ParseError::InvalidChunk,
     }
-    let size = hex.iter().try_fold(0u64, |acc, &b| {
-        acc.checked_mul(16).and_then(|acc| acc.checked_add(u64::from(hex_value(b)?))).ok_or(ParseError::InvalidChunk)
-    })?;
-    if rest.is_empty() {
-        return Ok(size);
-    }
-    // Whitespace is only allowed before an extension (BWS), never trailing.
-    match trim_ows(rest).split_first() {
-        Some((b';', extensions)) if !extensions.iter().any(|&b| is_ctl(b)) => Ok(size),
-        _ => Err(ParseError::InvalidChunk),
-    }
-}
-
-fn is_ctl(b: u8) -> bool {
-    (b < b' ' && b != b'\t') || b == 0x7f
-}
-
-/// A `name: value` line with a token name and no control characters.
-fn is_valid_field_line(line: &[u8]) -> bool {
-    let Some(colon) = line.iter().position(|&b| b == b':') else {
-        return false;
-    };
-    let (name, value) = line.split_at(colon);
-    !name.is_empty()
-        && name.iter().all(|&b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
-        && !value.iter().any(|&b| is_ctl(b))
 }
 
 #[cfg(test)]
