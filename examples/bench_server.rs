@@ -21,8 +21,9 @@
 //!
 //! The address comes from `--addr HOST:PORT` (default `127.0.0.1:18401`), the connection limit from
 //! `--max-connections N` or `CONDUIT_BENCH_MAX_CONNECTIONS` (default 20,000, so the idle scenario's 10,000
-//! streams and the broadcast's 10,000 subscribers fit). Logging is at `warn` unless `RUST_LOG` says otherwise,
-//! so nothing is written per request.
+//! streams and the broadcast's 10,000 subscribers fit), the number of event loops from `--workers N` or
+//! `CONDUIT_BENCH_WORKERS` (default: one per core, as axum's multi-threaded runtime gets). Logging is at `warn`
+//! unless `RUST_LOG` says otherwise, so nothing is written per request.
 
 use conduit::server::{
     Hub, HubConfig, PublishError, Request, Response, Router, Server, ServerConfig, ServerHandle, Sse, StatusCode,
@@ -60,6 +61,7 @@ struct Broadcast {
 struct Args {
     addr: SocketAddr,
     max_connections: usize,
+    workers: usize,
 }
 
 fn main() {
@@ -68,7 +70,7 @@ fn main() {
         Ok(args) => args,
         Err(message) => {
             eprintln!("{message}");
-            eprintln!("usage: bench_server [--addr HOST:PORT] [--max-connections N]");
+            eprintln!("usage: bench_server [--addr HOST:PORT] [--max-connections N] [--workers N]");
             std::process::exit(2);
         }
     };
@@ -78,7 +80,8 @@ fn main() {
             args.max_connections
         );
     }
-    let config = ServerConfig { max_connections: args.max_connections, ..ServerConfig::new(args.addr) };
+    let config =
+        ServerConfig { max_connections: args.max_connections, workers: args.workers, ..ServerConfig::new(args.addr) };
     let hub = Hub::new(HubConfig::default());
     let (start_tx, start_rx) = mpsc::channel();
     let handle = Arc::new(OnceLock::new());
@@ -107,6 +110,10 @@ fn parse_args() -> Result<Args, String> {
         Ok(v) => v.parse().map_err(|_| format!("CONDUIT_BENCH_MAX_CONNECTIONS: not a number: {v:?}"))?,
         Err(_) => DEFAULT_MAX_CONNECTIONS,
     };
+    let mut workers = match std::env::var("CONDUIT_BENCH_WORKERS") {
+        Ok(v) => v.parse().map_err(|_| format!("CONDUIT_BENCH_WORKERS: not a number: {v:?}"))?,
+        Err(_) => std::thread::available_parallelism().map_or(1, usize::from),
+    };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let (flag, inline) = match arg.split_once('=') {
@@ -120,10 +127,15 @@ fn parse_args() -> Result<Args, String> {
                 let v = value()?;
                 max_connections = v.parse().map_err(|_| format!("--max-connections: not a number: {v:?}"))?;
             }
+            "--workers" => {
+                let v = value()?;
+                workers = v.parse().map_err(|_| format!("--workers: not a number: {v:?}"))?;
+            }
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
-    Ok(Args { addr: addr.parse().map_err(|e| format!("invalid address {addr:?}: {e}"))?, max_connections })
+    let addr = addr.parse().map_err(|e| format!("invalid address {addr:?}: {e}"))?;
+    Ok(Args { addr, max_connections, workers: workers.max(1) })
 }
 
 fn router(start: Sender<Broadcast>, handle: Arc<OnceLock<ServerHandle>>) -> Router {
