@@ -44,6 +44,18 @@ struct Stats {
     requests: AtomicU64,
 }
 
+/// What a stream's source wants after producing a batch of events.
+enum After {
+    /// It panicked (the name says which kind of source): end the stream with an `error` event.
+    Failed(&'static str),
+    /// It is exhausted: end the stream.
+    End,
+    /// It has more: produce again once the client has read.
+    More,
+    /// It has nothing now; a timer or another thread brings the next events.
+    Wait,
+}
+
 /// A connection's place in the HTTP exchange.
 enum State {
     /// Waiting for (the rest of) a request head or body.
@@ -370,23 +382,15 @@ impl Service {
             self.scratch = body;
             return;
         };
-        let (mut more, mut finished, mut failed) = (false, false, false);
-        match &mut stream.source {
+        let after = match &mut stream.source {
             Source::Iter(events) => loop {
                 if queued + body.len() >= high_water {
-                    more = true;
-                    break;
+                    break After::More;
                 }
                 match catch_unwind(AssertUnwindSafe(|| events.next())) {
                     Ok(Some(event)) => event.encode(&mut body),
-                    Ok(None) => {
-                        finished = true;
-                        break;
-                    }
-                    Err(_) => {
-                        failed = true;
-                        break;
-                    }
+                    Ok(None) => break After::End,
+                    Err(_) => break After::Failed("event source"),
                 }
             },
             Source::Channel(channel) => {
@@ -394,28 +398,21 @@ impl Service {
                     body.extend_from_slice(event);
                     queued + body.len() < high_water
                 });
-                more = pulled.more;
-                finished = pulled.finished;
+                if pulled.finished {
+                    After::End
+                } else if pulled.more {
+                    After::More
+                } else {
+                    After::Wait
+                }
             }
-            Source::Interval { .. } => {}
+            Source::Interval { .. } => After::Wait,
             Source::Subscription(_) => {
                 self.scratch = body;
                 return self.pump_subscription(cx, id);
             }
-        }
-        let alive = self.emit(cx, id, &mut body);
-        self.scratch = body;
-        if !alive {
-            return;
-        }
-        if failed {
-            log::error!("event source of stream {id} panicked");
-            self.finish_stream(cx, id, Some("internal error"));
-        } else if finished {
-            self.finish_stream(cx, id, None);
-        } else if more {
-            cx.notify_drained(id);
-        }
+        };
+        self.send_and_continue(cx, id, body, after);
     }
 
     /// Runs an interval source's callback once.
@@ -438,17 +435,31 @@ impl Service {
         for event in ticker.events.drain(..) {
             event.encode(&mut body);
         }
-        let end = ticker.end;
+        let after = if failed {
+            After::Failed("interval callback")
+        } else if ticker.end {
+            After::End
+        } else {
+            After::Wait
+        };
+        self.send_and_continue(cx, id, body, after);
+    }
+
+    /// Sends what a source produced (returning the buffer for reuse), then does what the source asked next.
+    fn send_and_continue(&mut self, cx: Cx<'_, '_>, id: ConnId, mut body: Vec<u8>, after: After) {
         let alive = self.emit(cx, id, &mut body);
         self.scratch = body;
         if !alive {
             return;
         }
-        if failed {
-            log::error!("interval callback of stream {id} panicked");
-            self.finish_stream(cx, id, Some("internal error"));
-        } else if end {
-            self.finish_stream(cx, id, None);
+        match after {
+            After::Failed(what) => {
+                log::error!("{what} of stream {id} panicked");
+                self.finish_stream(cx, id, Some("internal error"));
+            }
+            After::End => self.finish_stream(cx, id, None),
+            After::More => cx.notify_drained(id),
+            After::Wait => {}
         }
     }
 
