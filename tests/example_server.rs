@@ -204,6 +204,11 @@ fn post(conn: &mut Conn, target: &str, auth: Option<&str>, content_type: &str, b
     );
 }
 
+/// Asks for a chat reply with the right token.
+fn post_chat(conn: &mut Conn, body: &str) {
+    post(conn, "/api/chat/stream", Some(&format!("Bearer {TOKEN}")), "application/json", body);
+}
+
 /// (event type, parsed data) of each block of a chat stream.
 fn typed_events(body: &str) -> Vec<(String, serde_json::Value)> {
     body.split_terminator("\n\n")
@@ -255,13 +260,7 @@ fn chat_refuses_malformed_bodies_with_json_errors() {
 fn chat_streams_start_conversation_tokens_and_end() {
     let server = start();
     let mut conn = Conn::open(server.local_addr());
-    post(
-        &mut conn,
-        "/api/chat/stream",
-        Some(&format!("Bearer {TOKEN}")),
-        "application/json",
-        r#"{"user_message":"héllo 👋"}"#,
-    );
+    post_chat(&mut conn, r#"{"user_message":"héllo 👋"}"#);
     let head = conn.read_head();
     assert_eq!(head.status, 200);
     assert_eq!(head.header("content-type"), Some("text/event-stream"));
@@ -284,7 +283,7 @@ fn chat_continuing_a_conversation_sends_no_new_id() {
     let server = start();
     let mut conn = Conn::open(server.local_addr());
     let body = r#"{"user_message":"again","conversation_id":"abc-123"}"#;
-    post(&mut conn, "/api/chat/stream", Some(&format!("Bearer {TOKEN}")), "application/json", body);
+    post_chat(&mut conn, body);
     assert_eq!(conn.read_head().status, 200);
     let events = typed_events(&String::from_utf8(conn.read_chunked_body()).unwrap());
     assert!(events.iter().all(|(k, _)| k != "conversation_id"));
@@ -295,13 +294,7 @@ fn chat_continuing_a_conversation_sends_no_new_id() {
 fn chat_failure_mid_stream_is_an_error_event() {
     let server = start();
     let mut conn = Conn::open(server.local_addr());
-    post(
-        &mut conn,
-        "/api/chat/stream",
-        Some(&format!("Bearer {TOKEN}")),
-        "application/json",
-        r#"{"user_message":"/fail"}"#,
-    );
+    post_chat(&mut conn, r#"{"user_message":"/fail"}"#);
     assert_eq!(conn.read_head().status, 200);
     let events = typed_events(&String::from_utf8(conn.read_chunked_body()).unwrap());
     let (last, before) = events.split_last().unwrap();

@@ -93,3 +93,29 @@ pub use response::{
     BodyFraming, CHUNK_END, HeaderError, LAST_CHUNK, ResponseHead, chunk_overhead, write_chunk, write_chunk_header,
 };
 pub use status::StatusCode;
+
+/// A small deterministic PRNG (xorshift64) for the unit tests: random splits and inputs that reproduce.
+#[cfg(test)]
+pub(crate) mod test_rng {
+    pub(crate) struct XorShift(u64);
+
+    impl XorShift {
+        pub(crate) fn new(seed: u64) -> Self {
+            // Zero is xorshift's fixed point.
+            XorShift(seed.max(1))
+        }
+
+        pub(crate) fn next(&mut self) -> u64 {
+            let mut x = self.0;
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            self.0 = x;
+            x
+        }
+
+        pub(crate) fn below(&mut self, n: usize) -> usize {
+            if n == 0 { 0 } else { (self.next() % n as u64) as usize }
+        }
+    }
+}

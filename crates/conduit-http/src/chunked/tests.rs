@@ -1,4 +1,5 @@
 use super::*;
+use crate::test_rng::XorShift;
 
 use ChunkedErrorKind::*;
 
@@ -413,24 +414,6 @@ fn reference(config: ChunkedConfig, wire: &[u8]) -> Outcome {
     }
 }
 
-/// A small deterministic PRNG (xorshift64).
-struct XorShift(u64);
-
-impl XorShift {
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        if n == 0 { 0 } else { (self.next() % n as u64) as usize }
-    }
-}
-
 /// Mostly well-formed chunked bodies with the odd wrong piece.
 fn random_body(rng: &mut XorShift) -> Vec<u8> {
     const PIECES: &[&[u8]] = &[
@@ -496,7 +479,7 @@ fn random_body(rng: &mut XorShift) -> Vec<u8> {
 
 #[test]
 fn agrees_with_the_reference_however_split() {
-    let mut rng = XorShift(0x00c0_ffee);
+    let mut rng = XorShift::new(0x00c0_ffee);
     for round in 0..20_000 {
         let wire = random_body(&mut rng);
         let base = if round % 2 == 0 { strict() } else { lenient() };

@@ -1,27 +1,5 @@
 use super::*;
-
-/// A small deterministic PRNG (xorshift64) so split points and fuzz inputs
-/// are reproducible.
-struct XorShift(u64);
-
-impl XorShift {
-    fn new(seed: u64) -> Self {
-        XorShift(seed.max(1))
-    }
-
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        if n == 0 { 0 } else { (self.next() % n as u64) as usize }
-    }
-}
+use crate::test_rng::XorShift;
 
 type Outcome = Result<Status<Request>, ParseError>;
 
