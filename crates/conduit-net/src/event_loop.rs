@@ -52,6 +52,9 @@ pub struct LoopConfig {
     /// A connection closing gracefully must have sent its output within this time, or it is closed anyway:
     /// a client that never reads cannot hold a closing connection open.
     pub flush_timeout: Duration,
+    /// An open connection with output waiting whose socket accepts none of it for this long is closed: a client
+    /// that stays connected but stops reading cannot hold its connection for ever. `None` never closes.
+    pub write_timeout: Option<Duration>,
 }
 
 impl Default for LoopConfig {
@@ -71,6 +74,7 @@ impl Default for LoopConfig {
             mailbox_limit: 1 << 16,
             messages_per_turn: 256,
             flush_timeout: Duration::from_secs(10),
+            write_timeout: Some(Duration::from_secs(60)),
         }
     }
 }
@@ -140,6 +144,8 @@ pub trait Handler {
 enum LoopTimer {
     Handler(u64),
     Linger(ConnId),
+    /// Checks that a blocked connection's socket has taken some output since the timer was armed.
+    Stall(ConnId),
     ResumeAccept,
 }
 
@@ -165,6 +171,10 @@ struct Conn {
     dirty: bool,
     want_drained: bool,
     read_closed: bool,
+    /// Bytes the socket has accepted, so a stall check can tell whether any output moved.
+    written: u64,
+    /// While output waits on an open connection: the stall timer and `written` when it was armed.
+    stall: Option<(TimerId, u64)>,
 }
 
 #[derive(Debug)]
@@ -435,6 +445,10 @@ impl<M> Context<'_, M> {
             let timer = self.core.timers.once(self.core.now + self.core.config.flush_timeout, LoopTimer::Linger(conn));
             c.phase = Phase::FlushThenClose(timer);
             c.want_drained = false;
+            // The flush deadline now bounds how long output may wait.
+            if let Some((stall, _)) = c.stall.take() {
+                self.core.timers.cancel(stall);
+            }
             Self::mark_dirty(self.core, conn);
         }
     }
@@ -496,6 +510,9 @@ impl<M> Core<M> {
                 if let Phase::Lingering(timer) | Phase::FlushThenClose(timer) = c.phase {
                     self.timers.cancel(timer);
                 }
+                if let Some((timer, _)) = c.stall.take() {
+                    self.timers.cancel(timer);
+                }
                 c.phase = Phase::Closing;
                 self.to_close.push((conn, reason));
             }
@@ -526,12 +543,27 @@ impl<M> Core<M> {
         if matches!(c.phase, Phase::Closing | Phase::Lingering(_)) {
             return;
         }
-        if let Err(e) = c.queue.write_to(&mut c.stream) {
-            log::debug!("connection {conn}: write failed: {e}");
-            self.schedule_close(conn, CloseReason::Io(e.kind()));
-            return;
+        match c.queue.write_to(&mut c.stream) {
+            Ok(n) => c.written += n as u64,
+            Err(e) => {
+                log::debug!("connection {conn}: write failed: {e}");
+                self.schedule_close(conn, CloseReason::Io(e.kind()));
+                return;
+            }
         }
         let empty = c.queue.is_empty();
+        match (empty, c.stall, self.config.write_timeout) {
+            (true, Some((timer, _)), _) => {
+                self.timers.cancel(timer);
+                c.stall = None;
+            }
+            // A closing connection has its own deadline (flush_timeout).
+            (false, None, Some(after)) if c.phase == Phase::Open => {
+                let timer = self.timers.once(self.now + after, LoopTimer::Stall(conn));
+                c.stall = Some((timer, c.written));
+            }
+            _ => {}
+        }
         if c.want_drained && c.queue.len() <= low_water {
             c.want_drained = false;
             self.drained.push(conn);
@@ -540,6 +572,30 @@ impl<M> Core<M> {
         self.set_writable(conn, !empty);
         if empty && finishing {
             self.begin_linger(conn);
+        }
+    }
+
+    /// A stall timer fired: close the connection if its socket has taken nothing since the timer was armed,
+    /// not even now. The write attempt matters: the kernel reports a socket writable only once a good part of
+    /// its buffer is free, so a slow reader can be draining it without the loop hearing of it.
+    fn check_stall(&mut self, conn: ConnId, fired: TimerId) {
+        let Some(c) = self.conns.get_mut(conn) else { return };
+        let Some((timer, mark)) = c.stall else { return };
+        if timer != fired {
+            return;
+        }
+        c.stall = None;
+        // Writes what the socket takes now, and re-arms the check if output is still waiting.
+        self.flush(conn);
+        let Some(c) = self.conns.get(conn) else { return };
+        let Some(after) = self.config.write_timeout else { return };
+        if c.written == mark && !c.queue.is_empty() && c.phase == Phase::Open {
+            log::warn!(
+                "closing connection {conn} to {}: {} bytes waiting and none taken for {after:?}",
+                c.peer,
+                c.queue.len()
+            );
+            self.schedule_close(conn, CloseReason::Io(io::ErrorKind::TimedOut));
         }
     }
 
@@ -828,6 +884,8 @@ impl<H: Handler> EventLoop<H> {
             dirty: false,
             want_drained: false,
             read_closed: false,
+            written: 0,
+            stall: None,
         };
         let id = self.core.conns.insert(conn);
         let c = self.core.conns.get_mut(id).expect("just inserted");
@@ -905,6 +963,7 @@ impl<H: Handler> EventLoop<H> {
                     self.handler.on_timer(&mut cx, timer, key);
                 }
                 LoopTimer::Linger(conn) => self.core.schedule_close(conn, CloseReason::Local),
+                LoopTimer::Stall(conn) => self.core.check_stall(conn, timer),
                 LoopTimer::ResumeAccept => {
                     self.core.accept_paused = false;
                     self.core.accept_pending = true;

@@ -87,3 +87,59 @@ fn a_graceful_close_to_a_client_that_never_reads_ends_at_the_flush_timeout() {
     drop(client);
     server.stop();
 }
+
+/// Queues a lot of output on every connection and keeps it open.
+struct Holder;
+
+impl Handler for Holder {
+    type Message = Msg<()>;
+    fn on_connect(&mut self, cx: &mut Context<'_, Self::Message>, conn: ConnId) {
+        cx.write_vec(conn, vec![b'x'; 16 << 20]).unwrap();
+    }
+    fn on_data(&mut self, _: &mut Context<'_, Self::Message>, _: ConnId, _: &[u8]) {}
+    fn on_message(&mut self, cx: &mut Context<'_, Self::Message>, msg: Self::Message) {
+        control(cx, msg);
+    }
+    fn on_close(&mut self, _: &mut Context<'_, Self::Message>, _: ConnId, _: CloseReason) {}
+}
+
+fn holder(write_timeout: Duration) -> common::Server<Holder> {
+    start(
+        LoopConfig { write_timeout: Some(write_timeout), write_queue_limit: 32 << 20, ..LoopConfig::default() },
+        Holder,
+    )
+}
+
+#[test]
+fn an_open_connection_whose_client_stops_reading_is_closed_after_the_write_timeout() {
+    let server = holder(Duration::from_millis(800));
+    let client = connect_small_rcvbuf(server.addr, 64 * 1024);
+    let opened = Instant::now();
+    poll_until("the connection is accepted", || server.counts() == (1, 1));
+    poll_until("the stalled connection is closed", || server.counts() == (0, 0));
+    let held = opened.elapsed();
+    assert!(held >= Duration::from_millis(700) && held < Duration::from_secs(5), "held for {held:?}");
+    drop(client);
+    server.stop();
+}
+
+#[test]
+fn a_slow_reader_that_keeps_reading_is_not_cut_off() {
+    use std::io::Read;
+    let server = holder(Duration::from_millis(800));
+    let mut client = connect_small_rcvbuf(server.addr, 64 * 1024);
+    poll_until("the connection is accepted", || server.counts().0 == 1);
+    // Well past the write timeout, reading a little every 100 ms: output keeps moving, so it stays.
+    let until = Instant::now() + Duration::from_millis(2500);
+    let mut buf = vec![0u8; 16 * 1024];
+    let mut read = 0;
+    while Instant::now() < until {
+        read += client.read(&mut buf).unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(read > 0);
+    assert_eq!(server.counts().0, 1, "the slow reader was cut off");
+    drop(client);
+    poll_until("the connection is freed", || server.counts() == (0, 0));
+    server.stop();
+}

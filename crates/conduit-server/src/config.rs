@@ -46,6 +46,10 @@ pub struct ServerConfig {
     /// After the last response is sent, how long to wait for the client to close its side before closing
     /// regardless; reading until then keeps unread input from turning the close into a reset.
     pub linger: Duration,
+    /// A connection with output waiting whose client takes none of it for this long is closed, so a client
+    /// that stays connected but stops reading cannot hold its connection (and a stream) for ever. Idle
+    /// streams have nothing waiting and are unaffected. `None` never closes.
+    pub write_timeout: Option<Duration>,
     /// Which other origins' pages may use the server; `None` adds no CORS headers (same-origin only).
     pub cors: Option<CorsConfig>,
     /// Sent to every open stream when the server shuts down, before the stream ends: for example an event
@@ -71,6 +75,7 @@ impl Default for ServerConfig {
             tcp_keepalive: None,
             flush_timeout: Duration::from_secs(10),
             linger: Duration::from_secs(2),
+            write_timeout: Some(Duration::from_secs(60)),
             cors: None,
             shutdown_event: None,
         }

@@ -921,6 +921,7 @@ impl Server {
             tcp_keepalive: config.tcp_keepalive,
             flush_timeout: config.flush_timeout,
             linger: config.linger,
+            write_timeout: config.write_timeout,
             ..LoopConfig::default()
         };
         let router = Arc::new(router);
