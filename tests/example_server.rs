@@ -6,7 +6,7 @@ mod common;
 #[path = "../examples/sse_simple_server.rs"]
 mod example;
 
-use common::{Conn, local_config, roundtrip, spawn_with_hub, wait_until};
+use common::{Conn, ids, local_config, roundtrip, spawn_with_hub, wait_until};
 use conduit::server::{Hub, HubConfig, SpawnedServer};
 
 const TOKEN: &str = "test-token";
@@ -46,7 +46,7 @@ fn unpaced_count_streams_every_event_in_order() {
     conn.get("/count?n=1000&interval_ms=0");
     assert_eq!(conn.read_head().status, 200);
     let body = String::from_utf8(conn.read_chunked_body()).unwrap();
-    let ids: Vec<u64> = body.lines().filter_map(|l| l.strip_prefix("id: ")).map(|v| v.parse().unwrap()).collect();
+    let ids = ids(body.as_bytes());
     assert_eq!(ids, (1..=1000).collect::<Vec<_>>());
     assert!(body.ends_with("event: done\ndata: {\"status\":\"complete\"}\n\n"));
 }
@@ -175,7 +175,7 @@ fn two_hundred_concurrent_streams_on_one_loop() {
     for conn in &mut conns {
         assert_eq!(conn.read_head().status, 200);
         let body = String::from_utf8(conn.read_chunked_body()).unwrap();
-        let ids: Vec<u64> = body.lines().filter_map(|l| l.strip_prefix("id: ")).map(|v| v.parse().unwrap()).collect();
+        let ids = ids(body.as_bytes());
         assert_eq!(ids, (1..=20).collect::<Vec<_>>());
     }
 }
@@ -344,7 +344,7 @@ fn count_resumes_after_last_event_id_and_drops_when_asked() {
         assert_eq!(conn.read_head().status, 200);
         let body = String::from_utf8(conn.read_chunked_body()).unwrap();
         assert!(body.starts_with("retry: 100\n\n"), "{body}");
-        let ids: Vec<u64> = body.lines().filter_map(|l| l.strip_prefix("id: ")).map(|v| v.parse().unwrap()).collect();
+        let ids = ids(body.as_bytes());
         last = ids.last().copied();
         seen.extend(ids);
         if body.contains("event: done") {

@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{Conn, TIMEOUT, connect, roundtrip, spawn, spawn_with, wait_until};
+use common::{Conn, TIMEOUT, connect, ids, roundtrip, spawn, spawn_with, wait_until};
 use conduit::server::{Request, Response, Router, ServerConfig, Sse, StatusCode, Ticker};
 use conduit::sse::Event;
 use std::io::{Read, Write};
@@ -15,15 +15,6 @@ fn config() -> ServerConfig {
 
 fn numbered(n: u64) -> impl Iterator<Item = Event> {
     (1..=n).map(|i| Event::new().id(i.to_string()).unwrap().data(format!("event {i}")))
-}
-
-fn ids(body: &[u8]) -> Vec<u64> {
-    std::str::from_utf8(body)
-        .unwrap()
-        .lines()
-        .filter_map(|l| l.strip_prefix("id: "))
-        .map(|v| v.parse().unwrap())
-        .collect()
 }
 
 #[test]

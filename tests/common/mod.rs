@@ -44,6 +44,16 @@ pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
     }
 }
 
+/// The numeric ids of the events in a decoded stream body, in order.
+pub fn ids(body: &[u8]) -> Vec<u64> {
+    std::str::from_utf8(body)
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.strip_prefix("id: "))
+        .map(|v| v.parse().unwrap())
+        .collect()
+}
+
 #[derive(Debug)]
 pub struct Head {
     pub status: u16,
