@@ -38,7 +38,7 @@ impl CorsConfig {
             allowed_headers: ["Authorization", "Content-Type", "Last-Event-ID", "Cache-Control"]
                 .map(String::from)
                 .to_vec(),
-            exposed_headers: vec![crate::OLDEST_EVENT_ID_HEADER.to_owned()],
+            exposed_headers: vec![crate::hub::OLDEST_EVENT_ID_HEADER.to_owned()],
             max_age: Duration::from_secs(600),
         }
     }

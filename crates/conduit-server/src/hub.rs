@@ -1,19 +1,13 @@
-//! The broadcast hub: named topics, bounded backlogs, lossless resume.
+//! The broadcast hub's publishing side: named topics, one sequence, events encoded once.
 //!
 //! Publishing happens on any thread: the event is numbered, encoded and framed once under the hub's lock,
-//! then handed to the event loop, so the loop sees events in sequence order. The loop keeps each topic's
-//! backlog and its live subscribers; every subscriber gets the same shared bytes.
-//!
-//! A subscriber is either *live* (each published event is queued to it at once) or *catching up* (it reads
-//! the backlog through a cursor as fast as it drains its socket). New subscribers that resume start catching
-//! up; a live subscriber whose queue passes the high-water mark drops back to catching up instead of growing
-//! its queue, and is cut off only if the backlog evicts events it has not read yet.
+//! then handed to every event loop, so each loop sees events in sequence order. What a loop does with them
+//! (backlogs, live and catching-up subscribers) is in `topics` and `fanout`.
 
-use crate::server::Msg;
+use crate::message::Msg;
 use conduit_http::{CHUNK_END, write_chunk_header};
-use conduit_net::{ConnId, Remote};
-use conduit_sse::{Backlog, BacklogLimits, Event, SharedEvent};
-use std::collections::{HashMap, HashSet};
+use conduit_net::Remote;
+use conduit_sse::{BacklogLimits, Event, SharedEvent};
 use std::sync::{Arc, Mutex};
 
 /// Hub limits.
@@ -63,6 +57,9 @@ impl std::fmt::Display for PublishError {
 }
 
 impl std::error::Error for PublishError {}
+
+/// The response header naming the oldest event a subscription's topics still hold.
+pub const OLDEST_EVENT_ID_HEADER: &str = "Conduit-Oldest-Event-Id";
 
 /// Checks a topic name: 1 to `max_len` bytes, no control characters.
 pub(crate) fn valid_topic(name: &str, max_len: usize) -> bool {
@@ -183,59 +180,6 @@ fn encode_shared(seq: u64, id: &str, event: &Event) -> SharedEvent {
     SharedEvent::new(seq, id, Arc::from(bytes), start..end)
 }
 
-/// One topic as the loop keeps it.
-#[derive(Debug)]
-pub(crate) struct Topic {
-    pub(crate) backlog: Backlog,
-    /// Subscribers that get each event as it is published.
-    pub(crate) live: HashSet<ConnId>,
-    /// Subscribers reading the backlog through a cursor; each eviction checks that none of them needed it.
-    pub(crate) catching_up: HashSet<ConnId>,
-}
-
-impl Topic {
-    /// A topic anyone follows is never forgotten.
-    pub(crate) fn is_followed(&self) -> bool {
-        !self.live.is_empty() || !self.catching_up.is_empty()
-    }
-}
-
-/// The loop's side of the hub.
-#[derive(Debug)]
-pub(crate) struct HubState {
-    pub(crate) config: HubConfig,
-    pub(crate) topics: HashMap<Arc<str>, Topic>,
-    /// The newest sequence number the loop has received.
-    pub(crate) published: u64,
-}
-
-impl HubState {
-    pub(crate) fn new(config: HubConfig) -> Self {
-        HubState { config, topics: HashMap::new(), published: 0 }
-    }
-
-    /// The topic, created if needed. Past `max_topics` the idle topic with the oldest last event is
-    /// forgotten to make room; if every topic has followers, `None`.
-    pub(crate) fn topic(&mut self, name: &Arc<str>) -> Option<&mut Topic> {
-        if !self.topics.contains_key(name) {
-            if self.topics.len() >= self.config.max_topics {
-                let idle = self
-                    .topics
-                    .iter()
-                    .filter(|(_, t)| !t.is_followed())
-                    .min_by_key(|(_, t)| t.backlog.newest_seq())
-                    .map(|(n, _)| Arc::clone(n))?;
-                log::info!("forgetting idle topic {idle:?}: {} topics is the maximum", self.config.max_topics);
-                self.topics.remove(&idle);
-            }
-            let topic =
-                Topic { backlog: Backlog::new(self.config.backlog), live: HashSet::new(), catching_up: HashSet::new() };
-            self.topics.insert(Arc::clone(name), topic);
-        }
-        self.topics.get_mut(name)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -262,18 +206,5 @@ mod tests {
         let shared = encode_shared(7, "7", &event);
         assert_eq!(shared.bytes().as_ref(), b"10\r\nid: 7\ndata: hi\n\n\r\n");
         assert_eq!(shared.body(), b"id: 7\ndata: hi\n\n");
-    }
-
-    #[test]
-    fn idle_topics_make_room_and_followed_ones_do_not() {
-        let mut state = HubState::new(HubConfig { max_topics: 2, ..HubConfig::default() });
-        let (a, b, c): (Arc<str>, Arc<str>, Arc<str>) = ("a".into(), "b".into(), "c".into());
-        let follower = ConnId::from_u64(1);
-        state.topic(&a).unwrap().live.insert(follower);
-        state.topic(&b).unwrap();
-        assert!(state.topic(&c).is_some(), "b was idle and made room");
-        assert!(!state.topics.contains_key(&b));
-        state.topic(&c).unwrap().catching_up.insert(follower);
-        assert!(state.topic(&b).is_none(), "every topic is followed");
     }
 }

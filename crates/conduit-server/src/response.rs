@@ -1,6 +1,6 @@
 //! Ordinary (non-streaming) responses and the reply type handlers return.
 
-use crate::stream::Sse;
+use crate::sse::Sse;
 use conduit_http::{HeaderError, ResponseHead, StatusCode};
 
 /// A complete response with a body of known length.
