@@ -26,8 +26,9 @@ pub(crate) struct Start {
     pub(crate) oldest_id: Option<String>,
 }
 
-/// Checks a subscription against the hub's limits and decides where it starts (setting its cursor), or
-/// returns the response refusing it.
+/// Checks a subscription against the hub's limits, counts it among its topics' followers, and decides where
+/// it starts (setting its cursor); or returns the response refusing it. A planned subscription must end with
+/// [`unfollow`], whether or not its stream started.
 pub(crate) fn plan(hub: &mut HubState, sub: &mut Subscription) -> Result<Start, Response> {
     let config = &hub.config;
     if sub.topics.is_empty() || sub.topics.len() > config.max_topics_per_stream {
@@ -46,11 +47,18 @@ pub(crate) fn plan(hub: &mut HubState, sub: &mut Subscription) -> Result<Start, 
             ),
         ));
     }
+    // Counted node-wide first, all topics or none: a subscription is answered 200 only for topics it keeps.
+    if let Err(e) = hub.hub.follow(&sub.topics) {
+        log::debug!("refusing a subscription to {:?}: {e:?}", sub.topics);
+        return Err(Response::error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many topics that nothing was published to yet; try again later",
+        )
+        .header("Retry-After", "5"));
+    }
+    sub.following = true;
     for topic in &sub.topics {
-        if hub.topic(topic).is_none() {
-            return Err(Response::error(StatusCode::SERVICE_UNAVAILABLE, "too many topics; try again later")
-                .header("Retry-After", "5"));
-        }
+        hub.topic(topic);
     }
     let backlogs: Vec<&Backlog> = sub.topics.iter().filter_map(|t| hub.topics.get(t)).map(|t| &t.backlog).collect();
     let plan = plan_resume(&backlogs, sub.last_event_id.as_deref(), hub.published);
@@ -68,26 +76,25 @@ pub(crate) fn plan(hub: &mut HubState, sub: &mut Subscription) -> Result<Start, 
     Ok(Start { reset, oldest_id })
 }
 
-/// Registers a started subscription with its topics, catching up.
-pub(crate) fn follow(hub: &mut HubState, id: ConnId, sub: &mut Subscription) {
+/// Registers a planned subscription whose stream started with its topics on this loop, catching up.
+pub(crate) fn start(hub: &mut HubState, id: ConnId, sub: &Subscription) {
     for topic in &sub.topics {
-        if let Some(t) = hub.topics.get_mut(topic) {
-            t.catching_up.insert(id);
-        }
+        hub.topic(topic).catching_up.insert(id);
     }
-    sub.following = true;
 }
 
-/// Removes a subscription that ends from its topics' followers.
-pub(crate) fn unfollow(hub: &mut HubState, id: ConnId, sub: &Subscription) {
-    if !sub.following {
+/// Removes a planned subscription from its topics' followers, here and node-wide.
+pub(crate) fn unfollow(hub: &mut HubState, id: ConnId, sub: &mut Subscription) {
+    if !std::mem::take(&mut sub.following) {
         return;
     }
+    hub.hub.unfollow(&sub.topics);
     for topic in &sub.topics {
         if let Some(t) = hub.topics.get_mut(topic) {
             t.live.remove(&id);
             t.catching_up.remove(&id);
         }
+        hub.drop_if_unused(topic);
     }
 }
 
@@ -146,10 +153,8 @@ pub(crate) fn deliver(
     high_water: usize,
 ) {
     let now = cx.now();
-    let Some(t) = hub.topic(&topic) else {
-        log::error!("dropping event {} for {topic:?}: every topic has followers", event.id());
-        return;
-    };
+    // The hub's registry made room for this topic before the event was acknowledged.
+    let t = hub.topic(&topic);
     let evicted = match t.backlog.push(event.clone()) {
         Ok(evicted) => evicted,
         Err(e) => {

@@ -46,6 +46,7 @@
 //!  stats        counters the loops share
 //!  topics       the loop's copy of each topic: backlog, live and catching-up followers
 //!  config, auth, cors, hub (publishing side), router, response, sse (the Sse builder), channel (SseSender)
+//!  registry     which topics exist node-wide, who follows them, which is forgotten to make room
 //!  message      what other threads send a loop (Msg)
 //! ```
 //!
@@ -61,6 +62,7 @@ mod channel;
 mod sse;
 mod response;
 mod router;
+mod registry;
 mod hub;
 mod cors;
 pub mod auth;

@@ -15,6 +15,8 @@ pub(crate) enum Msg {
     Shutdown,
     /// A hub event, numbered and encoded by the publisher.
     Publish { topic: Arc<str>, event: SharedEvent },
+    /// The hub forgot a topic nobody follows to make room for a new one: drop its backlog.
+    Forget { topic: Arc<str> },
 }
 
 /// The loop's context as every module of the server sees it.

@@ -76,12 +76,8 @@ impl Server {
             // settles the port when the configuration asked for port 0.
             let listener = conduit_net::bind(addr, config.backlog, workers > 1)?;
             addr = listener.local_addr()?;
-            let service = Service::new(
-                Arc::clone(&router),
-                config.clone(),
-                Arc::clone(&stats),
-                HubState::new(hub.config().clone()),
-            );
+            let service =
+                Service::new(Arc::clone(&router), config.clone(), Arc::clone(&stats), HubState::new(hub.clone()));
             event_loops.push(EventLoop::new(listener, loop_config.clone(), service)?);
         }
         let remotes: Vec<Remote<Msg>> = event_loops.iter().map(EventLoop::remote).collect();

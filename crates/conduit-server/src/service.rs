@@ -159,20 +159,25 @@ impl Service {
         }
         let mut head_bytes = Vec::with_capacity(256);
         build_head(StatusCode::OK, version, framing, reuse, &headers).write(&mut head_bytes);
-        if cx.write_vec(id, head_bytes).is_err() {
-            cx.close(id);
+        let written = cx.write_vec(id, head_bytes).is_ok();
+        if !written || head_only {
+            if let Source::Subscription(sub) = &mut sse.source {
+                fanout::unfollow(&mut self.hub, id, sub);
+            }
+            if written {
+                self.after_response(cx, id, reuse);
+            } else {
+                cx.close(id);
+            }
             return;
-        }
-        if head_only {
-            return self.after_response(cx, id, reuse);
         }
 
         let keep_alive = match sse.keep_alive.unwrap_or(self.config.keep_alive) {
             Some(interval) => KeepAlive::new(interval, cx.now()),
             None => KeepAlive::disabled(),
         };
-        if let Source::Subscription(sub) = &mut sse.source {
-            fanout::follow(&mut self.hub, id, sub);
+        if let Source::Subscription(sub) = &sse.source {
+            fanout::start(&mut self.hub, id, sub);
         }
         let interval = matches!(sse.source, Source::Interval { .. });
         let retry = sse.retry.or(self.config.retry);
@@ -246,9 +251,9 @@ impl Service {
     }
 
     /// Frees what a stream holds: timers, its channel, its place among its topics' followers.
-    fn release_stream(&mut self, cx: &mut LoopContext<'_>, id: ConnId, stream: &Stream) {
+    fn release_stream(&mut self, cx: &mut LoopContext<'_>, id: ConnId, stream: &mut Stream) {
         stream.release(cx);
-        if let Source::Subscription(sub) = &stream.source {
+        if let Source::Subscription(sub) = &mut stream.source {
             fanout::unfollow(&mut self.hub, id, sub);
         }
         self.stats.streams.fetch_sub(1, Ordering::Relaxed);
@@ -257,10 +262,10 @@ impl Service {
     /// Ends a stream: an optional `error` event, the chunked terminator, then the next request or a close.
     fn finish_stream(&mut self, cx: &mut LoopContext<'_>, id: ConnId, error: Option<&str>) {
         let Some(c) = self.conns.get_mut(id) else { return };
-        let State::Streaming(stream) = std::mem::replace(&mut c.state, State::Closing) else {
+        let State::Streaming(mut stream) = std::mem::replace(&mut c.state, State::Closing) else {
             return;
         };
-        self.release_stream(cx, id, &stream);
+        self.release_stream(cx, id, &mut stream);
         if !stream.write_end(cx, id, error) {
             cx.close(id);
             return;
@@ -387,6 +392,7 @@ impl Handler for Service {
                 let high_water = self.config.stream_high_water;
                 fanout::deliver(cx, &mut self.conns, &mut self.hub, topic, event, high_water);
             }
+            Msg::Forget { topic } => self.hub.forget(&topic),
         }
     }
 
@@ -394,7 +400,7 @@ impl Handler for Service {
         log::trace!("connection {id} closed: {reason:?}");
         let Some(mut c) = self.conns.remove(id) else { return };
         c.disarm_deadline(cx);
-        if let State::Streaming(stream) = &c.state {
+        if let State::Streaming(stream) = &mut c.state {
             self.release_stream(cx, id, stream);
         }
         self.stats.connections.fetch_sub(1, Ordering::Relaxed);

@@ -1,7 +1,10 @@
-//! The loop's side of the hub: each topic's backlog and who follows it. Every event loop keeps its own copy of
-//! every topic's state; the events themselves are shared bytes.
+//! The loop's side of the hub: each topic's backlog and who follows it on this loop. Every event loop keeps
+//! its own copy of the topics it has seen; the events themselves are shared bytes. Which topics may exist is
+//! decided node-wide by the hub's registry: a loop creates a topic when an event or a subscription for it
+//! arrives, and drops it when the hub says it was forgotten or when nobody here follows it and it holds
+//! nothing.
 
-use crate::hub::HubConfig;
+use crate::hub::{Hub, HubConfig};
 use conduit_net::ConnId;
 use conduit_sse::Backlog;
 use std::collections::{HashMap, HashSet};
@@ -18,7 +21,6 @@ pub(crate) struct Topic {
 }
 
 impl Topic {
-    /// A topic anyone follows is never forgotten.
     pub(crate) fn is_followed(&self) -> bool {
         !self.live.is_empty() || !self.catching_up.is_empty()
     }
@@ -27,6 +29,7 @@ impl Topic {
 /// The loop's side of the hub.
 #[derive(Debug)]
 pub(crate) struct HubState {
+    pub(crate) hub: Hub,
     pub(crate) config: HubConfig,
     pub(crate) topics: HashMap<Arc<str>, Topic>,
     /// The newest sequence number the loop has received.
@@ -34,29 +37,35 @@ pub(crate) struct HubState {
 }
 
 impl HubState {
-    pub(crate) fn new(config: HubConfig) -> Self {
-        HubState { config, topics: HashMap::new(), published: 0 }
+    pub(crate) fn new(hub: Hub) -> Self {
+        HubState { config: hub.config().clone(), hub, topics: HashMap::new(), published: 0 }
     }
 
-    /// The topic, created if needed. Past `max_topics` the idle topic with the oldest last event is
-    /// forgotten to make room; if every topic has followers, `None`.
-    pub(crate) fn topic(&mut self, name: &Arc<str>) -> Option<&mut Topic> {
-        if !self.topics.contains_key(name) {
-            if self.topics.len() >= self.config.max_topics {
-                let idle = self
-                    .topics
-                    .iter()
-                    .filter(|(_, t)| !t.is_followed())
-                    .min_by_key(|(_, t)| t.backlog.newest_seq())
-                    .map(|(n, _)| Arc::clone(n))?;
-                log::info!("forgetting idle topic {idle:?}: {} topics is the maximum", self.config.max_topics);
-                self.topics.remove(&idle);
-            }
-            let topic =
-                Topic { backlog: Backlog::new(self.config.backlog), live: HashSet::new(), catching_up: HashSet::new() };
-            self.topics.insert(Arc::clone(name), topic);
+    /// The topic, created if this loop has not seen it yet.
+    pub(crate) fn topic(&mut self, name: &Arc<str>) -> &mut Topic {
+        let backlog = self.config.backlog;
+        self.topics.entry(Arc::clone(name)).or_insert_with(|| Topic {
+            backlog: Backlog::new(backlog),
+            live: HashSet::new(),
+            catching_up: HashSet::new(),
+        })
+    }
+
+    /// The hub forgot `name` to make room. A stream here may have started following it since the hub decided
+    /// (the hub then knows it again, as a followed topic): such a topic is kept.
+    pub(crate) fn forget(&mut self, name: &Arc<str>) {
+        if self.topics.get(name).is_some_and(|t| !t.is_followed()) {
+            log::debug!("forgetting idle topic {name:?}: {} topics is the maximum", self.config.max_topics);
+            self.topics.remove(name);
         }
-        self.topics.get_mut(name)
+    }
+
+    /// Drops `name` if nobody here follows it and it holds no event; topics with events stay until the hub
+    /// forgets them, for clients that resume.
+    pub(crate) fn drop_if_unused(&mut self, name: &Arc<str>) {
+        if self.topics.get(name).is_some_and(|t| !t.is_followed() && t.backlog.is_empty()) {
+            self.topics.remove(name);
+        }
     }
 }
 
@@ -65,15 +74,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn idle_topics_make_room_and_followed_ones_do_not() {
-        let mut state = HubState::new(HubConfig { max_topics: 2, ..HubConfig::default() });
+    fn forgotten_topics_go_unless_followed_and_empty_unfollowed_ones_go_at_once() {
+        let mut state = HubState::new(Hub::new(HubConfig::default()));
         let (a, b, c): (Arc<str>, Arc<str>, Arc<str>) = ("a".into(), "b".into(), "c".into());
-        let follower = ConnId::from_u64(1);
-        state.topic(&a).unwrap().live.insert(follower);
-        state.topic(&b).unwrap();
-        assert!(state.topic(&c).is_some(), "b was idle and made room");
+        state.topic(&a).live.insert(ConnId::from_u64(1));
+        state.topic(&b);
+        state.forget(&a);
+        state.forget(&b);
+        assert!(state.topics.contains_key(&a), "a is followed here");
         assert!(!state.topics.contains_key(&b));
-        state.topic(&c).unwrap().catching_up.insert(follower);
-        assert!(state.topic(&b).is_none(), "every topic is followed");
+        state.topic(&c);
+        state.drop_if_unused(&c);
+        assert!(!state.topics.contains_key(&c));
     }
 }
