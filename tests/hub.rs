@@ -234,6 +234,8 @@ fn bad_subscriptions_are_refused_with_400() {
         conn.get(target);
         let (head, body) = conn.read_response();
         assert_eq!(head.status, 400, "{target}: {}", String::from_utf8_lossy(&body));
+        // The reason may quote the hostile name: it must never be sniffed as HTML.
+        assert_eq!(head.header("x-content-type-options"), Some("nosniff"), "{target}");
     }
 }
 

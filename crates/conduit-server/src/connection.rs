@@ -105,10 +105,15 @@ impl Conn {
         }
     }
 
-    /// Returns the input buffer's memory once it is empty: idle connections are the common case.
+    /// Returns the input buffer's memory once it is empty (idle connections are the common case), and what
+    /// a large read left unused while bytes are held behind a stream.
     pub(crate) fn shrink_input(&mut self) {
-        if self.input.is_empty() && self.input.capacity() > 0 {
-            self.input = Vec::new();
+        if self.input.is_empty() {
+            if self.input.capacity() > 0 {
+                self.input = Vec::new();
+            }
+        } else if self.input.capacity() > 2 * self.input.len() {
+            self.input.shrink_to_fit();
         }
     }
 

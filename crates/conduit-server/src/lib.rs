@@ -80,7 +80,7 @@ mod server;
 pub use channel::{DEFAULT_CHANNEL_CAPACITY, Disconnected, SseSender, TrySendError};
 pub use conduit_http::{Method, Request, StatusCode};
 pub use config::ServerConfig;
-pub use cors::CorsConfig;
+pub use cors::{CorsConfig, CorsError};
 pub use hub::{Hub, HubConfig, OLDEST_EVENT_ID_HEADER, PublishError};
 pub use response::{Reply, Response};
 pub use router::Router;

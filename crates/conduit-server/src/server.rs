@@ -52,8 +52,13 @@ impl Server {
     /// this server's handlers opened with [`Sse::subscribe`].
     ///
     /// # Errors
-    /// As for [`bind`](Self::bind), and `AlreadyExists` if the hub serves another running server.
+    /// As for [`bind`](Self::bind), `InvalidInput` for a configuration that cannot be served (see
+    /// [`CorsConfig::validate`](crate::CorsConfig::validate)), and `AlreadyExists` if the hub serves another
+    /// running server.
     pub fn bind_with_hub(config: ServerConfig, router: Router, hub: &Hub) -> io::Result<Server> {
+        if let Some(cors) = &config.cors {
+            cors.validate().map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        }
         let workers = config.workers.max(1);
         let loop_config = LoopConfig {
             // The kernel spreads connections over the loops, so each takes its share of the limit.

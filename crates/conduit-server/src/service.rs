@@ -79,9 +79,15 @@ impl Service {
                 Next::Nothing => break,
             }
         }
-        if let Some(c) = self.conns.get_mut(id) {
-            c.shrink_input();
+        let Some(c) = self.conns.get_mut(id) else { return };
+        if c.is_streaming() && c.input.len() > self.config.limits.max_head_bytes {
+            // What a client may send behind a stream is its next request's head; a whole read of more than
+            // that is not a request worth keeping for the life of the stream.
+            log::debug!("connection {id}: too much input behind a stream; closing");
+            cx.close(id);
+            return;
         }
+        c.shrink_input();
     }
 
     fn reject(&mut self, cx: &mut LoopContext<'_>, id: ConnId, error: &ParseError) {
