@@ -41,9 +41,12 @@ impl Response {
             .header("X-Content-Type-Options", "nosniff")
     }
 
-    fn with_body(mut self, content_type: &str, body: Vec<u8>) -> Self {
+    /// Sets the body and its `Content-Type`, for bodies the other constructors do not cover (an image, say).
+    #[must_use]
+    pub fn with_body(mut self, content_type: &str, body: impl Into<Vec<u8>>) -> Self {
+        self.headers.retain(|(name, _)| !name.eq_ignore_ascii_case("content-type"));
         self.headers.push(("Content-Type".into(), content_type.into()));
-        self.body = body;
+        self.body = body.into();
         self
     }
 
