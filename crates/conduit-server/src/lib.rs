@@ -82,6 +82,7 @@ pub use conduit_http::{Method, Request, StatusCode};
 pub use config::ServerConfig;
 pub use cors::{CorsConfig, CorsError};
 pub use hub::{Hub, HubConfig, OLDEST_EVENT_ID_HEADER, PublishError};
+pub use registry::HistoryError;
 pub use response::{Reply, Response};
 pub use router::Router;
 pub use server::{Server, ServerHandle, SpawnedServer};
