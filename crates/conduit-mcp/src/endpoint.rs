@@ -205,15 +205,15 @@ impl McpEndpoint {
     }
 
     /// The session the request names: `400` without a valid id, `404` for one that is unknown or has ended.
-    fn session_of(&self, req: &Request, now: Instant) -> Result<Arc<Mutex<Session>>, Reply> {
+    fn session_of(&self, req: &Request, now: Instant) -> Result<Arc<Mutex<Session>>, Box<Reply>> {
         let Some(id) = req.header(SESSION_ID_HEADER) else {
-            return Err(bad_request(format_args!("missing {SESSION_ID_HEADER}: send initialize first")));
+            return Err(Box::new(bad_request(format_args!("missing {SESSION_ID_HEADER}: send initialize first"))));
         };
         if !is_valid_session_id(id) {
-            return Err(bad_request(format_args!("malformed {SESSION_ID_HEADER}")));
+            return Err(Box::new(bad_request(format_args!("malformed {SESSION_ID_HEADER}"))));
         }
         let Some(session) = self.registry().get(id) else {
-            return Err(refuse(StatusCode::NOT_FOUND, jsonrpc::SERVER_ERROR, "session not found"));
+            return Err(Box::new(refuse(StatusCode::NOT_FOUND, jsonrpc::SERVER_ERROR, "session not found")));
         };
         lock(&session).touch(now);
         Ok(session)
@@ -256,7 +256,7 @@ impl McpEndpoint {
         }
         let session = match self.session_of(req, now) {
             Ok(session) => session,
-            Err(refusal) => return refusal,
+            Err(refusal) => return *refusal,
         };
         match message {
             Message::Notification { method, params } => {
@@ -436,7 +436,7 @@ impl McpEndpoint {
         }
         let session = match self.session_of(req, now) {
             Ok(session) => session,
-            Err(refusal) => return refusal,
+            Err(refusal) => return *refusal,
         };
         let mut session = lock(&session);
         let Some(last) = req.header("last-event-id") else {

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 
 /// The queue is full: the call was not started.
 #[derive(Debug)]
-pub(crate) struct Busy(pub(crate) Call);
+pub(crate) struct Busy(pub(crate) Box<Call>);
 
 /// Runs calls on `threads` threads; at most `queue` more wait.
 #[derive(Debug)]
@@ -33,7 +33,7 @@ impl Pool {
     pub(crate) fn submit(&self, call: Call) -> Result<(), Busy> {
         match self.jobs.try_send(call) {
             Ok(()) => Ok(()),
-            Err(TrySendError::Full(call) | TrySendError::Disconnected(call)) => Err(Busy(call)),
+            Err(TrySendError::Full(call) | TrySendError::Disconnected(call)) => Err(Busy(Box::new(call))),
         }
     }
 }

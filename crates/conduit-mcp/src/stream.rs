@@ -160,7 +160,7 @@ impl McpStream {
 fn event_of(stored: &SharedEvent) -> Event {
     let data = String::from_utf8_lossy(stored.body()).into_owned();
     // Ids are `<digits>-<digits>`: no line break, so setting one cannot fail.
-    Event::new().id(stored.id()).map_or_else(|_| Event::new(), |e| e).data(data)
+    Event::new().id(stored.id()).unwrap_or_else(|_| Event::new()).data(data)
 }
 
 #[cfg(test)]
