@@ -1,5 +1,5 @@
-//! An MCP server over Streamable HTTP at `/mcp`, with tools `echo`, `count` (streams progress) and `publish`
-//! (to a hub topic, watched at `/stream?topic=NAME`).
+//! An MCP server over Streamable HTTP at `/mcp`, with tools `echo`, `count` (streams progress), `publish` (to a
+//! hub topic, watched at `/stream?topic=NAME`) and `read_topic` (what a topic holds).
 //!
 //! ```sh
 //! cargo run --example mcp_server -- --addr 127.0.0.1:8000
@@ -51,7 +51,8 @@ fn main() {
         .info("conduit-mcp-example", env!("CARGO_PKG_VERSION"))
         .tool(echo())
         .tool(count())
-        .tool(publish(hub.clone()));
+        .tool(publish(hub.clone()))
+        .tool(read_topic(hub.clone()));
     if options.conformance {
         for tool in conformance::tools() {
             mcp = mcp.tool(tool);
@@ -143,6 +144,45 @@ fn publish(hub: Hub) -> Tool {
             let text = cx.arguments()["text"].as_str().ok_or("`text` must be a string")?;
             let id = hub.publish(topic, Event::new().data(text)).map_err(|e| format!("not published: {e}"))?;
             Ok(ToolResult::text(id.clone()).structured(json!({ "topic": topic, "id": id })))
+        },
+    )
+}
+
+/// `read_topic` returns at most this many events per call.
+const MAX_READ: u64 = 100;
+
+fn read_topic(hub: Hub) -> Tool {
+    Tool::new(
+        "read_topic",
+        "Returns the events a hub topic holds, oldest first: all of them, or those after the event `after`.",
+        json!({
+            "type": "object",
+            "properties": {
+                "topic": { "type": "string" },
+                "after": { "type": "string", "description": "An event id: only the events published after it" },
+                "limit": { "type": "integer", "minimum": 1, "maximum": MAX_READ, "description": "At most this many (default 20)" }
+            },
+            "required": ["topic"]
+        }),
+        move |cx: &ToolContext| {
+            let args = cx.arguments();
+            let topic = args["topic"].as_str().ok_or("`topic` must be a string")?;
+            let after = match args.get("after") {
+                None => None,
+                Some(v) => Some(v.as_str().ok_or("`after` must be a string")?),
+            };
+            let limit = match args.get("limit") {
+                None => 20,
+                Some(v) => v
+                    .as_u64()
+                    .filter(|n| (1..=MAX_READ).contains(n))
+                    .ok_or(format!("`limit` must be 1 to {MAX_READ}"))?,
+            };
+            let held = hub.history(topic, after, limit as usize).map_err(|e| e.to_string())?;
+            let events: Vec<_> =
+                held.iter().map(|e| json!({ "id": e.last_event_id, "event": e.event_type, "data": e.data })).collect();
+            let text = held.iter().map(|e| format!("{}: {}", e.last_event_id, e.data)).collect::<Vec<_>>().join("\n");
+            Ok(ToolResult::text(text).structured(json!({ "topic": topic, "events": events })))
         },
     )
 }

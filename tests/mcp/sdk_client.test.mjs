@@ -29,7 +29,7 @@ test('initialize and list tools', async () => {
     assert.equal(client.getServerVersion().name, 'conduit-mcp-example');
     const { tools } = await client.listTools();
     const names = tools.map((t) => t.name);
-    for (const name of ['echo', 'count', 'publish']) {
+    for (const name of ['echo', 'count', 'publish', 'read_topic']) {
       assert.ok(names.includes(name), `${name} in ${names}`);
     }
     for (const tool of tools) {
@@ -126,7 +126,7 @@ test('a connection dropped mid-call is resumed with Last-Event-ID, nothing lost 
   }
 });
 
-test('publish reaches the hub topic stream', async () => {
+test('publish reaches the hub topic stream, and read_topic reads it back', async () => {
   const topic = `sdk-${process.pid}`;
   const controller = new AbortController();
   const stream = await fetch(new URL(`/stream?topic=${topic}`, url), { signal: controller.signal });
@@ -145,6 +145,13 @@ test('publish reaches the hub topic stream', async () => {
       received += decoder.decode(value, { stream: true });
     }
     assert.match(received, new RegExp(`id: ${id}\ndata: hello hub\n\n`));
+    const second = text(await client.callTool({ name: 'publish', arguments: { topic, text: 'second' } }));
+    const all = await client.callTool({ name: 'read_topic', arguments: { topic } });
+    assert.deepEqual(all.structuredContent.events.map((e) => [e.id, e.data]), [[id, 'hello hub'], [second, 'second']]);
+    const after = await client.callTool({ name: 'read_topic', arguments: { topic, after: id } });
+    assert.deepEqual(after.structuredContent.events.map((e) => e.data), ['second']);
+    const unknown = await client.callTool({ name: 'read_topic', arguments: { topic, after: 'no-such-id' } });
+    assert.equal(unknown.isError, true);
   } finally {
     controller.abort();
     await client.close();
