@@ -205,6 +205,24 @@ mod tests {
     }
 
     #[test]
+    fn a_connection_too_slow_for_the_stream_is_closed_and_nothing_is_lost() {
+        // Nothing drains this channel (no event loop): it fills as a stalled client's would.
+        let mut stream = McpStream::new(0, BacklogLimits { max_events: 4, max_bytes: 1 << 20 });
+        let _unread = stream.open(Duration::from_secs(1));
+        let room = stream.capacity - 1; // the primer took one place
+        for i in 1..=room {
+            stream.send(format!("m{i}"));
+        }
+        assert!(stream.is_connected(), "the channel is full, not overflowing");
+        stream.send("one too many".into());
+        assert!(!stream.is_connected(), "the slow connection was closed");
+        // Every message is numbered and the newest are stored: the client resumes from its last id.
+        assert_eq!(stream.store.newest_seq(), room as u64 + 1);
+        assert!(stream.resume(room as u64 - 3).is_ok());
+        assert_eq!(stream.resume(0).err(), Some(ResumeError::Evicted), "the store's bound still holds");
+    }
+
+    #[test]
     fn stored_events_keep_their_ids() {
         let mut stream = McpStream::new(7, BacklogLimits::default());
         stream.send("{\"a\":1}".into());
