@@ -124,13 +124,6 @@ fn answer(accepts: Accepts, message: &Value) -> Reply {
     }
 }
 
-fn with_header(reply: Reply, name: &str, value: &str) -> Reply {
-    match reply {
-        Reply::Response(r) => r.header(name, value).into(),
-        Reply::Stream(s) => s.header(name, value).into(),
-    }
-}
-
 impl McpEndpoint {
     /// Adds the endpoint's `POST`, `GET` and `DELETE` routes at `path`.
     pub fn mount(&self, router: Router, path: &str) -> Router {
@@ -178,11 +171,8 @@ impl McpEndpoint {
             Method::Post => self.post(req, now),
             Method::Get => self.get(req, now),
             Method::Delete => self.delete(req),
-            _ => with_header(
-                refuse(StatusCode::METHOD_NOT_ALLOWED, jsonrpc::SERVER_ERROR, "use POST, GET or DELETE"),
-                "Allow",
-                "GET, POST, DELETE",
-            ),
+            _ => refuse(StatusCode::METHOD_NOT_ALLOWED, jsonrpc::SERVER_ERROR, "use POST, GET or DELETE")
+                .header("Allow", "GET, POST, DELETE"),
         }
     }
 
@@ -302,15 +292,12 @@ impl McpEndpoint {
                 registry.expire(now, config.session_idle_timeout, true);
             }
             if registry.len() >= config.max_sessions {
-                return with_header(
-                    refuse(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        jsonrpc::SERVER_ERROR,
-                        format_args!("{} sessions are open, the most this server allows", config.max_sessions),
-                    ),
-                    "Retry-After",
-                    "1",
-                );
+                return refuse(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    jsonrpc::SERVER_ERROR,
+                    format_args!("{} sessions are open, the most this server allows", config.max_sessions),
+                )
+                .header("Retry-After", "1");
             }
             registry.insert(session_id.clone(), Session::new(version, capabilities, limits));
         }
@@ -323,7 +310,7 @@ impl McpEndpoint {
         if let Some(text) = &server.instructions {
             result["instructions"] = json!(text);
         }
-        with_header(answer(accepts, &jsonrpc::result(id, result)), SESSION_ID_HEADER, &session_id)
+        answer(accepts, &jsonrpc::result(id, result)).header(SESSION_ID_HEADER, &session_id)
     }
 
     fn request(
@@ -396,11 +383,8 @@ impl McpEndpoint {
                     "this session has {} streams open, the most it may",
                     self.config().max_streams_per_session
                 );
-                return with_header(
-                    refuse(StatusCode::TOO_MANY_REQUESTS, jsonrpc::SERVER_ERROR, message),
-                    "Retry-After",
-                    "1",
-                );
+                return refuse(StatusCode::TOO_MANY_REQUESTS, jsonrpc::SERVER_ERROR, message)
+                    .header("Retry-After", "1");
             }
             Err(Refused::Ended) => return refuse(StatusCode::NOT_FOUND, jsonrpc::SERVER_ERROR, "session not found"),
         };
@@ -419,11 +403,7 @@ impl McpEndpoint {
                 self.config().max_running_calls,
                 self.config().max_queued_calls
             );
-            return with_header(
-                refuse(StatusCode::SERVICE_UNAVAILABLE, jsonrpc::SERVER_ERROR, message),
-                "Retry-After",
-                "1",
-            );
+            return refuse(StatusCode::SERVICE_UNAVAILABLE, jsonrpc::SERVER_ERROR, message).header("Retry-After", "1");
         }
         sse.into()
     }
@@ -445,11 +425,10 @@ impl McpEndpoint {
                 Err(Refused::StandaloneConnected) => {
                     refuse(StatusCode::CONFLICT, jsonrpc::SERVER_ERROR, "this session's GET stream is already open")
                 }
-                Err(Refused::TooManyStreams | Refused::DuplicateId) => with_header(
-                    refuse(StatusCode::TOO_MANY_REQUESTS, jsonrpc::SERVER_ERROR, "too many streams open"),
-                    "Retry-After",
-                    "1",
-                ),
+                Err(Refused::TooManyStreams | Refused::DuplicateId) => {
+                    refuse(StatusCode::TOO_MANY_REQUESTS, jsonrpc::SERVER_ERROR, "too many streams open")
+                        .header("Retry-After", "1")
+                }
                 Err(Refused::Ended) => refuse(StatusCode::NOT_FOUND, jsonrpc::SERVER_ERROR, "session not found"),
             };
         };
