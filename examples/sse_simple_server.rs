@@ -29,7 +29,6 @@ use conduit::server::{
 };
 use conduit::sse::Event;
 use serde_json::{Value, json};
-use std::hash::{BuildHasher, Hasher};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -145,7 +144,10 @@ impl Options {
         let addr = addr.unwrap_or_else(|| "127.0.0.1:8000".to_owned());
         let addr = addr.parse().map_err(|e| format!("invalid address {addr:?}: {e}"))?;
         let token_generated = token.is_none();
-        let token = token.unwrap_or_else(|| random_hex(16));
+        let token = match token {
+            Some(token) => token,
+            None => random_hex(16).map_err(|e| format!("cannot make a random token: {e}"))?,
+        };
         if token.chars().any(|c| c.is_control() || c == ' ') {
             return Err("the token must not contain spaces or control characters".to_owned());
         }
@@ -153,16 +155,12 @@ impl Options {
     }
 }
 
-/// `bytes` random bytes as hex, from the standard library's randomly keyed hasher (no extra dependency).
-fn random_hex(bytes: usize) -> String {
-    let mut out = String::new();
-    while out.len() < bytes * 2 {
-        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-        hasher.write_usize(out.len());
-        out.push_str(&format!("{:016x}", hasher.finish()));
-    }
-    out.truncate(bytes * 2);
-    out
+/// `bytes` random bytes from the operating system's cryptographic source, as lower-case hex: API tokens must not
+/// be guessable, and ids made this way do not repeat across runs.
+fn random_hex(bytes: usize) -> Result<String, getrandom::Error> {
+    let mut random = vec![0u8; bytes];
+    getrandom::fill(&mut random)?;
+    Ok(random.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 pub fn router(token: &str, hub: &Hub) -> Router {
@@ -267,8 +265,18 @@ fn generate_reply(message: &str, conversation: Option<String>, mut send: impl Fn
     if !send(event("stream_start", &json!({ "status": "streaming" }))) {
         return;
     }
-    if conversation.is_none() && !send(event("conversation_id", &json!({ "conversation_id": random_hex(8) }))) {
-        return;
+    let fail = |e: getrandom::Error| event("error", &json!({ "error": format!("cannot make an id: {e}") }));
+    if conversation.is_none() {
+        let announced = match random_hex(8) {
+            Ok(id) => send(event("conversation_id", &json!({ "conversation_id": id }))),
+            Err(e) => {
+                send(fail(e));
+                false
+            }
+        };
+        if !announced {
+            return;
+        }
     }
     let reply = format!(
         "You said: \"{}\". This reply is streamed by Conduit one token at a time over Server-Sent Events, \
@@ -287,7 +295,10 @@ fn generate_reply(message: &str, conversation: Option<String>, mut send: impl Fn
         }
         std::thread::sleep(CHAT_TOKEN_PAUSE);
     }
-    send(event("stream_end", &json!({ "message_id": random_hex(8), "status": "complete" })));
+    match random_hex(8) {
+        Ok(id) => send(event("stream_end", &json!({ "message_id": id, "status": "complete" }))),
+        Err(e) => send(fail(e)),
+    };
 }
 
 fn event(name: &str, data: &serde_json::Value) -> Event {
@@ -419,6 +430,21 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn random_hex_is_fresh_lower_case_hex() {
+        let tokens: Vec<String> = (0..8).map(|_| random_hex(16).unwrap()).collect();
+        for token in &tokens {
+            assert_eq!(token.len(), 32, "{token}");
+            assert!(token.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)), "{token}");
+        }
+        let mut unique = tokens.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), tokens.len(), "{tokens:?}");
+        assert_eq!(random_hex(0).unwrap(), "");
+        assert_eq!(random_hex(3).unwrap().len(), 6);
+    }
 
     #[test]
     fn formats_rfc3339() {
