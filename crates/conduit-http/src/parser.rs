@@ -424,9 +424,10 @@ impl RequestParser {
     /// is waiting for a decision.
     ///
     /// From now on [`RequestParser::take_continue`] says whether to send
-    /// `100 Continue`. The parser's body buffer will hold at most the
-    /// announced `Content-Length`, or `limit` for a chunked body, so that is
-    /// what a server-wide budget must reserve.
+    /// `100 Continue`. The parser's body buffer will never hold more than the
+    /// announced `Content-Length`, or, for a chunked body, `limit` (capped by
+    /// [`Limits::max_body_bytes`]), so that is what a server-wide budget must
+    /// reserve; [`RequestParser::body_capacity`] says what it holds now.
     ///
     /// # Errors
     ///
