@@ -69,8 +69,18 @@ fn generate_reply(message: &str, conversation: Option<String>, mut send: impl Fn
     if !send(event("stream_start", &json!({ "status": "streaming" }))) {
         return;
     }
-    if conversation.is_none() && !send(event("conversation_id", &json!({ "conversation_id": random_hex(8) }))) {
-        return;
+    let fail = |e: getrandom::Error| event("error", &json!({ "error": format!("cannot make an id: {e}") }));
+    if conversation.is_none() {
+        let announced = match random_hex(8) {
+            Ok(id) => send(event("conversation_id", &json!({ "conversation_id": id }))),
+            Err(e) => {
+                send(fail(e));
+                false
+            }
+        };
+        if !announced {
+            return;
+        }
     }
     let reply = format!(
         "You said: \"{}\". This reply is streamed by Conduit one token at a time over Server-Sent Events, \
@@ -89,5 +99,8 @@ fn generate_reply(message: &str, conversation: Option<String>, mut send: impl Fn
         }
         std::thread::sleep(CHAT_TOKEN_PAUSE);
     }
-    send(event("stream_end", &json!({ "message_id": random_hex(8), "status": "complete" })));
+    match random_hex(8) {
+        Ok(id) => send(event("stream_end", &json!({ "message_id": id, "status": "complete" }))),
+        Err(e) => send(fail(e)),
+    };
 }

@@ -34,7 +34,6 @@ use conduit::server::{
 };
 use conduit::sse::Event;
 use serde_json::json;
-use std::hash::{BuildHasher, Hasher};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
@@ -76,7 +75,13 @@ fn main() {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let options = Options::parse();
     let token_generated = options.token.is_none();
-    let token = options.token.clone().unwrap_or_else(|| random_hex(16));
+    let token = match options.token.clone() {
+        Some(token) => token,
+        None => random_hex(16).unwrap_or_else(|e| {
+            eprintln!("cannot make a random token: {e}");
+            std::process::exit(1);
+        }),
+    };
     let hub = Hub::new(HubConfig::default());
     let mut config = ServerConfig::new(options.addr);
     let origins: Vec<String> =
@@ -127,16 +132,12 @@ fn shut_down_on_signals(handle: conduit::server::ServerHandle) -> std::io::Resul
     Ok(())
 }
 
-/// `bytes` random bytes as hex, from the standard library's randomly keyed hasher (no extra dependency).
-fn random_hex(bytes: usize) -> String {
-    let mut out = String::new();
-    while out.len() < bytes * 2 {
-        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-        hasher.write_usize(out.len());
-        out.push_str(&format!("{:016x}", hasher.finish()));
-    }
-    out.truncate(bytes * 2);
-    out
+/// `bytes` random bytes from the operating system's cryptographic source, as lower-case hex: API tokens must not
+/// be guessable, and ids made this way do not repeat across runs.
+fn random_hex(bytes: usize) -> Result<String, getrandom::Error> {
+    let mut random = vec![0u8; bytes];
+    getrandom::fill(&mut random)?;
+    Ok(random.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 pub fn router(token: &str, hub: &Hub) -> Router {
@@ -200,4 +201,24 @@ fn event(name: &str, data: &serde_json::Value) -> Event {
         .event(name)
         .and_then(|e| e.json(data))
         .unwrap_or_else(|e| Event::new().comment(format!("bad event: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn random_hex_is_fresh_lower_case_hex() {
+        let tokens: Vec<String> = (0..8).map(|_| random_hex(16).unwrap()).collect();
+        for token in &tokens {
+            assert_eq!(token.len(), 32, "{token}");
+            assert!(token.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)), "{token}");
+        }
+        let mut unique = tokens.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), tokens.len(), "{tokens:?}");
+        assert_eq!(random_hex(0).unwrap(), "");
+        assert_eq!(random_hex(3).unwrap().len(), 6);
+    }
 }

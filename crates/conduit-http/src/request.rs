@@ -3,7 +3,8 @@
 use std::fmt;
 
 use crate::ParseError;
-use crate::target::parse_target;
+use crate::host::split_authority;
+use crate::target::{absolute_form_authority, parse_target};
 
 /// A request method.
 ///
@@ -202,10 +203,6 @@ impl Request {
         Ok(Request { method, version, target, path: decoded.path, query: decoded.query, headers, body: Vec::new() })
     }
 
-    pub(crate) fn set_body(&mut self, body: Vec<u8>) {
-        self.body = body;
-    }
-
     /// The request method.
     pub fn method(&self) -> &Method {
         &self.method
@@ -243,6 +240,37 @@ impl Request {
         &self.headers
     }
 
+    /// The host the request was sent to, as sent (compare it ASCII
+    /// case-insensitively; an IPv6 address keeps its brackets, `[::1]`).
+    ///
+    /// It comes from the target when that is absolute-form
+    /// (`GET http://host:port/path`), which RFC 9112 §3.2.2 puts before
+    /// `Host`, and from the `Host` field otherwise. `None` when there is
+    /// neither (HTTP/1.0 may omit `Host`), or, on a request that was built
+    /// rather than parsed, when `Host` is repeated or invalid; the parser
+    /// refuses such requests. [`AllowedHosts`](crate::AllowedHosts) checks
+    /// it against a list.
+    pub fn host(&self) -> Option<&str> {
+        self.authority().map(|(host, _)| host)
+    }
+
+    /// The port that goes with [`Request::host`], if one was given.
+    pub fn port(&self) -> Option<u16> {
+        self.authority().and_then(|(_, port)| port)
+    }
+
+    fn authority(&self) -> Option<(&str, Option<u16>)> {
+        if let Some(authority) = absolute_form_authority(&self.target) {
+            return split_authority(authority.as_bytes()).ok();
+        }
+        let mut hosts = self.headers.get_all("host");
+        let host = hosts.next()?;
+        if hosts.next().is_some() {
+            return None;
+        }
+        split_authority(trim_ows(host)).ok()
+    }
+
     /// Shorthand for `headers().get(name)`.
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name)
@@ -274,7 +302,9 @@ impl Request {
         self
     }
 
-    /// Replaces the body, for tests and direct handler calls.
+    /// Replaces the body: joins a head and its body from
+    /// [`RequestParser::parse_head_first`](crate::RequestParser::parse_head_first),
+    /// and serves tests and direct handler calls.
     #[must_use]
     pub fn with_body(mut self, body: impl Into<Vec<u8>>) -> Request {
         self.body = body.into();
@@ -398,6 +428,33 @@ mod tests {
 
         for bad in ["", "nope", "/%zz", "/#x"] {
             assert!(matches!(Request::new(Method::Get, bad), Err(ParseError::InvalidTarget(_))));
+        }
+    }
+
+    #[test]
+    fn host_and_port() {
+        /// Target, `Host` values, and the host and port they name.
+        type HostCase = (&'static str, &'static [&'static str], Option<&'static str>, Option<u16>);
+        let table: &[HostCase] = &[
+            ("/", &["example.com"], Some("example.com"), None),
+            ("/", &[" Example.com:8080 "], Some("Example.com"), Some(8080)),
+            ("/", &["[::1]:8000"], Some("[::1]"), Some(8000)),
+            ("/", &["h:"], Some("h"), None),
+            ("/", &[], None, None),
+            ("/", &["a", "b"], None, None),
+            ("/", &["a b"], None, None),
+            ("/", &["a:99999"], None, None),
+            // The absolute-form target's authority comes first.
+            ("http://target.test:81/x", &["header.test"], Some("target.test"), Some(81)),
+            ("http://target.test?q", &[], Some("target.test"), None),
+            ("*", &["star.test:1"], Some("star.test"), Some(1)),
+        ];
+        for &(target, hosts, host, port) in table {
+            let mut req = Request::new(Method::Get, target).unwrap();
+            for value in hosts {
+                req = req.with_header("Host", value);
+            }
+            assert_eq!((req.host(), req.port()), (host, port), "{target} {hosts:?}");
         }
     }
 
