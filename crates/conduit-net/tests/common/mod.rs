@@ -3,6 +3,9 @@
 
 #![allow(dead_code)]
 
+#[cfg(feature = "tls")]
+pub mod tls;
+
 use conduit_net::{Context, EventLoop, Handler, LoopConfig, Remote};
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
