@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::tls::{TestPki, TlsStream, handshake, read_to_close_notify, tls_connect, tls_over};
+use common::tls::{TestPki, TlsEnds, TlsStream, handshake, read_to_close_notify, tls_connect, tls_over};
 use common::{Msg, assert_counter_pattern, connect, connect_small_rcvbuf, control, counter_bytes, poll_until, start};
 use conduit_net::rustls::pki_types::ServerName;
 use conduit_net::rustls::{self, AlertDescription, CertificateError, ClientConnection};

@@ -2,8 +2,8 @@
 
 use rustls::ServerConfig;
 use rustls::crypto::ring;
-use rustls_pki_types::pem::{self, PemObject};
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::pki_types::pem::{self, PemObject};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};

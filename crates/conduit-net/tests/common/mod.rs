@@ -4,6 +4,8 @@
 #![allow(dead_code)]
 
 #[cfg(feature = "tls")]
+pub mod pki;
+#[cfg(feature = "tls")]
 pub mod tls;
 
 use conduit_net::{Context, EventLoop, Handler, LoopConfig, Remote};

@@ -1,73 +1,36 @@
-//! Certificates made at test time and a blocking rustls client, for the TLS loopback tests.
+//! Both ends' TLS settings for a [`TestPki`], and a blocking rustls client, for the TLS loopback tests.
 
+pub use super::pki::TestPki;
 use super::{IO_TIMEOUT, connect};
 use conduit_net::TlsConfig;
 use conduit_net::rustls::crypto::ring;
 use conduit_net::rustls::pki_types::{CertificateDer, ServerName};
 use conduit_net::rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
-/// A certificate authority and a leaf it signed for `localhost` and 127.0.0.1, all made afresh.
-pub struct TestPki {
-    /// The CA certificate, PEM.
-    pub ca_pem: String,
-    /// The CA certificate, DER.
-    pub ca_der: CertificateDer<'static>,
-    /// The leaf's certificate, PEM.
-    pub leaf_pem: String,
-    /// The leaf's private key, PEM (PKCS#8).
-    pub leaf_key_pem: String,
+/// The TLS settings of both ends for a [`TestPki`].
+pub trait TlsEnds {
+    /// The server side: the leaf and its key.
+    fn server(&self) -> TlsConfig;
+    /// A client that trusts this CA alone and offers ALPN `http/1.1`.
+    fn client(&self) -> Arc<ClientConfig>;
+    /// A client that trusts this CA alone and offers `alpn`.
+    fn client_with_alpn(&self, alpn: &[&[u8]]) -> Arc<ClientConfig>;
 }
 
-impl TestPki {
-    /// A new CA and a leaf for `localhost` and 127.0.0.1.
-    pub fn new() -> Self {
-        Self::for_names(&["localhost", "127.0.0.1"])
-    }
-
-    /// A new CA and a leaf for `names` (DNS names or IP addresses).
-    pub fn for_names(names: &[&str]) -> Self {
-        let ca_key = KeyPair::generate().unwrap();
-        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        // A name of its own: a verifier looks issuers up by name, and two CAs of one name would make a stranger's
-        // certificate fail on its signature instead of on its unknown issuer.
-        static SERIAL: AtomicUsize = AtomicUsize::new(0);
-        let serial = SERIAL.fetch_add(1, Ordering::Relaxed);
-        ca_params.distinguished_name.push(DnType::CommonName, format!("Conduit test CA {serial}"));
-        ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        let ca_cert = ca_params.self_signed(&ca_key).unwrap();
-        let issuer = Issuer::new(ca_params, ca_key);
-
-        let leaf_key = KeyPair::generate().unwrap();
-        let mut leaf_params = CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).unwrap();
-        leaf_params.distinguished_name.push(DnType::CommonName, names[0]);
-        let leaf = leaf_params.signed_by(&leaf_key, &issuer).unwrap();
-        TestPki {
-            ca_pem: ca_cert.pem(),
-            ca_der: ca_cert.der().clone(),
-            leaf_pem: leaf.pem(),
-            leaf_key_pem: leaf_key.serialize_pem(),
-        }
-    }
-
-    /// The server side: the leaf and its key.
-    pub fn server(&self) -> TlsConfig {
+impl TlsEnds for TestPki {
+    fn server(&self) -> TlsConfig {
         TlsConfig::from_pem(self.leaf_pem.as_bytes(), self.leaf_key_pem.as_bytes()).unwrap()
     }
 
-    /// A client that trusts this CA alone and offers ALPN `http/1.1`.
-    pub fn client(&self) -> Arc<ClientConfig> {
+    fn client(&self) -> Arc<ClientConfig> {
         self.client_with_alpn(&[b"http/1.1"])
     }
 
-    /// A client that trusts this CA alone and offers `alpn`.
-    pub fn client_with_alpn(&self, alpn: &[&[u8]]) -> Arc<ClientConfig> {
+    fn client_with_alpn(&self, alpn: &[&[u8]]) -> Arc<ClientConfig> {
         let mut roots = RootCertStore::empty();
-        roots.add(self.ca_der.clone()).unwrap();
+        roots.add(CertificateDer::from(self.ca_der.clone())).unwrap();
         let mut config = ClientConfig::builder_with_provider(Arc::new(ring::default_provider()))
             .with_safe_default_protocol_versions()
             .unwrap()
