@@ -418,7 +418,8 @@ impl<M> Context<'_, M> {
         }
     }
 
-    /// Pending output of a connection, or `None` if it is closed.
+    /// Pending output of a connection, or `None` if it is closed. On a TLS connection: plaintext not yet
+    /// handed to its session, which holds at most 32 KiB of records beyond it.
     pub fn queued(&self, conn: ConnId) -> Option<usize> {
         self.core.conns.get(conn).map(|c| c.queue.len())
     }
