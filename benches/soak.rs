@@ -478,6 +478,8 @@ struct Client {
     reordered: u64,
     malformed: u64,
     last_n: Option<u64>,
+    /// The id of event `last_n`.
+    last_id: u64,
     resets: u64,
     keep_alives: u64,
     resumes: u64,
@@ -508,6 +510,7 @@ impl Client {
             reordered: 0,
             malformed: 0,
             last_n: None,
+            last_id: 0,
             resets: 0,
             keep_alives: 0,
             resumes: 0,
@@ -574,8 +577,13 @@ impl Client {
             return;
         };
         let n = payload.n;
-        // The hub numbers events 1, 2, ... and nothing else is published, so the id of event n is n + 1.
-        if n >= limit || event.last_event_id.parse::<u64>() != Ok(n + 1) {
+        // The hub numbers events with one increasing sequence and nothing else is published, so ids are
+        // numbers that grow with n.
+        let Ok(id) = event.last_event_id.parse::<u64>() else {
+            self.malformed += 1;
+            return;
+        };
+        if n >= limit || self.last_n.is_some_and(|last| n > last && id <= self.last_id) {
             self.malformed += 1;
             return;
         }
@@ -594,6 +602,7 @@ impl Client {
             }
         }
         self.last_n = Some(n);
+        self.last_id = id;
         if n >= self.live_from {
             hist.record(now_us.saturating_sub(payload.t_us));
         }

@@ -3,7 +3,7 @@
 mod common;
 
 use common::{Conn, Head, TIMEOUT, local_config, spawn_with_hub, wait_until};
-use conduit::server::{Hub, HubConfig, OLDEST_EVENT_ID_HEADER, Request, Router, SpawnedServer, Sse};
+use conduit::server::{Hub, HubConfig, OLDEST_EVENT_ID_HEADER, PublishError, Request, Router, SpawnedServer, Sse};
 use conduit::sse::{BacklogLimits, Event};
 use std::time::{Duration, Instant};
 
@@ -67,9 +67,14 @@ fn ids_increase_within_every_topic_and_callers_may_choose_their_own() {
     let b1 = hub.publish("b", Event::new().data("2")).unwrap();
     let custom = hub.publish("a", Event::new().id("order-77").unwrap().data("3")).unwrap();
     let a2 = hub.publish("a", Event::new().data("4")).unwrap();
-    assert_eq!((a1.as_str(), b1.as_str(), custom.as_str(), a2.as_str()), ("1", "2", "order-77", "4"));
+    let numbers: Vec<u64> = [&a1, &b1, &a2].iter().map(|id| id.parse().unwrap()).collect();
+    assert!(numbers.windows(2).all(|w| w[0] < w[1]), "one increasing sequence for all topics: {numbers:?}");
+    assert_eq!(custom, "order-77");
     let got = events(&conn.read_events(4));
-    assert_eq!(got.iter().map(|(id, _)| id.as_str()).collect::<Vec<_>>(), ["1", "2", "order-77", "4"]);
+    assert_eq!(
+        got.iter().map(|(id, _)| id.as_str()).collect::<Vec<_>>(),
+        [a1.as_str(), b1.as_str(), "order-77", a2.as_str()]
+    );
 }
 
 #[test]
@@ -229,6 +234,8 @@ fn bad_subscriptions_are_refused_with_400() {
         conn.get(target);
         let (head, body) = conn.read_response();
         assert_eq!(head.status, 400, "{target}: {}", String::from_utf8_lossy(&body));
+        // The reason may quote the hostile name: it must never be sniffed as HTML.
+        assert_eq!(head.header("x-content-type-options"), Some("nosniff"), "{target}");
     }
 }
 
@@ -243,4 +250,73 @@ fn subscribers_leaving_are_forgotten() {
     let (mut conn, _) = subscribe(&server, "/stream?topic=t", None);
     hub.publish("t", Event::new().data("y")).unwrap();
     assert_eq!(events(&conn.read_events(1))[0].1, "y");
+}
+
+/// Opens a subscription and returns the response's status without reading any events.
+fn subscribe_status(server: &SpawnedServer, target: &str) -> (Conn, u16) {
+    let mut conn = Conn::open(server.local_addr());
+    conn.send(format!("GET {target} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes());
+    let status = conn.read_head().status;
+    (conn, status)
+}
+
+#[test]
+fn a_subscription_to_several_new_topics_gets_every_one_of_them_when_the_table_is_full() {
+    let (server, hub) = start(HubConfig { max_topics: 4, ..HubConfig::default() });
+    for k in 0..4 {
+        hub.publish(&format!("old{k}"), Event::new().data("x")).unwrap();
+    }
+    let (mut conn, _) = subscribe(&server, "/stream?topic=nx1,nx2,nx3", None);
+    for topic in ["nx1", "nx2", "nx3"] {
+        hub.publish(topic, Event::new().data(topic)).unwrap();
+    }
+    let got: Vec<String> = events(&conn.read_events(3)).into_iter().map(|(_, d)| d).collect();
+    assert_eq!(got, ["nx1", "nx2", "nx3"]);
+}
+
+#[test]
+fn subscribers_cannot_squat_the_topics_publishing_needs_and_a_publish_not_kept_is_refused() {
+    let (server, hub) =
+        start(HubConfig { max_topics: 4, max_unpublished_topics: 8, max_topics_per_stream: 4, ..HubConfig::default() });
+    // Anonymous subscribers take every unpublished place...
+    let squatters: Vec<Conn> = (0..2)
+        .map(|k| {
+            let (conn, status) = subscribe_status(&server, &format!("/stream?topic=sq{k}-0,sq{k}-1,sq{k}-2,sq{k}-3"));
+            assert_eq!(status, 200);
+            conn
+        })
+        .collect();
+    let (_refused, status) = subscribe_status(&server, "/stream?topic=one-more");
+    assert_eq!(status, 503, "a ninth unpublished topic is refused");
+    // ...but publishing still has its own room, and what it acknowledges is kept.
+    let id = hub.publish("victim", Event::new().data("kept")).unwrap();
+    let (mut reader, _) = subscribe(&server, "/stream?topic=victim", Some("before-anything"));
+    let got = events(&reader.read_events(2));
+    assert_eq!(got.last(), Some(&(id, "kept".to_owned())), "the acknowledged event is in the backlog");
+
+    // Once every published topic has followers, a publish to a new topic cannot be kept: it is refused.
+    let _followers: Vec<(Conn, Head)> = ["p1", "p2", "p3"]
+        .iter()
+        .map(|t| {
+            hub.publish(t, Event::new().data("x")).unwrap();
+            subscribe(&server, &format!("/stream?topic={t}"), None)
+        })
+        .collect();
+    assert_eq!(hub.publish("p4", Event::new().data("x")), Err(PublishError::TooManyTopics));
+    drop(squatters);
+}
+
+#[test]
+fn an_id_from_before_a_restart_gets_a_reset_not_a_silent_gap() {
+    let (first_run, hub) = start(HubConfig::default());
+    let old_ids = publish_n(&hub, "t", 1..=10);
+    first_run.shutdown().unwrap();
+    let (second_run, hub) = start(HubConfig::default());
+    publish_n(&hub, "t", 1..=12);
+    let (mut conn, _) = subscribe(&second_run, "/stream?topic=t", Some(&old_ids[9]));
+    let body = conn.read_events(13);
+    let first = body.split("\n\n").next().unwrap();
+    assert!(first.starts_with("event: reset\n"), "{first}");
+    let replayed: Vec<String> = events(&body).into_iter().map(|(_, d)| d).collect();
+    assert_eq!(replayed, (1..=12).map(|i| format!("t-{i}")).collect::<Vec<_>>(), "none of the new run is skipped");
 }

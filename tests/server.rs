@@ -169,6 +169,50 @@ fn pipelined_requests_are_answered_in_order() {
 }
 
 #[test]
+fn input_pipelined_behind_an_endless_stream_is_held_only_up_to_the_head_limit() {
+    let router = Router::new().get("/forever", |_: &Request| {
+        Sse::interval(Duration::from_millis(50), |t: &mut Ticker| t.send(Event::new().data("tick")))
+    });
+    let mut config = config();
+    config.limits.max_head_bytes = 16 * 1024;
+    let server = spawn_with(config, router);
+    // One write: a stream request, then 40 KiB of further requests (one read of up to 64 KiB takes it all).
+    let mut raw = b"GET /forever HTTP/1.1\r\nHost: t\r\n\r\n".to_vec();
+    while raw.len() < 40 * 1024 {
+        raw.extend_from_slice(b"GET /next HTTP/1.1\r\nHost: t\r\n\r\n");
+    }
+    let mut conn = Conn::open(server.local_addr());
+    conn.send(&raw);
+    // The connection is closed (the stream may or may not have begun): reading reaches EOF in time.
+    let (mut socket, _) = conn.into_parts();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut buf = [0u8; 4096];
+    loop {
+        assert!(Instant::now() < deadline, "the server streams on, holding 40 KiB of input");
+        match socket.read(&mut buf) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
+            Err(e) => panic!("reading: {e}"),
+        }
+    }
+    wait_until("the connection is gone", || server.handle().connections() == 0);
+}
+
+#[test]
+fn a_little_input_behind_an_endless_stream_is_kept_for_after_it() {
+    let router = Router::new().get("/forever", |_: &Request| {
+        Sse::interval(Duration::from_millis(20), |t: &mut Ticker| t.send(Event::new().data("tick")))
+    });
+    let server = spawn(router);
+    let mut conn = Conn::open(server.local_addr());
+    conn.send(b"GET /forever HTTP/1.1\r\nHost: t\r\n\r\nGET /next HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(conn.read_head().status, 200);
+    conn.read_events(3);
+    assert_eq!(server.handle().streams(), 1, "a pipelined head within the limit does not end the stream");
+}
+
+#[test]
 fn head_requests_get_the_head_only() {
     let router = Router::new().get("/a", |_: &Request| Response::text("body"));
     let server = spawn(router);

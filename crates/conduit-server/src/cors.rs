@@ -38,7 +38,7 @@ impl CorsConfig {
             allowed_headers: ["Authorization", "Content-Type", "Last-Event-ID", "Cache-Control"]
                 .map(String::from)
                 .to_vec(),
-            exposed_headers: vec![crate::OLDEST_EVENT_ID_HEADER.to_owned()],
+            exposed_headers: vec![crate::hub::OLDEST_EVENT_ID_HEADER.to_owned()],
             max_age: Duration::from_secs(600),
         }
     }
@@ -46,6 +46,28 @@ impl CorsConfig {
     /// Allows every origin.
     pub fn allow_any_origin() -> Self {
         CorsConfig::allow_origins(["*"])
+    }
+
+    /// Lets pages send cookies and other credentials (`withCredentials`).
+    ///
+    /// # Errors
+    /// [`CorsError::AnyOriginWithCredentials`] when any origin is allowed: that would let every site on the
+    /// web read responses with the user's credentials.
+    pub fn with_credentials(mut self) -> Result<Self, CorsError> {
+        self.allow_credentials = true;
+        self.validate()?;
+        Ok(self)
+    }
+
+    /// Checks the configuration as a whole; [`Server::bind`](crate::Server::bind) refuses one that fails.
+    ///
+    /// # Errors
+    /// [`CorsError::AnyOriginWithCredentials`] for `"*"` together with `allow_credentials`.
+    pub fn validate(&self) -> Result<(), CorsError> {
+        if self.allow_credentials && self.allowed_origins.iter().any(|o| o == "*") {
+            return Err(CorsError::AnyOriginWithCredentials);
+        }
+        Ok(())
     }
 
     fn allows(&self, origin: &str) -> bool {
@@ -68,6 +90,26 @@ impl CorsConfig {
         headers
     }
 }
+
+/// Why a [`CorsConfig`] was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CorsError {
+    /// Any origin (`"*"`) with credentials: every site could read responses with the user's credentials.
+    AnyOriginWithCredentials,
+}
+
+impl std::fmt::Display for CorsError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CorsError::AnyOriginWithCredentials => {
+                f.write_str("CORS: credentials cannot be allowed together with any origin (\"*\"); list the origins")
+            }
+        }
+    }
+}
+
+impl std::error::Error for CorsError {}
 
 /// What CORS means for one request.
 #[derive(Debug, PartialEq, Eq)]
@@ -155,9 +197,18 @@ mod tests {
     }
 
     #[test]
-    fn answers_preflights() {
-        let mut config = CorsConfig::allow_any_origin();
+    fn any_origin_with_credentials_is_refused() {
+        assert_eq!(CorsConfig::allow_any_origin().with_credentials(), Err(CorsError::AnyOriginWithCredentials));
+        let mut config = CorsConfig::allow_origins(["http://a.test", "*"]);
         config.allow_credentials = true;
+        assert_eq!(config.validate(), Err(CorsError::AnyOriginWithCredentials));
+        assert!(CorsConfig::allow_origins(["http://a.test"]).with_credentials().is_ok());
+        assert!(CorsConfig::allow_any_origin().validate().is_ok());
+    }
+
+    #[test]
+    fn answers_preflights() {
+        let config = CorsConfig::allow_origins(["http://app.test"]).with_credentials().unwrap();
         let preflight = [
             ("Host", "api.test"),
             ("Origin", "http://app.test"),

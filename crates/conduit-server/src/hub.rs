@@ -1,28 +1,30 @@
-//! The broadcast hub: named topics, bounded backlogs, lossless resume.
+//! The broadcast hub's publishing side: named topics, one sequence, events encoded once.
 //!
 //! Publishing happens on any thread: the event is numbered, encoded and framed once under the hub's lock,
-//! then handed to the event loop, so the loop sees events in sequence order. The loop keeps each topic's
-//! backlog and its live subscribers; every subscriber gets the same shared bytes.
-//!
-//! A subscriber is either *live* (each published event is queued to it at once) or *catching up* (it reads
-//! the backlog through a cursor as fast as it drains its socket). New subscribers that resume start catching
-//! up; a live subscriber whose queue passes the high-water mark drops back to catching up instead of growing
-//! its queue, and is cut off only if the backlog evicts events it has not read yet.
+//! then handed to every event loop, so each loop sees events in sequence order. What a loop does with them
+//! (backlogs, live and catching-up subscribers) is in `topics` and `fanout`.
 
-use crate::server::Msg;
+use crate::message::Msg;
+use crate::registry::{Registry, RegistryError};
 use conduit_http::{CHUNK_END, write_chunk_header};
-use conduit_net::{ConnId, Remote};
-use conduit_sse::{Backlog, BacklogLimits, Event, SharedEvent};
-use std::collections::{HashMap, HashSet};
+use conduit_net::Remote;
+use conduit_sse::{BacklogLimits, Event, SharedEvent};
 use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Hub limits.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HubConfig {
     /// What each topic keeps for clients that resume (default 1,000 events / 1 MiB).
     pub backlog: BacklogLimits,
-    /// Topics at most; past it the topic idle longest (no subscribers, oldest last event) is forgotten.
+    /// Topics holding events at most. Publishing to a new topic past it forgets the topic nobody follows whose
+    /// newest event is oldest; if every topic has followers, the publish fails with
+    /// [`PublishError::TooManyTopics`].
     pub max_topics: usize,
+    /// Topics that streams follow before anything was published to them, at most. Past it, a subscription that
+    /// would create another gets `503`. Kept apart from `max_topics` so that subscribers, who need no token,
+    /// can never fill the table that publishing needs.
+    pub max_unpublished_topics: usize,
     /// Topics one stream may follow at once.
     pub max_topics_per_stream: usize,
     /// Bytes in a topic name at most.
@@ -34,6 +36,7 @@ impl Default for HubConfig {
         HubConfig {
             backlog: BacklogLimits::default(),
             max_topics: 10_000,
+            max_unpublished_topics: 1_000,
             max_topics_per_stream: 16,
             max_topic_len: 128,
         }
@@ -50,6 +53,8 @@ pub enum PublishError {
     NotRunning,
     /// The server's mailbox is full: it is receiving events faster than it can deliver them.
     Busy,
+    /// The topic is new, `max_topics` topics exist and every one has followers: the event could not be kept.
+    TooManyTopics,
 }
 
 impl std::fmt::Display for PublishError {
@@ -58,11 +63,15 @@ impl std::fmt::Display for PublishError {
             PublishError::InvalidTopic => "invalid topic name",
             PublishError::NotRunning => "the hub is not attached to a running server",
             PublishError::Busy => "the server is busy; publish again shortly",
+            PublishError::TooManyTopics => "too many topics with followers; publish again later",
         })
     }
 }
 
 impl std::error::Error for PublishError {}
+
+/// The response header naming the oldest event a subscription's topics still hold.
+pub const OLDEST_EVENT_ID_HEADER: &str = "Conduit-Oldest-Event-Id";
 
 /// Checks a topic name: 1 to `max_len` bytes, no control characters.
 pub(crate) fn valid_topic(name: &str, max_len: usize) -> bool {
@@ -75,6 +84,16 @@ struct Publisher {
     seq: u64,
     /// The server's event loops; every one keeps every topic's state, so each gets every event.
     loops: Vec<Remote<Msg>>,
+    registry: Registry,
+}
+
+/// The next sequence number after `last`: microseconds since the Unix epoch, or `last + 1` when that is
+/// greater. Ids then never repeat across restarts of the process (unless the clock is set back past the
+/// previous run's last event), so an id from an earlier run is unknown to this one and its resume gets a
+/// `reset`, instead of matching an unrelated event of the new run.
+fn next_sequence(last: u64, now: SystemTime) -> u64 {
+    let micros = now.duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
+    micros.max(last + 1)
 }
 
 /// A handle for publishing to a server's topics from any thread. Cheap to clone.
@@ -104,7 +123,24 @@ struct HubShared {
 impl Hub {
     /// A hub that is not yet attached to a server.
     pub fn new(config: HubConfig) -> Hub {
-        Hub { shared: Arc::new(HubShared { config, publisher: Mutex::new(Publisher { seq: 0, loops: Vec::new() }) }) }
+        let registry = Registry::new(config.max_topics, config.max_unpublished_topics);
+        let publisher = Publisher { seq: 0, loops: Vec::new(), registry };
+        Hub { shared: Arc::new(HubShared { config, publisher: Mutex::new(publisher) }) }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Publisher> {
+        self.shared.publisher.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Counts a new stream among the followers of `topics` (distinct names), or refuses it when that would
+    /// create more unpublished topics than allowed.
+    pub(crate) fn follow(&self, topics: &[Arc<str>]) -> Result<(), RegistryError> {
+        self.lock().registry.follow(topics)
+    }
+
+    /// A stream counted by [`follow`](Self::follow) has ended.
+    pub(crate) fn unfollow(&self, topics: &[Arc<str>]) {
+        self.lock().registry.unfollow(topics);
     }
 
     /// The hub's limits.
@@ -113,7 +149,7 @@ impl Hub {
     }
 
     pub(crate) fn attach(&self, loops: Vec<Remote<Msg>>) -> Result<(), &'static str> {
-        let mut publisher = self.shared.publisher.lock().unwrap_or_else(|e| e.into_inner());
+        let mut publisher = self.lock();
         if publisher.loops.iter().any(Remote::is_open) {
             return Err("the hub is already attached to a running server");
         }
@@ -123,18 +159,21 @@ impl Hub {
 
     /// Publishes `event` to every subscriber of `topic`, in order, exactly once, and keeps it in the topic's
     /// backlog for clients that resume. Unless the event has an id, the hub gives it the next number of its
-    /// sequence (shared by all its topics, so ids increase within every topic). Returns the event's id.
+    /// sequence (shared by all its topics, so ids increase within every topic, and taken from the clock in
+    /// microseconds, so ids of an earlier run of the process are never reused). Returns the event's id.
+    /// Never blocks on subscribers: it numbers the event and hands it to the loops' mailboxes.
     ///
     /// # Errors
     /// [`PublishError::InvalidTopic`], [`PublishError::NotRunning`] before the server runs or after it stopped,
-    /// and [`PublishError::Busy`] when the server's mailbox is full.
+    /// [`PublishError::Busy`] when the server's mailbox is full, and [`PublishError::TooManyTopics`] when the
+    /// topic is new and could not be kept. An event that was not kept is never acknowledged with an id.
     pub fn publish(&self, topic: &str, event: Event) -> Result<String, PublishError> {
         if !valid_topic(topic, self.shared.config.max_topic_len) {
             return Err(PublishError::InvalidTopic);
         }
         let topic: Arc<str> = Arc::from(topic);
         // Numbering and sending under one lock keeps every loop's arrival order equal to sequence order.
-        let mut publisher = self.shared.publisher.lock().unwrap_or_else(|e| e.into_inner());
+        let mut publisher = self.lock();
         let open: Vec<Remote<Msg>> = publisher.loops.iter().filter(|r| r.is_open()).cloned().collect();
         if open.is_empty() {
             return Err(PublishError::NotRunning);
@@ -144,7 +183,7 @@ impl Hub {
         if !open.iter().all(Remote::has_room) {
             return Err(PublishError::Busy);
         }
-        let seq = publisher.seq + 1;
+        let seq = next_sequence(publisher.seq, SystemTime::now());
         let (event, id) = match event.id_str() {
             Some(id) => {
                 let id = id.to_owned();
@@ -157,8 +196,13 @@ impl Hub {
             },
         };
         let shared = encode_shared(seq, &id, &event);
+        let forgotten = publisher.registry.publish(&topic, seq).map_err(|_| PublishError::TooManyTopics)?;
         let mut delivered = false;
         for remote in &open {
+            if let Some(name) = &forgotten {
+                // Before the event, so each loop has forgotten the old topic before it keeps the new one.
+                let _ = remote.send_past_limit(Msg::Forget { topic: Arc::clone(name) });
+            }
             // A loop that stopped since the check is shutting down; the others still get the event.
             delivered |=
                 remote.send_past_limit(Msg::Publish { topic: Arc::clone(&topic), event: shared.clone() }).is_ok();
@@ -183,62 +227,10 @@ fn encode_shared(seq: u64, id: &str, event: &Event) -> SharedEvent {
     SharedEvent::new(seq, id, Arc::from(bytes), start..end)
 }
 
-/// One topic as the loop keeps it.
-#[derive(Debug)]
-pub(crate) struct Topic {
-    pub(crate) backlog: Backlog,
-    /// Subscribers that get each event as it is published.
-    pub(crate) live: HashSet<ConnId>,
-    /// Subscribers reading the backlog through a cursor; each eviction checks that none of them needed it.
-    pub(crate) catching_up: HashSet<ConnId>,
-}
-
-impl Topic {
-    /// A topic anyone follows is never forgotten.
-    pub(crate) fn is_followed(&self) -> bool {
-        !self.live.is_empty() || !self.catching_up.is_empty()
-    }
-}
-
-/// The loop's side of the hub.
-#[derive(Debug)]
-pub(crate) struct HubState {
-    pub(crate) config: HubConfig,
-    pub(crate) topics: HashMap<Arc<str>, Topic>,
-    /// The newest sequence number the loop has received.
-    pub(crate) published: u64,
-}
-
-impl HubState {
-    pub(crate) fn new(config: HubConfig) -> Self {
-        HubState { config, topics: HashMap::new(), published: 0 }
-    }
-
-    /// The topic, created if needed. Past `max_topics` the idle topic with the oldest last event is
-    /// forgotten to make room; if every topic has followers, `None`.
-    pub(crate) fn topic(&mut self, name: &Arc<str>) -> Option<&mut Topic> {
-        if !self.topics.contains_key(name) {
-            if self.topics.len() >= self.config.max_topics {
-                let idle = self
-                    .topics
-                    .iter()
-                    .filter(|(_, t)| !t.is_followed())
-                    .min_by_key(|(_, t)| t.backlog.newest_seq())
-                    .map(|(n, _)| Arc::clone(n))?;
-                log::info!("forgetting idle topic {idle:?}: {} topics is the maximum", self.config.max_topics);
-                self.topics.remove(&idle);
-            }
-            let topic =
-                Topic { backlog: Backlog::new(self.config.backlog), live: HashSet::new(), catching_up: HashSet::new() };
-            self.topics.insert(Arc::clone(name), topic);
-        }
-        self.topics.get_mut(name)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn topic_names_are_checked() {
@@ -257,23 +249,24 @@ mod tests {
     }
 
     #[test]
+    fn sequence_numbers_come_from_the_clock_and_always_increase() {
+        let at = |micros: u64| UNIX_EPOCH + Duration::from_micros(micros);
+        for (last, now, want) in [
+            (0, 1_700_000_000_000_000, 1_700_000_000_000_000),
+            (1_700_000_000_000_000, 1_700_000_000_000_000, 1_700_000_000_000_001),
+            (1_700_000_000_000_005, 1_700_000_000_000_002, 1_700_000_000_000_006),
+            (5, 1_000, 1_000),
+        ] {
+            assert_eq!(next_sequence(last, at(now)), want, "after {last} at {now}");
+        }
+        assert_eq!(next_sequence(7, UNIX_EPOCH - Duration::from_secs(1)), 8, "a clock before 1970 is no clock");
+    }
+
+    #[test]
     fn shared_events_are_framed_once() {
         let event = Event::new().id("7").unwrap().data("hi");
         let shared = encode_shared(7, "7", &event);
         assert_eq!(shared.bytes().as_ref(), b"10\r\nid: 7\ndata: hi\n\n\r\n");
         assert_eq!(shared.body(), b"id: 7\ndata: hi\n\n");
-    }
-
-    #[test]
-    fn idle_topics_make_room_and_followed_ones_do_not() {
-        let mut state = HubState::new(HubConfig { max_topics: 2, ..HubConfig::default() });
-        let (a, b, c): (Arc<str>, Arc<str>, Arc<str>) = ("a".into(), "b".into(), "c".into());
-        let follower = ConnId::from_u64(1);
-        state.topic(&a).unwrap().live.insert(follower);
-        state.topic(&b).unwrap();
-        assert!(state.topic(&c).is_some(), "b was idle and made room");
-        assert!(!state.topics.contains_key(&b));
-        state.topic(&c).unwrap().catching_up.insert(follower);
-        assert!(state.topic(&b).is_none(), "every topic is followed");
     }
 }

@@ -30,23 +30,59 @@
 //! server.run()?;
 //! # Ok::<(), std::io::Error>(())
 //! ```
+//!
+//! ## Where things go
+//!
+//! One file per concept, layered: a module uses only the ones below it (`tests/layering.rs` checks this).
+//!
+//! ```text
+//!  server       Server, ServerHandle, SpawnedServer: binding, running the loops, control from other threads
+//!  service      the loop's Handler: callbacks in, each connection moved through its states
+//!  dispatch     a parsed request -> CORS, the router, the handler's Reply
+//!  fanout       a published event -> backlog, live subscribers; subscriptions plan, catch up, turn live
+//!  connection   a connection's state machine: Reading / Streaming / Closing, input, request deadlines
+//!  streaming    a stream's source produces events; writing them, keep-alives, the stream's end
+//!  framing      response heads, bodies, chunk framing
+//!  stats        counters the loops share
+//!  topics       the loop's copy of each topic: backlog, live and catching-up followers
+//!  config, auth, cors, hub (publishing side), router, response, sse (the Sse builder), channel (SseSender)
+//!  registry     which topics exist node-wide, who follows them, which is forgotten to make room
+//!  message      what other threads send a loop (Msg)
+//! ```
+//!
+//! A request arrives in `service`, is parsed by `connection`, answered by `dispatch`; a stream it opens is
+//! driven by `streaming` (or, for hub topics, by `fanout`); an event published with [`Hub::publish`] crosses
+//! to every loop as a `message` and goes out through `fanout`.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
-pub mod auth;
-mod config;
-mod cors;
-mod hub;
+// Modules from the bottom up: each uses only those listed before it.
+mod message;
+mod channel;
+mod sse;
 mod response;
 mod router;
+mod registry;
+mod hub;
+mod cors;
+pub mod auth;
+mod config;
+mod topics;
+mod stats;
+mod framing;
+mod streaming;
+mod connection;
+mod fanout;
+mod dispatch;
+mod service;
 mod server;
-mod stream;
 
+pub use channel::{DEFAULT_CHANNEL_CAPACITY, Disconnected, SseSender, TrySendError};
 pub use conduit_http::{Method, Request, StatusCode};
 pub use config::ServerConfig;
-pub use cors::CorsConfig;
-pub use hub::{Hub, HubConfig, PublishError};
+pub use cors::{CorsConfig, CorsError};
+pub use hub::{Hub, HubConfig, OLDEST_EVENT_ID_HEADER, PublishError};
 pub use response::{Reply, Response};
 pub use router::Router;
-pub use server::{OLDEST_EVENT_ID_HEADER, Server, ServerHandle, SpawnedServer};
-pub use stream::{DEFAULT_CHANNEL_CAPACITY, Disconnected, Sse, SseSender, Ticker, TrySendError};
+pub use server::{Server, ServerHandle, SpawnedServer};
+pub use sse::{Sse, Ticker};

@@ -1,6 +1,6 @@
 //! Ordinary (non-streaming) responses and the reply type handlers return.
 
-use crate::stream::Sse;
+use crate::sse::Sse;
 use conduit_http::{HeaderError, ResponseHead, StatusCode};
 
 /// A complete response with a body of known length.
@@ -32,9 +32,13 @@ impl Response {
         Response::new(StatusCode::OK).with_body("application/json", value.to_string().into_bytes())
     }
 
-    /// An error response: `status` with a short plain-text explanation ending in a line break.
+    /// An error response: `status` with a short plain-text explanation ending in a line break. It carries
+    /// `X-Content-Type-Options: nosniff`, because the explanation may quote what the client sent and must never
+    /// be taken for HTML.
     pub fn error(status: StatusCode, message: impl std::fmt::Display) -> Self {
-        Response::new(status).with_body("text/plain; charset=utf-8", format!("{message}\n").into_bytes())
+        Response::new(status)
+            .with_body("text/plain; charset=utf-8", format!("{message}\n").into_bytes())
+            .header("X-Content-Type-Options", "nosniff")
     }
 
     fn with_body(mut self, content_type: &str, body: Vec<u8>) -> Self {

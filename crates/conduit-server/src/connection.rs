@@ -1,0 +1,163 @@
+//! A connection's state machine: reading a request (head and body, within a deadline), streaming, closing.
+//!
+//! ```text
+//!            request parsed: respond            finite stream ends, client keeps the connection
+//!   Reading ---------------------> Reading <---------------------------------------+
+//!      |  stream started                                                            |
+//!      +-------------------------> Streaming --------------------------------------+
+//!      |  error / last response                  | stream ends without reuse, shutdown
+//!      +-------------------------> Closing <-----+
+//! ```
+//!
+//! While `Reading`, one deadline is armed: `request_timeout` once a request's first byte has arrived,
+//! `idle_timeout` while waiting for it. The [`Conns`] table is indexed like the loop's own slab.
+
+use crate::message::LoopContext;
+use crate::streaming::Stream;
+use conduit_http::{ParseError, Request, RequestParser, Status};
+use conduit_net::{ConnId, TimerId};
+use std::time::Duration;
+
+/// A connection's place in the HTTP exchange.
+pub(crate) enum State {
+    /// Waiting for (the rest of) a request head or body.
+    Reading,
+    /// Sending an event stream.
+    Streaming(Box<Stream>),
+    /// The last response is queued; the connection closes once it is sent.
+    Closing,
+}
+
+/// One connection as the server sees it.
+pub(crate) struct Conn {
+    pub(crate) id: ConnId,
+    /// Received bytes not yet consumed by the parser.
+    pub(crate) input: Vec<u8>,
+    pub(crate) parser: RequestParser,
+    pub(crate) state: State,
+    /// Request or idle deadline, armed while `Reading`.
+    deadline: Option<TimerId>,
+    /// The deadline is the idle one (no byte of a next request yet).
+    deadline_idle: bool,
+}
+
+/// What the buffered input holds next.
+pub(crate) enum Next {
+    /// A complete request (its bytes are consumed).
+    Request(Request),
+    /// Nothing complete yet; `continue_due` says the client waits for `100 Continue` before its body.
+    Partial { continue_due: bool },
+    /// The input is not valid HTTP: answer with the error's status and close.
+    Invalid(ParseError),
+    /// The connection is not reading requests now (streaming or closing), or has no input.
+    Nothing,
+}
+
+impl Conn {
+    pub(crate) fn new(id: ConnId, parser: RequestParser) -> Conn {
+        Conn { id, input: Vec::new(), parser, state: State::Reading, deadline: None, deadline_idle: false }
+    }
+
+    /// Arms the request deadline (`after` from now); `idle` marks it as the wait for a next request.
+    pub(crate) fn arm_deadline(&mut self, cx: &mut LoopContext<'_>, after: Duration, idle: bool) {
+        self.disarm_deadline(cx);
+        self.deadline = Some(cx.set_timer(cx.now() + after, self.id.to_u64()));
+        self.deadline_idle = idle;
+    }
+
+    pub(crate) fn disarm_deadline(&mut self, cx: &mut LoopContext<'_>) {
+        if let Some(t) = self.deadline.take() {
+            cx.cancel_timer(t);
+        }
+    }
+
+    /// True if `timer` is this connection's request deadline; it is then disarmed.
+    pub(crate) fn take_deadline(&mut self, timer: TimerId) -> bool {
+        let due = self.deadline == Some(timer);
+        if due {
+            self.deadline = None;
+        }
+        due
+    }
+
+    /// True while waiting for the first byte of a next request.
+    pub(crate) fn is_idle(&self) -> bool {
+        self.deadline_idle && self.input.is_empty()
+    }
+
+    /// True if a request has begun arriving (some of its head or body is here).
+    pub(crate) fn has_partial_request(&self) -> bool {
+        !self.input.is_empty() || self.parser.in_body()
+    }
+
+    /// Parses the next request from the buffered input.
+    pub(crate) fn next_request(&mut self) -> Next {
+        if !matches!(self.state, State::Reading) || self.input.is_empty() {
+            return Next::Nothing;
+        }
+        match self.parser.parse(&self.input) {
+            Ok(Status::Complete(req, consumed)) => {
+                self.input.drain(..consumed);
+                Next::Request(req)
+            }
+            Ok(Status::Partial) => Next::Partial { continue_due: self.parser.take_continue() },
+            Err(e) => Next::Invalid(e),
+        }
+    }
+
+    /// Returns the input buffer's memory once it is empty (idle connections are the common case), and what
+    /// a large read left unused while bytes are held behind a stream.
+    pub(crate) fn shrink_input(&mut self) {
+        if self.input.is_empty() {
+            if self.input.capacity() > 0 {
+                self.input = Vec::new();
+            }
+        } else if self.input.capacity() > 2 * self.input.len() {
+            self.input.shrink_to_fit();
+        }
+    }
+
+    pub(crate) fn stream_mut(&mut self) -> Option<&mut Stream> {
+        match &mut self.state {
+            State::Streaming(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn is_streaming(&self) -> bool {
+        matches!(self.state, State::Streaming(_))
+    }
+}
+
+/// The loop's connections, indexed like its slab; an entry answers only to the id (generation included) it
+/// was made for.
+#[derive(Default)]
+pub(crate) struct Conns {
+    slots: Vec<Option<Conn>>,
+}
+
+impl Conns {
+    pub(crate) fn insert(&mut self, conn: Conn) {
+        let index = conn.id.index();
+        if self.slots.len() <= index {
+            self.slots.resize_with(index + 1, || None);
+        }
+        self.slots[index] = Some(conn);
+    }
+
+    pub(crate) fn get(&self, id: ConnId) -> Option<&Conn> {
+        self.slots.get(id.index())?.as_ref().filter(|c| c.id == id)
+    }
+
+    pub(crate) fn get_mut(&mut self, id: ConnId) -> Option<&mut Conn> {
+        self.slots.get_mut(id.index())?.as_mut().filter(|c| c.id == id)
+    }
+
+    pub(crate) fn remove(&mut self, id: ConnId) -> Option<Conn> {
+        self.slots.get_mut(id.index())?.take_if(|c| c.id == id)
+    }
+
+    pub(crate) fn stream_mut(&mut self, id: ConnId) -> Option<&mut Stream> {
+        self.get_mut(id)?.stream_mut()
+    }
+}

@@ -1,0 +1,37 @@
+//! Request dispatch: what a parsed request is answered with. CORS is decided first (a refused origin or a
+//! preflight never reaches a handler), then the router runs the handler, whose panic becomes a `500`.
+
+use crate::cors::{self, CorsConfig};
+use crate::response::{Reply, Response};
+use crate::router::Router;
+use conduit_http::{Request, StatusCode};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+/// The reply to `req`: the CORS answer, or the handler's reply with any CORS headers added.
+pub(crate) fn dispatch(router: &Router, cors: Option<&CorsConfig>, req: &Request) -> Reply {
+    let verdict = match req.header("origin") {
+        Some(_) => cors::check(cors, req, &router.allowed(req.path())),
+        None => cors::Verdict::SameOrigin,
+    };
+    let run = || match catch_unwind(AssertUnwindSafe(|| router.handle(req))) {
+        Ok(reply) => reply,
+        Err(_) => {
+            log::error!("handler for {} {} panicked", req.method(), req.path());
+            Reply::Response(Response::error(StatusCode::INTERNAL_SERVER_ERROR, "internal server error"))
+        }
+    };
+    match verdict {
+        cors::Verdict::Answer(response) => Reply::Response(response),
+        cors::Verdict::SameOrigin => run(),
+        cors::Verdict::Allowed(headers) => match run() {
+            Reply::Response(mut r) => {
+                r.headers.extend(headers);
+                Reply::Response(r)
+            }
+            Reply::Stream(mut sse) => {
+                sse.headers.extend(headers);
+                Reply::Stream(sse)
+            }
+        },
+    }
+}

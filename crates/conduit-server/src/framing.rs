@@ -1,0 +1,59 @@
+//! How responses and stream bodies go on the wire: response heads, bodies of known length, and chunk framing
+//! for streams.
+
+use crate::response::Response;
+use conduit_http::{BodyFraming, CHUNK_END, ResponseHead, StatusCode, Version, write_chunk_header};
+use conduit_net::{ConnId, Context};
+use conduit_sse::SharedEvent;
+use std::ops::Range;
+
+/// A response head with `headers` added; a header that does not validate is logged and left out.
+pub(crate) fn build_head(
+    status: StatusCode,
+    version: Version,
+    framing: BodyFraming,
+    keep_alive: bool,
+    headers: &[(String, String)],
+) -> ResponseHead {
+    let mut head = ResponseHead::new(status).version(version).framing(framing).keep_alive(keep_alive);
+    for (name, value) in headers {
+        match head.clone().header(name, value) {
+            Ok(h) => head = h,
+            // Responses validate headers as they are set, so this is a bug in the server; never send it.
+            Err(e) => log::error!("dropping invalid response header {name:?}: {e}"),
+        }
+    }
+    head
+}
+
+/// A whole response, head and body (no body for `HEAD` requests or statuses that have none).
+pub(crate) fn encode_response(r: &Response, version: Version, keep_alive: bool, head_only: bool) -> Vec<u8> {
+    let has_body = r.status.allows_body();
+    let framing = if has_body { BodyFraming::Length(r.body.len() as u64) } else { BodyFraming::None };
+    let head = build_head(r.status, version, framing, keep_alive, &r.headers);
+    let mut buf = Vec::with_capacity(128 + r.body.len());
+    head.write(&mut buf);
+    if has_body && !head_only {
+        buf.extend_from_slice(&r.body);
+    }
+    buf
+}
+
+/// Frames `bytes` as one chunk when `chunked`, and queues it whole or not at all. False if the connection's
+/// queue refused it.
+pub(crate) fn write_body<M>(cx: &mut Context<'_, M>, id: ConnId, chunked: bool, bytes: &[u8]) -> bool {
+    if !chunked {
+        return cx.write(id, bytes).is_ok();
+    }
+    if bytes.is_empty() {
+        return true;
+    }
+    let mut header = Vec::with_capacity(18);
+    write_chunk_header(&mut header, bytes.len());
+    cx.write_parts(id, &[&header, bytes, CHUNK_END]).is_ok()
+}
+
+/// The part of a shared event a stream sends: all of it (chunk framing included) on chunked streams.
+pub(crate) fn frame_range(event: &SharedEvent, chunked: bool) -> Range<usize> {
+    if chunked { 0..event.bytes().len() } else { event.body_range() }
+}

@@ -1,0 +1,23 @@
+//! What other threads tell an event loop. Defined below every module that sends or handles a message, so the
+//! senders ([`Hub`](crate::Hub), [`SseSender`](crate::SseSender), [`ServerHandle`](crate::ServerHandle)) and the
+//! loop's dispatcher all depend on this module and not on each other.
+
+use conduit_net::ConnId;
+use conduit_sse::SharedEvent;
+use std::sync::Arc;
+
+/// A message in an event loop's mailbox.
+#[derive(Debug)]
+pub(crate) enum Msg {
+    /// A channel-fed stream has events buffered.
+    ChannelReady(ConnId),
+    /// Begin a graceful shutdown.
+    Shutdown,
+    /// A hub event, numbered and encoded by the publisher.
+    Publish { topic: Arc<str>, event: SharedEvent },
+    /// The hub forgot a topic nobody follows to make room for a new one: drop its backlog.
+    Forget { topic: Arc<str> },
+}
+
+/// The loop's context as every module of the server sees it.
+pub(crate) type LoopContext<'a> = conduit_net::Context<'a, Msg>;

@@ -1,0 +1,417 @@
+//! The [`Handler`] the server runs on each event loop: it takes the loop's callbacks (bytes in, timers, drained
+//! queues, messages, closes) and moves each connection through its states, handing requests to
+//! [`dispatch`](crate::dispatch), streams to [`streaming`](crate::streaming) and hub events to
+//! [`fanout`](crate::fanout).
+
+use crate::config::ServerConfig;
+use crate::connection::{Conn, Conns, Next, State};
+use crate::dispatch::dispatch;
+use crate::fanout;
+use crate::framing::{build_head, encode_response};
+use crate::hub::OLDEST_EVENT_ID_HEADER;
+use crate::message::{LoopContext, Msg};
+use crate::response::{Reply, Response};
+use crate::router::Router;
+use crate::sse::{Source, Sse};
+use crate::stats::Stats;
+use crate::streaming::{After, Stream};
+use crate::topics::HubState;
+use conduit_http::{BodyFraming, Method, ParseError, Request, RequestParser, StatusCode, Version};
+use conduit_net::{CloseReason, ConnId, Context, Handler, TimerId};
+use conduit_sse::{Event, KeepAlive, STREAM_HEADERS};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+/// Timer key of the shutdown grace period; connection timers use [`ConnId::to_u64`], which never equals it in
+/// practice (it would need index and generation both at `u32::MAX`).
+const SHUTDOWN_KEY: u64 = u64::MAX;
+
+/// One event loop's server state.
+pub(crate) struct Service {
+    router: Arc<Router>,
+    config: ServerConfig,
+    conns: Conns,
+    /// Reused buffer for encoding events.
+    scratch: Vec<u8>,
+    stats: Arc<Stats>,
+    hub: HubState,
+    shutting_down: bool,
+}
+
+impl Service {
+    pub(crate) fn new(router: Arc<Router>, config: ServerConfig, stats: Arc<Stats>, hub: HubState) -> Service {
+        Service { router, config, conns: Conns::default(), scratch: Vec::new(), stats, hub, shutting_down: false }
+    }
+
+    fn arm_deadline(&mut self, cx: &mut LoopContext<'_>, id: ConnId, idle: bool) {
+        let after = if idle { self.config.idle_timeout } else { self.config.request_timeout };
+        if let Some(c) = self.conns.get_mut(id) {
+            c.arm_deadline(cx, after, idle);
+        }
+    }
+
+    /// Parses and answers every complete request buffered on the connection.
+    fn process_input(&mut self, cx: &mut LoopContext<'_>, id: ConnId) {
+        loop {
+            // A connection being closed (its write queue overflowed, say) answers nothing more: running the
+            // requests pipelined behind would do work nobody sees, and clients retry unanswered requests.
+            if !cx.is_open(id) {
+                break;
+            }
+            let Some(c) = self.conns.get_mut(id) else { return };
+            match c.next_request() {
+                Next::Request(req) => {
+                    c.disarm_deadline(cx);
+                    self.stats.requests.fetch_add(1, Ordering::Relaxed);
+                    self.answer(cx, id, req);
+                }
+                Next::Partial { continue_due } => {
+                    if continue_due {
+                        let _ = cx.write(id, b"HTTP/1.1 100 Continue\r\n\r\n");
+                    }
+                    break;
+                }
+                Next::Invalid(e) => {
+                    log::debug!("connection {id}: bad request: {e}");
+                    self.reject(cx, id, &e);
+                    break;
+                }
+                Next::Nothing => break,
+            }
+        }
+        let Some(c) = self.conns.get_mut(id) else { return };
+        if c.is_streaming() && c.input.len() > self.config.limits.max_head_bytes {
+            // What a client may send behind a stream is its next request's head; a whole read of more than
+            // that is not a request worth keeping for the life of the stream.
+            log::debug!("connection {id}: too much input behind a stream; closing");
+            cx.close(id);
+            return;
+        }
+        c.shrink_input();
+    }
+
+    fn reject(&mut self, cx: &mut LoopContext<'_>, id: ConnId, error: &ParseError) {
+        self.respond(cx, id, Version::Http11, Response::error(error.status(), error), false, false);
+    }
+
+    /// Runs a request and sends its reply.
+    fn answer(&mut self, cx: &mut LoopContext<'_>, id: ConnId, req: Request) {
+        let head_only = req.method() == &Method::Head;
+        let keep_alive = req.keep_alive() && !self.shutting_down;
+        match dispatch(&self.router, self.config.cors.as_ref(), &req) {
+            Reply::Response(r) => self.respond(cx, id, req.version(), r, keep_alive, head_only),
+            Reply::Stream(sse) => self.start_stream(cx, id, req.version(), keep_alive, head_only, sse),
+        }
+    }
+
+    /// After a complete response: wait for the next request, or close once it is sent.
+    fn after_response(&mut self, cx: &mut LoopContext<'_>, id: ConnId, keep_alive: bool) {
+        let Some(c) = self.conns.get_mut(id) else { return };
+        if keep_alive {
+            c.state = State::Reading;
+            self.arm_deadline(cx, id, true);
+        } else {
+            c.state = State::Closing;
+            cx.close_after_flush(id);
+        }
+    }
+
+    fn respond(
+        &mut self,
+        cx: &mut LoopContext<'_>,
+        id: ConnId,
+        version: Version,
+        r: Response,
+        keep_alive: bool,
+        head_only: bool,
+    ) {
+        if cx.write_vec(id, encode_response(&r, version, keep_alive, head_only)).is_err() {
+            cx.close(id);
+            return;
+        }
+        self.after_response(cx, id, keep_alive);
+    }
+
+    fn start_stream(
+        &mut self,
+        cx: &mut LoopContext<'_>,
+        id: ConnId,
+        version: Version,
+        keep_alive: bool,
+        head_only: bool,
+        mut sse: Sse,
+    ) {
+        let chunked = version == Version::Http11;
+        let reuse = chunked && keep_alive;
+        let framing = if chunked { BodyFraming::Chunked } else { BodyFraming::Close };
+        let mut headers: Vec<(String, String)> = STREAM_HEADERS
+            .iter()
+            // `Connection` follows from the framing: keep-alive only where the stream can end cleanly.
+            .filter(|(name, _)| !name.eq_ignore_ascii_case("connection") || reuse)
+            .map(|&(n, v)| (n.to_owned(), v.to_owned()))
+            .collect();
+        headers.extend(sse.headers.iter().cloned());
+        let mut reset_event = None;
+        if let Source::Subscription(sub) = &mut sse.source {
+            match fanout::plan(&mut self.hub, sub) {
+                Ok(start) => {
+                    reset_event = start.reset;
+                    if let Some(oldest) = start.oldest_id {
+                        headers.push((OLDEST_EVENT_ID_HEADER.to_owned(), oldest));
+                    }
+                }
+                Err(response) => return self.respond(cx, id, version, response, keep_alive, head_only),
+            }
+        }
+        let mut head_bytes = Vec::with_capacity(256);
+        build_head(StatusCode::OK, version, framing, reuse, &headers).write(&mut head_bytes);
+        let written = cx.write_vec(id, head_bytes).is_ok();
+        if !written || head_only {
+            if let Source::Subscription(sub) = &mut sse.source {
+                fanout::unfollow(&mut self.hub, id, sub);
+            }
+            if written {
+                self.after_response(cx, id, reuse);
+            } else {
+                cx.close(id);
+            }
+            return;
+        }
+
+        let keep_alive = match sse.keep_alive.unwrap_or(self.config.keep_alive) {
+            Some(interval) => KeepAlive::new(interval, cx.now()),
+            None => KeepAlive::disabled(),
+        };
+        if let Source::Subscription(sub) = &sse.source {
+            fanout::start(&mut self.hub, id, sub);
+        }
+        let interval = matches!(sse.source, Source::Interval { .. });
+        let retry = sse.retry.or(self.config.retry);
+        let stream = Stream::start(cx, id, sse.source, chunked, reuse, keep_alive);
+        let Some(c) = self.conns.get_mut(id) else { return };
+        c.state = State::Streaming(Box::new(stream));
+        self.stats.streams.fetch_add(1, Ordering::Relaxed);
+        if retry.is_some() || reset_event.is_some() {
+            let mut body = std::mem::take(&mut self.scratch);
+            if let Some(retry) = retry {
+                Event::new().retry(retry).encode(&mut body);
+            }
+            if let Some(reset) = reset_event {
+                reset.encode(&mut body);
+            }
+            if let Some(stream) = self.conns.stream_mut(id) {
+                stream.emit(cx, id, &mut body);
+            }
+            body.clear();
+            self.scratch = body;
+        }
+        if interval {
+            self.tick(cx, id);
+        } else {
+            self.pump(cx, id);
+        }
+    }
+
+    /// Produces what a stream's source has, up to the high-water mark.
+    fn pump(&mut self, cx: &mut LoopContext<'_>, id: ConnId) {
+        let high_water = self.config.stream_high_water;
+        let Some(queued) = cx.queued(id) else { return };
+        let Some(stream) = self.conns.stream_mut(id) else { return };
+        if matches!(stream.source, Source::Subscription(_)) {
+            return fanout::catch_up(cx, &mut self.conns, &mut self.hub, id, high_water);
+        }
+        let mut body = std::mem::take(&mut self.scratch);
+        let after = stream.pull(queued, high_water, &mut body);
+        self.send_and_continue(cx, id, body, after);
+    }
+
+    /// Runs an interval source's callback once.
+    fn tick(&mut self, cx: &mut LoopContext<'_>, id: ConnId) {
+        let now = cx.now();
+        let Some(stream) = self.conns.stream_mut(id) else { return };
+        let mut body = std::mem::take(&mut self.scratch);
+        let after = stream.tick(now, &mut body);
+        self.send_and_continue(cx, id, body, after);
+    }
+
+    /// Sends what a source produced (returning the buffer for reuse), then does what the source asked next.
+    fn send_and_continue(&mut self, cx: &mut LoopContext<'_>, id: ConnId, mut body: Vec<u8>, after: After) {
+        let alive = match self.conns.stream_mut(id) {
+            Some(stream) => stream.emit(cx, id, &mut body),
+            None => false,
+        };
+        body.clear();
+        self.scratch = body;
+        if !alive {
+            return;
+        }
+        match after {
+            After::Failed(what) => {
+                log::error!("{what} of stream {id} panicked");
+                self.finish_stream(cx, id, Some("internal error"));
+            }
+            After::End => self.finish_stream(cx, id, None),
+            After::More => cx.notify_drained(id),
+            After::Wait => {}
+        }
+    }
+
+    /// Frees what a stream holds: timers, its channel, its place among its topics' followers.
+    fn release_stream(&mut self, cx: &mut LoopContext<'_>, id: ConnId, stream: &mut Stream) {
+        stream.release(cx);
+        if let Source::Subscription(sub) = &mut stream.source {
+            fanout::unfollow(&mut self.hub, id, sub);
+        }
+        self.stats.streams.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Ends a stream: an optional `error` event, the chunked terminator, then the next request or a close.
+    fn finish_stream(&mut self, cx: &mut LoopContext<'_>, id: ConnId, error: Option<&str>) {
+        let Some(c) = self.conns.get_mut(id) else { return };
+        let State::Streaming(mut stream) = std::mem::replace(&mut c.state, State::Closing) else {
+            return;
+        };
+        self.release_stream(cx, id, &mut stream);
+        if !stream.write_end(cx, id, error) {
+            cx.close(id);
+            return;
+        }
+        if stream.reuse && error.is_none() && !self.shutting_down {
+            self.after_response(cx, id, true);
+            self.process_input(cx, id);
+        } else {
+            cx.close_after_flush(id);
+        }
+    }
+
+    fn begin_shutdown(&mut self, cx: &mut LoopContext<'_>) {
+        if self.shutting_down {
+            return;
+        }
+        log::info!("shutting down: {} connections open", cx.connection_count());
+        self.shutting_down = true;
+        cx.stop_accepting();
+        let mut farewell = Vec::new();
+        if let Some(event) = &self.config.shutdown_event {
+            event.encode(&mut farewell);
+        }
+        for id in cx.connections() {
+            let Some(c) = self.conns.get_mut(id) else { continue };
+            match &mut c.state {
+                State::Streaming(stream) => {
+                    let mut body = farewell.clone();
+                    stream.emit(cx, id, &mut body);
+                    self.finish_stream(cx, id, None);
+                }
+                State::Reading if c.input.is_empty() => cx.close(id),
+                State::Reading | State::Closing => cx.close_after_flush(id),
+            }
+        }
+        if cx.connection_count() == 0 {
+            cx.stop();
+        } else {
+            let at = cx.now() + self.config.shutdown_grace;
+            cx.set_timer(at, SHUTDOWN_KEY);
+        }
+    }
+}
+
+impl Handler for Service {
+    type Message = Msg;
+
+    fn on_connect(&mut self, cx: &mut Context<'_, Msg>, id: ConnId) {
+        self.conns.insert(Conn::new(id, RequestParser::new(self.config.limits.clone())));
+        self.stats.connections.fetch_add(1, Ordering::Relaxed);
+        self.arm_deadline(cx, id, false);
+    }
+
+    fn on_data(&mut self, cx: &mut Context<'_, Msg>, id: ConnId, data: &[u8]) {
+        let max_buffered = self.config.limits.max_head_bytes;
+        let Some(c) = self.conns.get_mut(id) else { return };
+        match c.state {
+            State::Reading => {
+                let starts_request = c.is_idle();
+                c.input.extend_from_slice(data);
+                if starts_request {
+                    self.arm_deadline(cx, id, false);
+                }
+                self.process_input(cx, id);
+            }
+            State::Streaming(_) => {
+                // Clients have nothing to say during a stream except, after a finite one, their next request;
+                // hold that much and no more.
+                if c.input.len() + data.len() > max_buffered {
+                    log::debug!("connection {id}: too much input during a stream; closing");
+                    cx.close(id);
+                } else {
+                    c.input.extend_from_slice(data);
+                }
+            }
+            State::Closing => {}
+        }
+    }
+
+    fn on_read_closed(&mut self, cx: &mut Context<'_, Msg>, id: ConnId) {
+        match self.conns.get(id).map(Conn::is_streaming) {
+            // The client of a stream has nothing more to send, so EOF means it left.
+            Some(true) => cx.close(id),
+            // A client may half-close after its request: answer it, then close.
+            _ => cx.close_after_flush(id),
+        }
+    }
+
+    fn on_drained(&mut self, cx: &mut Context<'_, Msg>, id: ConnId) {
+        self.pump(cx, id);
+    }
+
+    fn on_timer(&mut self, cx: &mut Context<'_, Msg>, timer: TimerId, key: u64) {
+        if key == SHUTDOWN_KEY {
+            log::warn!("shutdown grace period over: closing {} connections", cx.connection_count());
+            cx.stop();
+            return;
+        }
+        let id = ConnId::from_u64(key);
+        let Some(c) = self.conns.get_mut(id) else { return };
+        if c.take_deadline(timer) {
+            if c.has_partial_request() {
+                log::debug!("connection {id}: request not received in time");
+                let timeout = Response::error(StatusCode::REQUEST_TIMEOUT, "request not received in time");
+                self.respond(cx, id, Version::Http11, timeout, false, false);
+            } else {
+                cx.close(id);
+            }
+            return;
+        }
+        let Some(stream) = c.stream_mut() else { return };
+        if stream.is_tick(timer) {
+            self.tick(cx, id);
+        } else if stream.is_keep_alive(timer) {
+            stream.keep_alive(cx, id);
+        }
+    }
+
+    fn on_message(&mut self, cx: &mut Context<'_, Msg>, msg: Msg) {
+        match msg {
+            Msg::ChannelReady(id) => self.pump(cx, id),
+            Msg::Shutdown => self.begin_shutdown(cx),
+            Msg::Publish { topic, event } => {
+                let high_water = self.config.stream_high_water;
+                fanout::deliver(cx, &mut self.conns, &mut self.hub, topic, event, high_water);
+            }
+            Msg::Forget { topic } => self.hub.forget(&topic),
+        }
+    }
+
+    fn on_close(&mut self, cx: &mut Context<'_, Msg>, id: ConnId, reason: CloseReason) {
+        log::trace!("connection {id} closed: {reason:?}");
+        let Some(mut c) = self.conns.remove(id) else { return };
+        c.disarm_deadline(cx);
+        if let State::Streaming(stream) = &mut c.state {
+            self.release_stream(cx, id, stream);
+        }
+        self.stats.connections.fetch_sub(1, Ordering::Relaxed);
+        if self.shutting_down && cx.connection_count() == 0 {
+            cx.stop();
+        }
+    }
+}

@@ -1,0 +1,185 @@
+//! Driving one stream: producing events from its source, writing them, keep-alive comments, and its end.
+//!
+//! A stream's events come from a timer callback ([`Source::Interval`]), an iterator the loop pulls
+//! ([`Source::Iter`]) or a channel fed by other threads ([`Source::Channel`]). Subscriptions to hub topics are
+//! fed by the fan-out instead (see `fanout`). Nothing here decides what a connection does after its stream:
+//! the functions say what the source wants next ([`After`]) and the dispatcher acts on it.
+
+use crate::framing::write_body;
+use crate::message::LoopContext;
+use crate::sse::{Source, Ticker};
+use conduit_http::LAST_CHUNK;
+use conduit_net::{ConnId, TimerId};
+use conduit_sse::{Event, KEEP_ALIVE_COMMENT, KeepAlive};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::time::Instant;
+
+/// What a stream's source wants after producing a batch of events.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum After {
+    /// It panicked (the name says which kind of source): end the stream with an `error` event.
+    Failed(&'static str),
+    /// It is exhausted: end the stream.
+    End,
+    /// It has more: produce again once the client has read.
+    More,
+    /// It has nothing now; a timer or another thread brings the next events.
+    Wait,
+}
+
+/// A connection's open event stream.
+pub(crate) struct Stream {
+    pub(crate) source: Source,
+    ticker: Ticker,
+    /// HTTP/1.1 streams are chunked, so the end of a finite stream is visible and the connection reusable;
+    /// HTTP/1.0 streams end by closing.
+    pub(crate) chunked: bool,
+    /// The client allows the connection to be reused after a finite stream.
+    pub(crate) reuse: bool,
+    pub(crate) keep_alive: KeepAlive,
+    keep_alive_timer: Option<TimerId>,
+    tick_timer: Option<TimerId>,
+}
+
+impl Stream {
+    /// A stream starting now, with its keep-alive and tick timers armed under `id`.
+    pub(crate) fn start(
+        cx: &mut LoopContext<'_>,
+        id: ConnId,
+        source: Source,
+        chunked: bool,
+        reuse: bool,
+        keep_alive: KeepAlive,
+    ) -> Stream {
+        let keep_alive_timer = keep_alive.next_deadline().map(|at| cx.set_timer(at, id.to_u64()));
+        let tick_timer = match &source {
+            Source::Interval { period, .. } => Some(cx.set_interval(*period, id.to_u64())),
+            _ => None,
+        };
+        if let Source::Channel(channel) = &source {
+            channel.attach(cx.remote(), id);
+        }
+        Stream { source, ticker: Ticker::new(), chunked, reuse, keep_alive, keep_alive_timer, tick_timer }
+    }
+
+    /// Writes encoded events (framed as one chunk on chunked streams) and clears `body`. A client too slow to
+    /// take them is disconnected. Returns false if the connection is gone.
+    pub(crate) fn emit(&mut self, cx: &mut LoopContext<'_>, id: ConnId, body: &mut Vec<u8>) -> bool {
+        if body.is_empty() {
+            return true;
+        }
+        self.keep_alive.record_activity(cx.now());
+        let ok = write_body(cx, id, self.chunked, body);
+        body.clear();
+        if !ok {
+            log::warn!(
+                "closing stream {id} to {:?}: the client is not reading ({} bytes queued)",
+                cx.peer_addr(id),
+                cx.queued(id).unwrap_or(0)
+            );
+            cx.close(id);
+        }
+        ok
+    }
+
+    /// Pulls events from an iterator or channel source into `body` until `queued` bytes plus the batch reach
+    /// `high_water`. Timer-driven and hub sources produce nothing here.
+    pub(crate) fn pull(&mut self, queued: usize, high_water: usize, body: &mut Vec<u8>) -> After {
+        match &mut self.source {
+            Source::Iter(events) => loop {
+                if queued + body.len() >= high_water {
+                    break After::More;
+                }
+                match catch_unwind(AssertUnwindSafe(|| events.next())) {
+                    Ok(Some(event)) => event.encode(body),
+                    Ok(None) => break After::End,
+                    Err(_) => break After::Failed("event source"),
+                }
+            },
+            Source::Channel(channel) => {
+                let pulled = channel.pull(|event| {
+                    body.extend_from_slice(event);
+                    queued + body.len() < high_water
+                });
+                if pulled.finished {
+                    After::End
+                } else if pulled.more {
+                    After::More
+                } else {
+                    After::Wait
+                }
+            }
+            Source::Interval { .. } | Source::Subscription(_) => After::Wait,
+        }
+    }
+
+    /// True if `timer` is this stream's tick timer.
+    pub(crate) fn is_tick(&self, timer: TimerId) -> bool {
+        self.tick_timer == Some(timer)
+    }
+
+    /// True if `timer` is this stream's keep-alive timer.
+    pub(crate) fn is_keep_alive(&self, timer: TimerId) -> bool {
+        self.keep_alive_timer == Some(timer)
+    }
+
+    /// Runs an interval source's callback once, encoding what it sent into `body`.
+    pub(crate) fn tick(&mut self, now: Instant, body: &mut Vec<u8>) -> After {
+        let Source::Interval { tick, .. } = &mut self.source else {
+            return After::Wait;
+        };
+        let ticker = &mut self.ticker;
+        ticker.now = now;
+        ticker.events.clear();
+        let failed = catch_unwind(AssertUnwindSafe(|| tick(ticker))).is_err();
+        ticker.tick += 1;
+        for event in ticker.events.drain(..) {
+            event.encode(body);
+        }
+        if failed {
+            After::Failed("interval callback")
+        } else if ticker.end {
+            After::End
+        } else {
+            After::Wait
+        }
+    }
+
+    /// The keep-alive timer fired: send a comment if the stream has been quiet, and arm the next check.
+    pub(crate) fn keep_alive(&mut self, cx: &mut LoopContext<'_>, id: ConnId) {
+        let now = cx.now();
+        self.keep_alive_timer = None;
+        if self.keep_alive.poll(now) && !write_body(cx, id, self.chunked, KEEP_ALIVE_COMMENT) {
+            cx.close(id);
+            return;
+        }
+        if let Some(at) = self.keep_alive.next_deadline() {
+            self.keep_alive_timer = Some(cx.set_timer(at, id.to_u64()));
+        }
+    }
+
+    /// Frees the stream's timers and fails its channel's senders.
+    pub(crate) fn release(&self, cx: &mut LoopContext<'_>) {
+        for timer in [self.keep_alive_timer, self.tick_timer].into_iter().flatten() {
+            cx.cancel_timer(timer);
+        }
+        if let Source::Channel(channel) = &self.source {
+            channel.close();
+        }
+    }
+
+    /// Writes the stream's end: an `error` event when `error` is given, then the chunked terminator. False if
+    /// the connection's queue refused the terminator.
+    pub(crate) fn write_end(&self, cx: &mut LoopContext<'_>, id: ConnId, error: Option<&str>) -> bool {
+        if let Some(message) = error {
+            let mut body = Vec::new();
+            if let Ok(event) =
+                Event::new().event("error").and_then(|e| e.json(&serde_json::json!({ "error": message })))
+            {
+                event.encode(&mut body);
+            }
+            let _ = write_body(cx, id, self.chunked, &body);
+        }
+        !self.chunked || cx.write(id, LAST_CHUNK).is_ok()
+    }
+}

@@ -1,0 +1,90 @@
+//! The loop's side of the hub: each topic's backlog and who follows it on this loop. Every event loop keeps
+//! its own copy of the topics it has seen; the events themselves are shared bytes. Which topics may exist is
+//! decided node-wide by the hub's registry: a loop creates a topic when an event or a subscription for it
+//! arrives, and drops it when the hub says it was forgotten or when nobody here follows it and it holds
+//! nothing.
+
+use crate::hub::{Hub, HubConfig};
+use conduit_net::ConnId;
+use conduit_sse::Backlog;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+/// One topic as the loop keeps it.
+#[derive(Debug)]
+pub(crate) struct Topic {
+    pub(crate) backlog: Backlog,
+    /// Subscribers that get each event as it is published.
+    pub(crate) live: HashSet<ConnId>,
+    /// Subscribers reading the backlog through a cursor; each eviction checks that none of them needed it.
+    pub(crate) catching_up: HashSet<ConnId>,
+}
+
+impl Topic {
+    pub(crate) fn is_followed(&self) -> bool {
+        !self.live.is_empty() || !self.catching_up.is_empty()
+    }
+}
+
+/// The loop's side of the hub.
+#[derive(Debug)]
+pub(crate) struct HubState {
+    pub(crate) hub: Hub,
+    pub(crate) config: HubConfig,
+    pub(crate) topics: HashMap<Arc<str>, Topic>,
+    /// The newest sequence number the loop has received.
+    pub(crate) published: u64,
+}
+
+impl HubState {
+    pub(crate) fn new(hub: Hub) -> Self {
+        HubState { config: hub.config().clone(), hub, topics: HashMap::new(), published: 0 }
+    }
+
+    /// The topic, created if this loop has not seen it yet.
+    pub(crate) fn topic(&mut self, name: &Arc<str>) -> &mut Topic {
+        let backlog = self.config.backlog;
+        self.topics.entry(Arc::clone(name)).or_insert_with(|| Topic {
+            backlog: Backlog::new(backlog),
+            live: HashSet::new(),
+            catching_up: HashSet::new(),
+        })
+    }
+
+    /// The hub forgot `name` to make room. A stream here may have started following it since the hub decided
+    /// (the hub then knows it again, as a followed topic): such a topic is kept.
+    pub(crate) fn forget(&mut self, name: &Arc<str>) {
+        if self.topics.get(name).is_some_and(|t| !t.is_followed()) {
+            log::debug!("forgetting idle topic {name:?}: {} topics is the maximum", self.config.max_topics);
+            self.topics.remove(name);
+        }
+    }
+
+    /// Drops `name` if nobody here follows it and it holds no event; topics with events stay until the hub
+    /// forgets them, for clients that resume.
+    pub(crate) fn drop_if_unused(&mut self, name: &Arc<str>) {
+        if self.topics.get(name).is_some_and(|t| !t.is_followed() && t.backlog.is_empty()) {
+            self.topics.remove(name);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forgotten_topics_go_unless_followed_and_empty_unfollowed_ones_go_at_once() {
+        let mut state = HubState::new(Hub::new(HubConfig::default()));
+        let (a, b, c): (Arc<str>, Arc<str>, Arc<str>) = ("a".into(), "b".into(), "c".into());
+        state.topic(&a).live.insert(ConnId::from_u64(1));
+        state.topic(&b);
+        state.forget(&a);
+        state.forget(&b);
+        assert!(state.topics.contains_key(&a), "a is followed here");
+        assert!(!state.topics.contains_key(&b));
+        state.topic(&c);
+        state.drop_if_unused(&c);
+        assert!(!state.topics.contains_key(&c));
+    }
+}
