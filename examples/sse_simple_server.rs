@@ -18,6 +18,8 @@
 //! | `POST /api/chat/stream` | a streamed chat reply (bearer token; JSON body)                    |
 //!
 //! The bearer token comes from `--token` or `CONDUIT_TOKEN`; without either, a random one is made and printed.
+//! With `--redis redis://host:port` (or `CONDUIT_REDIS_URL`) the hub runs on Redis Streams: several processes on
+//! one Redis serve the same topics, and `GET /ready` answers 503 while Redis is unreachable.
 //! Pages on other origins may use the server when listed with `--cors-origin ORIGIN` (repeatable) or
 //! `CONDUIT_CORS_ORIGINS` (comma-separated; `*` for any). SIGINT or SIGTERM shuts down gracefully: every open
 //! stream gets a `shutdown` event (with `retry:`) and its end, then the process exits 0; a second signal
@@ -57,7 +59,17 @@ fn main() {
             std::process::exit(2);
         }
     };
-    let hub = Hub::new(HubConfig::default());
+    let hub = match &options.redis {
+        None => Hub::new(HubConfig::default()),
+        // Many nodes on one Redis: every process started with the same URL serves the same topics.
+        Some(url) => match conduit::redis::RedisConfig::from_url(url).and_then(conduit::redis::RedisBackbone::new) {
+            Ok(backbone) => Hub::with_backbone(HubConfig::default(), backbone),
+            Err(e) => {
+                eprintln!("invalid --redis: {e}");
+                std::process::exit(2);
+            }
+        },
+    };
     let mut config = ServerConfig::new(options.addr);
     if !options.cors_origins.is_empty() {
         config.cors = Some(CorsConfig::allow_origins(options.cors_origins.iter().cloned()));
@@ -110,18 +122,22 @@ struct Options {
     token: String,
     token_generated: bool,
     cors_origins: Vec<String>,
+    /// `--redis URL` or `CONDUIT_REDIS_URL`: the hub runs on Redis Streams.
+    redis: Option<String>,
 }
 
 impl Options {
     /// `--addr HOST:PORT` (else `CONDUIT_ADDR`, else 127.0.0.1:8000) and `--token T` (else `CONDUIT_TOKEN`,
     /// else a random token).
     fn parse() -> Result<Options, String> {
-        const USAGE: &str = "usage: sse_simple_server [--addr HOST:PORT] [--token TOKEN] [--cors-origin ORIGIN]...";
+        const USAGE: &str =
+            "usage: sse_simple_server [--addr HOST:PORT] [--token TOKEN] [--cors-origin ORIGIN]... [--redis URL]";
         let mut addr = std::env::var("CONDUIT_ADDR").ok();
         let mut token = std::env::var("CONDUIT_TOKEN").ok().filter(|t| !t.is_empty());
         let mut cors_origins: Vec<String> = std::env::var("CONDUIT_CORS_ORIGINS")
             .map(|v| v.split(',').map(str::trim).filter(|o| !o.is_empty()).map(String::from).collect())
             .unwrap_or_default();
+        let mut redis = std::env::var("CONDUIT_REDIS_URL").ok().filter(|u| !u.is_empty());
         let mut args = std::env::args().skip(1);
         while let Some(arg) = args.next() {
             let (name, inline) = match arg.split_once('=') {
@@ -139,6 +155,7 @@ impl Options {
                 "--addr" => addr = Some(value),
                 "--token" => token = Some(value),
                 "--cors-origin" => cors_origins.push(value),
+                "--redis" => redis = Some(value),
                 _ => return Err(format!("unknown argument {arg:?}; {USAGE}")),
             }
         }
@@ -149,7 +166,7 @@ impl Options {
         if token.chars().any(|c| c.is_control() || c == ' ') {
             return Err("the token must not contain spaces or control characters".to_owned());
         }
-        Ok(Options { addr, token, token_generated, cors_origins })
+        Ok(Options { addr, token, token_generated, cors_origins, redis })
     }
 }
 
@@ -169,8 +186,14 @@ pub fn router(token: &str, hub: &Hub) -> Router {
     let token: Arc<str> = Arc::from(token);
     let chats = Arc::new(AtomicUsize::new(0));
     let publish_token = Arc::clone(&token);
+    let ready_hub = hub.clone();
     let hub = hub.clone();
     Router::new()
+        // Readiness: 503 while the hub's backbone (Redis, with --redis) is unreachable.
+        .get("/ready", move |_: &Request| match ready_hub.backbone_up() {
+            true => Response::json(&json!({ "backbone": "up" })),
+            false => json_error(StatusCode::SERVICE_UNAVAILABLE, "the backbone is down").header("Retry-After", "1"),
+        })
         .get("/", |_: &Request| Response::html(INDEX_HTML))
         .get("/time", |_: &Request| time_stream())
         .get("/count", count_stream)

@@ -5,12 +5,16 @@
 //! its `Last-Event-ID` on any node and across restarts.
 //!
 //! ```text
-//!  conduit-server   the hub: topics, subscribers, resume
+//!  conduit-redis    this crate: RedisBackbone, publish script, reader thread, history   <-> Redis (one slot)
 //!        |
-//!  conduit-redis    this crate: publish script, reader thread, history     <- Redis (one hash slot)
+//!  conduit-server   the hub and its Backbone trait: topics, subscribers, resume
 //!        |
 //!  conduit-sse      Event
 //! ```
+//!
+//! A server uses it through [`RedisBackbone`], picked when the hub is built:
+//! `Hub::with_backbone(HubConfig::default(), RedisBackbone::new(config)?)`. [`RedisNode`] is the same machinery
+//! without a hub.
 //!
 //! It uses the `redis` crate's synchronous API on dedicated threads: no async runtime.
 //!
@@ -58,6 +62,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod backbone;
 mod config;
 mod conn;
 mod entry;
@@ -71,6 +76,7 @@ mod script;
 pub mod testing;
 mod url;
 
+pub use backbone::RedisBackbone;
 pub use config::{
     BACKLOG_RANGE, BATCH_RANGE, BLOCK_RANGE, ConfigError, RECONNECT_INITIAL_RANGE, RECONNECT_MAX_LIMIT, RedisConfig,
     TIMEOUT_RANGE,
