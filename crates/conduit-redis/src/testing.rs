@@ -127,6 +127,16 @@ impl RedisServer {
         client.get_connection_with_timeout(Duration::from_secs(5)).expect("connect to the test redis-server")
     }
 
+    /// The names of the connected clients (`CLIENT LIST`), one per connection; unnamed ones are empty.
+    ///
+    /// # Panics
+    /// When it cannot connect.
+    pub fn client_names(&self) -> Vec<String> {
+        let list: String = redis::cmd("CLIENT").arg("LIST").query(&mut self.connection()).expect("CLIENT LIST");
+        let name = |line: &str| line.split(' ').find_map(|f| f.strip_prefix("name=")).unwrap_or("").to_owned();
+        list.lines().map(name).collect()
+    }
+
     /// Runs redis-server and waits for `PING`; false if it ended or stayed silent.
     fn launch(&mut self) -> bool {
         let log = self.dir.join("redis.log");
