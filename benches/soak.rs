@@ -13,7 +13,8 @@
 //! loops, default 2), `--seed X` (who disconnects when), `--backlog N` (events the hub keeps, default 30 s of
 //! them; a small one shows the checks failing), `--nodes N` (servers; 2 or more run on the Redis Streams
 //! backbone, against a `redis-server` the run starts on a free loopback port, or the one `--redis-url URL`
-//! names).
+//! names), `--resumes F` (the fraction of clients that drop and resume, default 0.25; 0 for a plain fan-out
+//! measurement).
 //!
 //! ```text
 //! cargo bench --bench soak -- --nodes 3 --streams 3000           # three nodes on Redis, 60 s
@@ -101,6 +102,8 @@ struct Options {
     nodes: usize,
     /// An existing Redis for `nodes > 1`, instead of starting one.
     redis_url: Option<String>,
+    /// The fraction of clients that drop their connection and resume.
+    resumes: f64,
 }
 
 impl Options {
@@ -124,6 +127,7 @@ fn parse_options() -> Result<Options, String> {
             quick,
             nodes: 1,
             redis_url: None,
+            resumes: 0.25,
         }
     } else {
         Options {
@@ -136,6 +140,7 @@ fn parse_options() -> Result<Options, String> {
             quick,
             nodes: 1,
             redis_url: None,
+            resumes: 0.25,
         }
     };
     let mut i = 0;
@@ -185,6 +190,10 @@ fn parse_options() -> Result<Options, String> {
                 options.nodes = v.parse().map_err(|_| bad(&v))?;
             }
             "--redis-url" => options.redis_url = Some(value()?),
+            "--resumes" => {
+                let v = value()?;
+                options.resumes = v.parse().ok().filter(|f: &f64| (0.0..=1.0).contains(f)).ok_or_else(|| bad(&v))?;
+            }
             "--quick" | "--bench" => {}
             other => eprintln!("soak: ignoring unknown argument {other:?}"),
         }
@@ -235,7 +244,8 @@ fn parse_stat(stat: &str) -> Option<(String, f64)> {
     Some((stat.get(open + 1..close)?.to_owned(), (ticks(11)? + ticks(12)?) as f64 / 100.0))
 }
 
-/// CPU seconds so far of the server's loop thread and of the client loops together (live threads only).
+/// CPU seconds so far of the server's threads (its event loops, and on Redis the node's reader, which encodes
+/// each event once for the node) and of the client loops together (live threads only).
 fn thread_cpu() -> (f64, f64) {
     let (mut server, mut clients) = (0.0, 0.0);
     for entry in std::fs::read_dir("/proc/self/task").into_iter().flatten().flatten() {
@@ -243,7 +253,7 @@ fn thread_cpu() -> (f64, f64) {
         else {
             continue;
         };
-        if name.starts_with("conduit-loop") {
+        if name.starts_with("conduit-loop") || name.starts_with("conduit-redis") {
             server += cpu;
         } else if name.starts_with("soak-clients") {
             clients += cpu;
@@ -1224,7 +1234,7 @@ fn wait_for(
 fn plan_disconnects(options: &Options, shards: &[(usize, usize)], rng: &mut Rng) -> (Vec<Vec<(u64, usize)>>, usize) {
     let n = options.streams;
     let mut order: Vec<usize> = (0..n).collect();
-    let chosen = n / 4;
+    let chosen = (n as f64 * options.resumes) as usize;
     // A partial Fisher-Yates shuffle: the first `chosen` are a uniform sample.
     for i in 0..chosen {
         let j = i + rng.below((n - i) as u64) as usize;
@@ -1404,6 +1414,12 @@ fn run(mut options: Options) -> ExitCode {
     let open_time = open_started.elapsed();
     let rss_open = status_kib("VmRSS");
     let server_streams_open = streams_open();
+    // The Redis server's own CPU, when this run started it.
+    let redis_cpu = || {
+        let pid = own_redis.as_ref()?.pid()?;
+        parse_stat(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?).map(|(_, cpu)| cpu)
+    };
+    let redis_cpu_start = redis_cpu();
     let mut publish = PublishReport::default();
     let mut final_wait = Duration::ZERO;
     if !opened {
@@ -1478,6 +1494,7 @@ fn run(mut options: Options) -> ExitCode {
             }
         }
     }
+    let redis_cpu_used = redis_cpu().zip(redis_cpu_start).map(|(end, start)| end - start);
     let server_streams_end = streams_open();
     let server_connections_end = connections_open();
     let (server_cpu, client_cpu) = thread_cpu();
@@ -1578,6 +1595,16 @@ fn run(mut options: Options) -> ExitCode {
         "  CPU                   server loop {server_cpu:.1} s, client loops {client_cpu:.1} s, whole process {} s",
         process_cpu().map_or_else(|| "?".into(), |c| format!("{c:.1}"))
     );
+    let per =
+        |cpu: f64, count: u64| if count == 0 { "?".to_owned() } else { format!("{:.2} µs", cpu * 1e6 / count as f64) };
+    println!("  server CPU / delivery {} ({} deliveries)", per(server_cpu, tally.received), tally.received);
+    if let Some(cpu) = redis_cpu_used {
+        println!(
+            "  Redis CPU / event     {} ({cpu:.2} s for {} events)",
+            per(cpu, publish.published),
+            publish.published
+        );
+    }
     println!("  wall time             {wall:.2?} (load average {load_start} at the start, {load_end} at the end)");
     for example in &tally.examples {
         println!("  {example}");
