@@ -116,33 +116,21 @@ fn parse_options() -> Result<Options, String> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     // `cargo bench` passes `--bench`; `cargo test --benches` does not, and then a quick run is enough.
     let quick = args.iter().any(|a| a == "--quick") || !args.iter().any(|a| a == "--bench");
-    let mut options = if quick {
-        Options {
-            streams: 200,
-            seconds: 3.0,
-            rate: 50.0,
-            threads: 2,
-            seed: 0x5eed,
-            backlog: None,
-            quick,
-            nodes: 1,
-            redis_url: None,
-            resumes: 0.25,
-        }
-    } else {
-        Options {
-            streams: 10_000,
-            seconds: 60.0,
-            rate: 20.0,
-            threads: 2,
-            seed: 0x5eed,
-            backlog: None,
-            quick,
-            nodes: 1,
-            redis_url: None,
-            resumes: 0.25,
-        }
+    let mut options = Options {
+        streams: 10_000,
+        seconds: 60.0,
+        rate: 20.0,
+        threads: 2,
+        seed: 0x5eed,
+        backlog: None,
+        quick,
+        nodes: 1,
+        redis_url: None,
+        resumes: 0.25,
     };
+    if quick {
+        (options.streams, options.seconds, options.rate) = (200, 3.0, 50.0);
+    }
     let mut i = 0;
     while i < args.len() {
         let arg = args[i].as_str();

@@ -9,15 +9,14 @@ mod common;
 #[path = "../examples/sse_simple_server.rs"]
 mod example;
 
-use common::{local_config, roundtrip, spawn_with_hub};
+use common::{ExampleProcess, local_config, roundtrip, spawn_with_hub};
 use conduit::redis::testing::{Persistence, RedisServer};
 use conduit::redis::{RedisBackbone, RedisConfig};
 use conduit::server::{Hub, HubConfig, SpawnedServer};
 use conduit::sse::{BacklogLimits, Decoder, MessageEvent};
 use std::collections::HashSet;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const TOKEN: &str = "test-token";
@@ -290,51 +289,13 @@ fn topic_churn_over_two_nodes_keeps_redis_connections_few() {
     assert!(ours <= 6, "{names:?}");
 }
 
-/// The example as a process on `--redis`, so that it can be killed with SIGKILL.
-struct NodeProcess {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl NodeProcess {
-    fn start(redis: &RedisServer) -> NodeProcess {
-        let mut child = Command::new(env!("CARGO"))
-            .args(["run", "--quiet", "--example", "sse_simple_server", "--"])
-            .args(["--addr", "127.0.0.1:0", "--token", TOKEN, "--redis", &redis.url()])
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn the example");
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let addr = loop {
-            let line = lines.next().expect("the example logs its address").expect("read stderr");
-            if let Some(rest) = line.split("Conduit demo on http://").nth(1) {
-                break rest.trim_end_matches('/').parse().expect("address");
-            }
-        };
-        std::thread::spawn(move || lines.for_each(drop));
-        NodeProcess { child, addr }
-    }
-
-    fn kill_9(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for NodeProcess {
-    fn drop(&mut self) {
-        self.kill_9();
-    }
-}
-
 #[test]
 fn kill_9_of_a_node_loses_nothing_when_its_clients_resume_on_another() {
     let Some(redis) = RedisServer::start(Persistence::None) else { return };
-    let mut a = NodeProcess::start(&redis);
-    let b = NodeProcess::start(&redis);
+    // Processes, so that one can die with SIGKILL.
+    let url = redis.url();
+    let mut a = ExampleProcess::start(&["--token", TOKEN, "--redis", &url]);
+    let b = ExampleProcess::start(&["--token", TOKEN, "--redis", &url]);
     let marker = publish(b.addr, "t", "marker").unwrap();
     let mut subscriber = Subscriber::open(a.addr, "t", Some(&marker.to_string()));
     let publisher = {

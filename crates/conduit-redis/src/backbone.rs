@@ -3,7 +3,6 @@
 use crate::config::{ConfigError, RedisConfig};
 use crate::entry::Entry;
 use crate::node::RedisNode;
-use crate::publisher::PublishError;
 use crate::reader::{HistoryError, HistoryRequest, Reader, ReaderEvent};
 use conduit_server::backbone::{Backbone, BackboneError, BackboneEvent, Deliver, HistoryAnswer, shared_event};
 use conduit_sse::{Event, SharedEvent};
@@ -61,11 +60,7 @@ impl RedisBackbone {
 
 impl Backbone for RedisBackbone {
     fn publish(&self, topic: &str, event: &Event) -> Result<u64, BackboneError> {
-        self.node.publish(topic, event).map_err(|e| match e {
-            PublishError::Unavailable(why) => BackboneError::Unavailable(why),
-            PublishError::Uncertain(why) => BackboneError::Uncertain(why),
-            PublishError::Rejected(why) => BackboneError::Rejected(why),
-        })
+        self.node.publish(topic, event)
     }
 
     fn start(&self, deliver: Deliver) -> std::io::Result<()> {

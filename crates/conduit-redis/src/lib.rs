@@ -77,6 +77,7 @@ pub mod testing;
 mod url;
 
 pub use backbone::RedisBackbone;
+pub use conduit_server::BackboneError;
 pub use config::{
     BACKLOG_RANGE, BATCH_RANGE, BLOCK_RANGE, ConfigError, RECONNECT_INITIAL_RANGE, RECONNECT_MAX_LIMIT, RedisConfig,
     TIMEOUT_RANGE,
@@ -85,6 +86,6 @@ pub use entry::Entry;
 pub use keys::{InvalidPrefix, Keys, MAX_PREFIX_LEN};
 pub use merge::Gap;
 pub use node::RedisNode;
-pub use publisher::{PublishError, Publisher};
+pub use publisher::Publisher;
 pub use reader::{History, HistoryError, HistoryRequest, Reader, ReaderEvent};
 pub use url::{DEFAULT_PORT, MAX_CREDENTIAL_LEN, MAX_DB, MAX_HOST_LEN, MAX_URL_LEN, RedisUrl, UrlError};

@@ -3,8 +3,9 @@
 use crate::config::{ConfigError, RedisConfig};
 use crate::epoch::Tokens;
 use crate::keys::Keys;
-use crate::publisher::{PublishError, Publisher};
+use crate::publisher::Publisher;
 use crate::reader::{Reader, ReaderEvent};
+use conduit_server::BackboneError;
 use conduit_sse::Event;
 use std::fmt;
 use std::sync::Arc;
@@ -87,8 +88,8 @@ impl RedisNode {
     /// Publishes `event` to `topic` and returns its sequence number; see [`Publisher::publish`].
     ///
     /// # Errors
-    /// [`PublishError`].
-    pub fn publish(&self, topic: &str, event: &Event) -> Result<u64, PublishError> {
+    /// [`BackboneError`].
+    pub fn publish(&self, topic: &str, event: &Event) -> Result<u64, BackboneError> {
         self.publisher.publish(topic, event)
     }
 

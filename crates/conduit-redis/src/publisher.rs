@@ -4,6 +4,7 @@ use crate::conn::{self, Backoff, RetryGate};
 use crate::entry::event_fields;
 use crate::node::NodeShared;
 use crate::script::{self, PUBLISH};
+use conduit_server::BackboneError;
 use conduit_sse::Event;
 use redis::Connection;
 use std::fmt;
@@ -11,37 +12,12 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-/// Why a publish did not succeed. In every case the event has no number this node could hand to a client.
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum PublishError {
-    /// Redis could not be reached, or a recent attempt failed and the reconnect backoff has not passed yet:
-    /// nothing was sent, so nothing was published.
-    Unavailable(String),
-    /// The event was sent but no reply came back, and a second attempt on a new connection could not learn its
-    /// fate: it may or may not have been published.
-    Uncertain(String),
-    /// Redis answered with an error (out of memory, a read-only replica, ...): nothing was published.
-    Rejected(String),
-}
-
-impl fmt::Display for PublishError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            PublishError::Unavailable(why) => write!(f, "Redis is unavailable: {why}"),
-            PublishError::Uncertain(why) => write!(f, "the publish may or may not have happened: {why}"),
-            PublishError::Rejected(why) => write!(f, "Redis refused the publish: {why}"),
-        }
-    }
-}
-
-impl std::error::Error for PublishError {}
-
 /// Publishes events into the shared history from any thread; clones share one connection.
 ///
-/// A publish takes one round trip. It never numbers anything itself, and it never waits longer than
-/// `connect_timeout` plus twice `command_timeout`: after a failed connection it fails at once until the
-/// reconnect backoff has passed.
+/// A publish takes one round trip. It never numbers anything itself, and it never waits longer than twice
+/// `connect_timeout + command_timeout` (a second attempt only follows a connection that failed with the
+/// event possibly sent); after a failed connection attempt it fails at once until the reconnect backoff has
+/// passed.
 #[derive(Clone)]
 pub struct Publisher {
     inner: Arc<Inner>,
@@ -80,8 +56,9 @@ impl Publisher {
     /// The topic name is used as given (the hub checks names).
     ///
     /// # Errors
-    /// [`PublishError`]: unavailable, uncertain or rejected.
-    pub fn publish(&self, topic: &str, event: &Event) -> Result<u64, PublishError> {
+    /// `BackboneError`: `Unavailable` (nothing was sent), `Uncertain` (sent, and its fate could not be learned
+    /// on a second connection) or `Rejected` (Redis answered with an error: out of memory, read-only...).
+    pub fn publish(&self, topic: &str, event: &Event) -> Result<u64, BackboneError> {
         let inner = &*self.inner;
         let node = &*inner.node;
         let mut invocation = inner.script.prepare_invoke();
@@ -99,8 +76,8 @@ impl Publisher {
         for attempt in 0..2 {
             let sent_before = attempt > 0;
             let fail = |why: String| match sent_before {
-                true => PublishError::Uncertain(why),
-                false => PublishError::Unavailable(why),
+                true => BackboneError::Uncertain(why),
+                false => BackboneError::Unavailable(why),
             };
             if state.conn.is_none() {
                 let now = Instant::now();
@@ -122,20 +99,20 @@ impl Publisher {
             match invocation.invoke::<redis::Value>(conn) {
                 Ok(reply) => {
                     let (seq, _epoch) = script::seq_and_epoch(&reply)
-                        .ok_or_else(|| PublishError::Uncertain(format!("unexpected reply {reply:?}")))?;
+                        .ok_or_else(|| BackboneError::Uncertain(format!("unexpected reply {reply:?}")))?;
                     node.floor.fetch_max(seq, Ordering::AcqRel);
                     return Ok(seq);
                 }
-                Err(e) if conn::is_reply_error(&e) => return Err(PublishError::Rejected(e.to_string())),
+                Err(e) if conn::is_reply_error(&e) => return Err(BackboneError::Rejected(e.to_string())),
                 Err(e) => {
                     state.conn = None;
                     if sent_before {
-                        return Err(PublishError::Uncertain(e.to_string()));
+                        return Err(BackboneError::Uncertain(e.to_string()));
                     }
                     log::debug!("publish: {e}; trying once more on a new connection");
                 }
             }
         }
-        Err(PublishError::Uncertain("the connection failed twice".to_owned()))
+        Err(BackboneError::Uncertain("the connection failed twice".to_owned()))
     }
 }

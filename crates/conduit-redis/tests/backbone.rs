@@ -1,7 +1,7 @@
 //! The backbone against a real `redis-server` on a loopback port of its own (see `conduit_redis::testing`).
 
 use conduit_redis::testing::{Persistence, RedisServer};
-use conduit_redis::{Entry, History, HistoryRequest, PublishError, Reader, ReaderEvent, RedisConfig, RedisNode};
+use conduit_redis::{BackboneError, Entry, History, HistoryRequest, Reader, ReaderEvent, RedisConfig, RedisNode};
 use conduit_sse::Event;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -299,7 +299,7 @@ fn a_restart_with_appendonly_loses_nothing_and_publishes_fail_meanwhile() {
     let start = Instant::now();
     for _ in 0..3 {
         let err = node.publish("t", &Event::new().data("lost")).unwrap_err();
-        assert!(matches!(err, PublishError::Unavailable(_) | PublishError::Uncertain(_)), "{err:?}");
+        assert!(matches!(err, BackboneError::Unavailable(_) | BackboneError::Uncertain(_)), "{err:?}");
     }
     assert!(start.elapsed() < Duration::from_secs(4), "{:?}", start.elapsed());
     server.restart();
@@ -375,10 +375,10 @@ fn publishing_without_redis_fails_at_once() {
     let node = RedisNode::new(config).unwrap();
     let start = Instant::now();
     let first = node.publish("t", &Event::new().data("x")).unwrap_err();
-    assert!(matches!(first, PublishError::Unavailable(_)), "{first:?}");
+    assert!(matches!(first, BackboneError::Unavailable(_)), "{first:?}");
     // Within the backoff, without even trying.
     let second = Instant::now();
-    assert!(matches!(node.publish("t", &Event::new().data("x")), Err(PublishError::Unavailable(_))));
+    assert!(matches!(node.publish("t", &Event::new().data("x")), Err(BackboneError::Unavailable(_))));
     assert!(second.elapsed() < Duration::from_millis(50), "{:?}", second.elapsed());
     assert!(start.elapsed() < Duration::from_secs(2), "{:?}", start.elapsed());
 }
