@@ -6,7 +6,7 @@
 mod common;
 
 #[allow(dead_code)]
-#[path = "../examples/sse_simple_server.rs"]
+#[path = "../examples/sse_simple_server/main.rs"]
 mod example;
 
 use common::{ExampleProcess, local_config, roundtrip, spawn_with_hub};

@@ -8,9 +8,9 @@
 
 use crate::backbone::{Backbone, BackboneError, BackboneEvent, shared_event};
 use crate::message::Msg;
-use crate::registry::{Registry, RegistryError};
+use crate::registry::{HistoryError, Registry, RegistryError};
 use conduit_net::Remote;
-use conduit_sse::{BacklogLimits, Event};
+use conduit_sse::{BacklogLimits, Decoder, Event, MessageEvent, SharedEvent};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -141,7 +141,7 @@ impl Hub {
     }
 
     fn build(config: HubConfig, backbone: Option<Arc<dyn Backbone>>) -> Hub {
-        let registry = Registry::new(config.max_topics, config.max_unpublished_topics);
+        let registry = Registry::new(config.max_topics, config.max_unpublished_topics, config.backlog);
         let publisher = Publisher { seq: 0, loops: Vec::new(), registry };
         Hub { shared: Arc::new(HubShared { config, publisher: Mutex::new(publisher), backbone }) }
     }
@@ -177,6 +177,20 @@ impl Hub {
             first.iter().for_each(|t| backbone.follow(t));
         }
         Ok(())
+    }
+
+    /// Up to `limit` events that `topic` holds, oldest first: those after the event with id `after`, or all
+    /// of them. For readers that are not streams (a tool reading a topic, a handler checking whether a reply
+    /// is complete). Events are decoded back into their fields; `last_event_id` is each event's own id.
+    ///
+    /// On an external backbone the history lives in its store, not here: this holds nothing then (a stream's
+    /// resume reads the store).
+    ///
+    /// # Errors
+    /// [`HistoryError::UnknownId`] when `after` is not among the events the topic holds.
+    pub fn history(&self, topic: &str, after: Option<&str>, limit: usize) -> Result<Vec<MessageEvent>, HistoryError> {
+        let held = self.lock().registry.history(topic, after, limit)?;
+        Ok(held.iter().map(decode_held).collect())
     }
 
     /// A stream counted by [`follow`](Self::follow) has ended.
@@ -251,7 +265,7 @@ impl Hub {
             },
         };
         let shared = shared_event(seq, &event);
-        let forgotten = publisher.registry.publish(&topic, seq).map_err(|_| PublishError::TooManyTopics)?;
+        let forgotten = publisher.registry.publish(&topic, &shared).map_err(|_| PublishError::TooManyTopics)?;
         let mut delivered = false;
         for remote in &open {
             if let Some(name) = &forgotten {
@@ -288,6 +302,19 @@ fn deliver_to(loops: Vec<Remote<Msg>>) -> crate::backbone::Deliver {
     })
 }
 
+/// The fields of an event the hub encoded. An event without data dispatches nothing in the SSE algorithm,
+/// so it is read back as an event with empty data.
+fn decode_held(event: &SharedEvent) -> MessageEvent {
+    let mut decoder = Decoder::new();
+    // The hub encoded these bytes itself: they are valid and far below any decoder limit.
+    let _ = decoder.feed(event.body());
+    decoder.next_event().unwrap_or_else(|| MessageEvent {
+        event_type: "message".to_owned(),
+        data: String::new(),
+        last_event_id: event.id().to_owned(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -321,5 +348,14 @@ mod tests {
             assert_eq!(next_sequence(last, at(now)), want, "after {last} at {now}");
         }
         assert_eq!(next_sequence(7, UNIX_EPOCH - Duration::from_secs(1)), 8, "a clock before 1970 is no clock");
+    }
+
+    #[test]
+    fn held_events_decode_back_into_their_fields() {
+        let event = Event::new().event("token").unwrap().data("a\nb");
+        let held = decode_held(&shared_event(9, &event.id("9").unwrap()));
+        assert_eq!((held.event_type.as_str(), held.data.as_str(), held.last_event_id.as_str()), ("token", "a\nb", "9"));
+        let empty = decode_held(&shared_event(10, &Event::new().id("10").unwrap()));
+        assert_eq!((empty.data.as_str(), empty.last_event_id.as_str()), ("", "10"));
     }
 }
