@@ -25,7 +25,8 @@ pub struct HubConfig {
     pub max_topics: usize,
     /// Topics that streams follow before anything was published to them, at most. Past it, a subscription that
     /// would create another gets `503`. Kept apart from `max_topics` so that subscribers, who need no token,
-    /// can never fill the table that publishing needs.
+    /// can never fill the table that publishing needs. On an external backbone, where events are not kept in
+    /// this table, every topic a stream follows counts here.
     pub max_unpublished_topics: usize,
     /// Topics one stream may follow at once.
     pub max_topics_per_stream: usize,
