@@ -13,6 +13,8 @@
 //!  conduit::http     RequestParser, ResponseHead     (sans-I/O)  <----+      and the http types
 //!        |
 //!  conduit::net      EventLoop, WriteQueue, Timers, Remote
+//!
+//!  conduit::redis    RedisBackbone: the hub on Redis Streams, for many nodes (above conduit::server)
 //! ```
 //!
 //! ```no_run
@@ -32,6 +34,7 @@ pub use conduit_client as client;
 pub use conduit_http as http;
 pub use conduit_mcp as mcp;
 pub use conduit_net as net;
+pub use conduit_redis as redis;
 pub use conduit_server as server;
 pub use conduit_sse as sse;
 

@@ -30,6 +30,7 @@ fn bad_arguments_are_refused_with_a_reason_and_status_2() {
         (&["--addr", "127.0.0.1"][..], "invalid value"),
         (&["--token", "has space"][..], "without spaces"),
         (&["--bogus"][..], "unexpected argument"),
+        (&["--redis", "http://127.0.0.1:6379"][..], "must start with redis://"),
     ] {
         let out = run(args);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {out:?}");

@@ -20,7 +20,9 @@
 //!
 //! The bearer token comes from `--token` or `CONDUIT_TOKEN`; without either, a random one is made and printed.
 //! Pages on other origins may use the server when listed with `--cors-origin ORIGIN` (repeatable) or
-//! `CONDUIT_CORS_ORIGINS` (comma-separated; `*` for any). SIGINT or SIGTERM shuts down gracefully: every open
+//! `CONDUIT_CORS_ORIGINS` (comma-separated; `*` for any). With `--redis redis://host:port` (or
+//! `CONDUIT_REDIS_URL`) the hub runs on Redis Streams: several processes on one Redis serve the same topics, and
+//! `GET /ready` answers 503 while Redis is unreachable. SIGINT or SIGTERM shuts down gracefully: every open
 //! stream gets a `shutdown` event (with `retry:`) and its end, then the process exits 0; a second signal
 //! exits at once.
 
@@ -56,6 +58,14 @@ struct Options {
     /// An origin whose pages may use the server (repeatable; `*` for any), e.g. http://localhost:3000.
     #[arg(long = "cors-origin", value_name = "ORIGIN", env = "CONDUIT_CORS_ORIGINS", value_delimiter = ',')]
     cors_origins: Vec<String>,
+    /// Run the hub on Redis Streams, redis://[[user]:password@]host[:port][/db]: every process on the same
+    /// Redis serves the same topics.
+    #[arg(long, value_name = "URL", env = "CONDUIT_REDIS_URL", hide_env_values = true, value_parser = parse_redis)]
+    redis: Option<conduit::redis::RedisConfig>,
+}
+
+fn parse_redis(text: &str) -> Result<conduit::redis::RedisConfig, String> {
+    conduit::redis::RedisConfig::from_url(text).map_err(|e| e.to_string())
 }
 
 /// Resolves `HOST:PORT`, names included (`localhost:8001`).
@@ -82,7 +92,14 @@ fn main() {
             std::process::exit(1);
         }),
     };
-    let hub = Hub::new(HubConfig::default());
+    let hub = match options.redis.clone().map(conduit::redis::RedisBackbone::new) {
+        None => Hub::new(HubConfig::default()),
+        Some(Ok(backbone)) => Hub::with_backbone(HubConfig::default(), backbone),
+        Some(Err(e)) => {
+            eprintln!("invalid --redis: {e}");
+            std::process::exit(2);
+        }
+    };
     let mut config = ServerConfig::new(options.addr);
     let origins: Vec<String> =
         options.cors_origins.iter().map(|o| o.trim().to_owned()).filter(|o| !o.is_empty()).collect();
@@ -144,8 +161,14 @@ pub fn router(token: &str, hub: &Hub) -> Router {
     let token: Arc<str> = Arc::from(token);
     let chats = Arc::new(AtomicUsize::new(0));
     let publish_token = Arc::clone(&token);
+    let ready_hub = hub.clone();
     let hub = hub.clone();
     Router::new()
+        // Readiness: 503 while the hub's backbone (Redis, with --redis) is unreachable.
+        .get("/ready", move |_: &Request| match ready_hub.backbone_up() {
+            true => Response::json(&json!({ "backbone": "up" })),
+            false => json_error(StatusCode::SERVICE_UNAVAILABLE, "the backbone is down").header("Retry-After", "1"),
+        })
         .get("/", |_: &Request| Response::html(INDEX_HTML))
         .get("/favicon.svg", |_: &Request| favicon())
         // Browsers ask for /favicon.ico whatever the page says; an SVG answers it as well.

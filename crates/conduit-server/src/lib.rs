@@ -48,6 +48,7 @@
 //!  config, auth, cors, hub (publishing side), router, reply (now or later), response, sse, channel (SseSender)
 //!  registry     which topics exist node-wide, who follows them, which is forgotten to make room
 //!  message      what other threads send a loop (Msg)
+//!  backbone     the Backbone trait an external store (Redis) implements, and what it feeds the loops
 //! ```
 //!
 //! A request arrives in `service`, is parsed by `connection`, answered by `dispatch`; a stream it opens is
@@ -57,6 +58,7 @@
 #![deny(missing_docs)]
 
 // Modules from the bottom up: each uses only those listed before it.
+pub mod backbone;
 mod message;
 mod channel;
 mod sse;
@@ -78,6 +80,7 @@ mod dispatch;
 mod service;
 mod server;
 
+pub use backbone::{Backbone, BackboneError, BackboneEvent, Deliver, HistoryAnswer};
 pub use channel::{DEFAULT_CHANNEL_CAPACITY, Disconnected, SseSender, TrySendError};
 pub use conduit_http::{Method, Request, StatusCode};
 pub use config::ServerConfig;

@@ -2,6 +2,7 @@
 //! senders ([`Hub`](crate::Hub), [`SseSender`](crate::SseSender), [`ServerHandle`](crate::ServerHandle)) and the
 //! loop's dispatcher all depend on this module and not on each other.
 
+use crate::backbone::BackboneEvent;
 use conduit_net::ConnId;
 use conduit_sse::SharedEvent;
 use std::sync::Arc;
@@ -19,6 +20,8 @@ pub(crate) enum Msg {
     Publish { topic: Arc<str>, event: SharedEvent },
     /// The hub forgot a topic nobody follows to make room for a new one: drop its backlog.
     Forget { topic: Arc<str> },
+    /// What an external backbone read; every loop gets the same ones in the same order.
+    Backbone(Arc<BackboneEvent>),
 }
 
 /// The loop's context as every module of the server sees it.

@@ -121,34 +121,42 @@ impl Registry {
     }
 
     /// Counts one more follower for each of `topics` (distinct names), creating unknown ones as unpublished.
+    /// Returns the topics that had no follower before.
     ///
     /// # Errors
     /// [`RegistryError::TooManyUnpublished`]: nothing was changed.
-    pub(crate) fn follow(&mut self, topics: &[Arc<str>]) -> Result<(), RegistryError> {
+    pub(crate) fn follow(&mut self, topics: &[Arc<str>]) -> Result<Vec<Arc<str>>, RegistryError> {
         let new = topics.iter().filter(|t| !self.topics.contains_key(*t)).count();
         if self.unpublished + new > self.max_unpublished {
             return Err(RegistryError::TooManyUnpublished);
         }
         self.unpublished += new;
         let limits = self.backlog;
+        let mut first = Vec::new();
         for topic in topics {
             let entry = self.topics.entry(Arc::clone(topic)).or_insert_with(|| Entry::new(limits));
-            if entry.followers == 0 && entry.newest > 0 {
-                self.idle.remove(&entry.newest);
+            if entry.followers == 0 {
+                if entry.newest > 0 {
+                    self.idle.remove(&entry.newest);
+                }
+                first.push(Arc::clone(topic));
             }
             entry.followers += 1;
         }
-        Ok(())
+        Ok(first)
     }
 
     /// Counts one follower less for each of `topics`, as counted by an earlier [`follow`](Self::follow).
-    pub(crate) fn unfollow(&mut self, topics: &[Arc<str>]) {
+    /// Returns the topics left without a follower.
+    pub(crate) fn unfollow(&mut self, topics: &[Arc<str>]) -> Vec<Arc<str>> {
+        let mut last = Vec::new();
         for topic in topics {
             let Some(entry) = self.topics.get_mut(topic) else { continue };
             entry.followers = entry.followers.saturating_sub(1);
             if entry.followers > 0 {
                 continue;
             }
+            last.push(Arc::clone(topic));
             if entry.newest == 0 {
                 self.topics.remove(topic);
                 self.unpublished -= 1;
@@ -156,6 +164,7 @@ impl Registry {
                 self.idle.insert(entry.newest, Arc::clone(topic));
             }
         }
+        last
     }
 
     /// Up to `limit` events of `topic` after the one with id `after` (from the oldest held without one).
@@ -253,8 +262,9 @@ mod tests {
         r.follow(&names(&["x", "y"])).unwrap();
         assert_eq!(r.follow(&names(&["p", "q"])), Err(RegistryError::TooManyUnpublished));
         assert_eq!(r.counts(), (0, 2), "nothing of the refused subscription was kept");
-        r.follow(&names(&["x", "p"])).unwrap();
+        assert_eq!(r.follow(&names(&["x", "p"])), Ok(names(&["p"])), "x already had a follower");
         assert_eq!(r.counts(), (0, 3));
+        assert_eq!(r.unfollow(&names(&["x", "p"])), names(&["p"]), "x has one more");
     }
 
     #[test]

@@ -223,8 +223,10 @@ impl Service {
         headers.extend(sse.headers.iter().cloned());
         let mut reset_event = None;
         if let Source::Subscription(sub) = &mut sse.source {
-            match fanout::plan(&mut self.hub, sub) {
-                Ok(start) => {
+            match fanout::plan(&mut self.hub, id, sub) {
+                // A subscription that waits (on an external backbone) learns its reset when it starts.
+                Ok(None) => {}
+                Ok(Some(start)) => {
                     reset_event = start.reset;
                     if let Some(oldest) = start.oldest_id {
                         headers.push((OLDEST_EVENT_ID_HEADER.to_owned(), oldest));
@@ -486,6 +488,10 @@ impl Handler for Service {
                 fanout::deliver(cx, &mut self.conns, &mut self.hub, topic, event, high_water);
             }
             Msg::Forget { topic } => self.hub.forget(&topic),
+            Msg::Backbone(event) => {
+                let high_water = self.config.stream_high_water;
+                fanout::on_backbone(cx, &mut self.conns, &mut self.hub, &event, high_water);
+            }
         }
     }
 

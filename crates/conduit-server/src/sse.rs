@@ -3,7 +3,8 @@
 
 use crate::channel::{Channel, DEFAULT_CHANNEL_CAPACITY, SseSender};
 use conduit_http::Request;
-use conduit_sse::Event;
+use conduit_sse::{Event, SharedEvent};
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -76,6 +77,14 @@ pub(crate) struct Subscription {
     /// Evictions up to this sequence number were announced with a `reset` event when the stream opened; only
     /// later ones mean the client fell behind.
     pub(crate) announced_gap: u64,
+    /// Where it starts is decided (on an external backbone it may wait for its topics or for history).
+    pub(crate) planned: bool,
+    /// Events older than the cache, read from the external backbone, to send before the cache's.
+    pub(crate) replay: VecDeque<SharedEvent>,
+    /// A history request from this position is on its way.
+    pub(crate) history_after: Option<u64>,
+    /// The history showed events after the client's position are gone: the stream opens with a `reset`.
+    pub(crate) history_lossy: bool,
 }
 
 impl Sse {
@@ -136,6 +145,10 @@ impl Sse {
             live: false,
             following: false,
             announced_gap: 0,
+            planned: false,
+            replay: VecDeque::new(),
+            history_after: None,
+            history_lossy: false,
         }))
     }
 
