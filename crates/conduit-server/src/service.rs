@@ -95,10 +95,10 @@ impl Service {
     }
 
     /// Runs a request and sends its reply.
-    fn answer(&mut self, cx: &mut LoopContext<'_>, id: ConnId, req: Request) {
+    fn answer(&mut self, cx: &mut LoopContext<'_>, id: ConnId, mut req: Request) {
         let head_only = req.method() == &Method::Head;
         let keep_alive = req.keep_alive() && !self.shutting_down;
-        match dispatch(&self.router, self.config.cors.as_ref(), &req) {
+        match dispatch(&self.router, self.config.cors.as_ref(), &mut req) {
             Reply::Response(r) => self.respond(cx, id, req.version(), r, keep_alive, head_only),
             Reply::Stream(sse) => self.start_stream(cx, id, req.version(), keep_alive, head_only, sse),
         }
