@@ -61,8 +61,15 @@ pub(crate) fn plan(hub: &mut HubState, sub: &mut Subscription) -> Result<Start, 
         hub.topic(topic);
     }
     let backlogs: Vec<&Backlog> = sub.topics.iter().filter_map(|t| hub.topics.get(t)).map(|t| &t.backlog).collect();
-    let plan = plan_resume(&backlogs, sub.last_event_id.as_deref(), hub.published);
-    if matches!(plan, ResumePlan::Reset { .. }) {
+    let plan = match (&sub.last_event_id, sub.from_oldest) {
+        // Everything held: just before the oldest event of any of the topics.
+        (None, true) => ResumePlan::Replay {
+            cursor: backlogs.iter().filter_map(|b| b.oldest()).map(|e| e.seq() - 1).min().unwrap_or(hub.published),
+        },
+        (last, _) => plan_resume(&backlogs, last.as_deref(), hub.published),
+    };
+    if matches!(plan, ResumePlan::Reset { .. }) || (sub.from_oldest && sub.last_event_id.is_none()) {
+        // What was evicted before the stream opened is not the client's loss: it never asked for it.
         sub.announced_gap = backlogs.iter().map(|b| b.evicted_through()).max().unwrap_or(0);
     }
     let oldest_id = backlogs.iter().filter_map(|b| b.oldest()).min_by_key(|e| e.seq()).map(|e| e.id().to_owned());
@@ -99,25 +106,32 @@ pub(crate) fn unfollow(hub: &mut HubState, id: ConnId, sub: &mut Subscription) {
 }
 
 /// Feeds a subscription that is catching up from its topics' backlogs, up to the high-water mark, and makes
-/// it live once it has read everything held.
-pub(crate) fn catch_up(cx: &mut LoopContext<'_>, conns: &mut Conns, hub: &mut HubState, id: ConnId, high_water: usize) {
+/// it live once it has read everything held. Returns true when it wrote the event its stream ends after
+/// ([`Sse::end_after`](crate::Sse::end_after)): the caller ends the stream.
+pub(crate) fn catch_up(
+    cx: &mut LoopContext<'_>,
+    conns: &mut Conns,
+    hub: &mut HubState,
+    id: ConnId,
+    high_water: usize,
+) -> bool {
     let now = cx.now();
-    let Some(mut queued) = cx.queued(id) else { return };
-    let Some(stream) = conns.stream_mut(id) else { return };
-    let Source::Subscription(sub) = &mut stream.source else { return };
+    let Some(mut queued) = cx.queued(id) else { return false };
+    let Some(stream) = conns.stream_mut(id) else { return false };
+    let Source::Subscription(sub) = &mut stream.source else { return false };
     if sub.live {
-        return;
+        return false;
     }
     loop {
         if queued >= high_water {
             cx.notify_drained(id);
-            return;
+            return false;
         }
         let topics = sub.topics.iter().filter_map(|t| hub.topics.get(t));
         if !topics.clone().all(|t| t.backlog.complete_after(sub.cursor.max(sub.announced_gap))) {
             log::warn!("stream {id} fell behind the backlog of its topics; closing it so that it resumes");
             cx.close(id);
-            return;
+            return false;
         }
         let Some(next) = topics.filter_map(|t| t.backlog.next_after(sub.cursor)).min_by_key(|e| e.seq()) else {
             for topic in &sub.topics {
@@ -127,23 +141,27 @@ pub(crate) fn catch_up(cx: &mut LoopContext<'_>, conns: &mut Conns, hub: &mut Hu
                 }
             }
             sub.live = true;
-            return;
+            return false;
         };
         let range = frame_range(next, stream.chunked);
         let len = range.len();
         if cx.write_shared(id, next.bytes(), range).is_err() {
             cx.close(id);
-            return;
+            return false;
         }
         queued += len;
         sub.cursor = next.seq();
         stream.keep_alive.record_activity(now);
+        if sub.ends_with(next.body()) {
+            return true;
+        }
     }
 }
 
 /// Keeps a published event in its topic's backlog and delivers it to the topic's live subscribers. One that
 /// cannot take it now drops back to catching up from the backlog, so a slow client never holds up the others
-/// or grows its queue.
+/// or grows its queue. Returns the streams for which this was the event they end after
+/// ([`Sse::end_after`](crate::Sse::end_after)): the caller ends them.
 pub(crate) fn deliver(
     cx: &mut LoopContext<'_>,
     conns: &mut Conns,
@@ -151,7 +169,8 @@ pub(crate) fn deliver(
     topic: Arc<str>,
     event: SharedEvent,
     high_water: usize,
-) {
+) -> Vec<ConnId> {
+    let mut ended = Vec::new();
     let now = cx.now();
     // The hub's registry made room for this topic before the event was acknowledged.
     let t = hub.topic(&topic);
@@ -159,11 +178,11 @@ pub(crate) fn deliver(
         Ok(evicted) => evicted,
         Err(e) => {
             log::error!("dropping event for {topic:?}: {e}");
-            return;
+            return ended;
         }
     };
     hub.published = event.seq();
-    let Some(t) = hub.topics.get_mut(&topic) else { return };
+    let Some(t) = hub.topics.get_mut(&topic) else { return ended };
     if evicted > 0 {
         // A subscriber still catching up whose next events were just evicted can never be served losslessly:
         // cut it off now, so that it resumes and is told, rather than when it next reads.
@@ -194,6 +213,9 @@ pub(crate) fn deliver(
         if fits && cx.write_shared(id, event.bytes(), range).is_ok() {
             sub.cursor = event.seq();
             stream.keep_alive.record_activity(now);
+            if sub.ends_with(event.body()) {
+                ended.push(id);
+            }
         } else {
             sub.live = false;
             behind.push(id);
@@ -209,6 +231,7 @@ pub(crate) fn deliver(
         }
         cx.notify_drained(id);
     }
+    ended
 }
 
 /// The event that opens a stream whose resume was not lossless.

@@ -218,7 +218,10 @@ impl Service {
         let Some(queued) = cx.queued(id) else { return };
         let Some(stream) = self.conns.stream_mut(id) else { return };
         if matches!(stream.source, Source::Subscription(_)) {
-            return fanout::catch_up(cx, &mut self.conns, &mut self.hub, id, high_water);
+            if fanout::catch_up(cx, &mut self.conns, &mut self.hub, id, high_water) {
+                self.finish_stream(cx, id, None);
+            }
+            return;
         }
         let mut body = std::mem::take(&mut self.scratch);
         let after = stream.pull(queued, high_water, &mut body);
@@ -396,7 +399,9 @@ impl Handler for Service {
             Msg::Shutdown => self.begin_shutdown(cx),
             Msg::Publish { topic, event } => {
                 let high_water = self.config.stream_high_water;
-                fanout::deliver(cx, &mut self.conns, &mut self.hub, topic, event, high_water);
+                for id in fanout::deliver(cx, &mut self.conns, &mut self.hub, topic, event, high_water) {
+                    self.finish_stream(cx, id, None);
+                }
             }
             Msg::Forget { topic } => self.hub.forget(&topic),
         }
