@@ -28,23 +28,23 @@ fn parameters_reach_handlers_and_refusals_stay_exact() {
     config.cors = Some(CorsConfig::allow_origins(["http://127.0.0.1:9"]));
     let server = spawn_with(config, router());
     let addr = server.local_addr();
-    // (method, target, extra headers, status, body, Allow)
-    let cases: &[(&str, &str, &str, u16, &str, Option<&str>)] = &[
-        ("GET", "/items/42", "", 200, "item 42", None),
-        ("GET", "/items/a%20b%C3%A9", "", 200, "item a bé", None),
-        ("DELETE", "/items/42", "", 200, "deleted 42", None),
-        ("GET", "/items/new", "", 200, "the form", None),
-        ("DELETE", "/items/new", "", 405, "", Some("GET, HEAD, OPTIONS")),
-        ("PUT", "/items/42", "", 405, "", Some("GET, DELETE, HEAD, OPTIONS")),
-        ("OPTIONS", "/items/42", "", 204, "", Some("GET, DELETE, HEAD, OPTIONS")),
-        ("GET", "/items/a%2Fb", "", 404, "", None),
-        ("GET", "/items/%2E%2E", "", 404, "", None),
-        ("GET", "/items/..", "", 404, "", None),
-        ("GET", "/items/", "", 404, "", None),
-        ("GET", "/items/1/2", "", 404, "", None),
+    // (method, target, status, body, Allow)
+    let cases: &[(&str, &str, u16, &str, Option<&str>)] = &[
+        ("GET", "/items/42", 200, "item 42", None),
+        ("GET", "/items/a%20b%C3%A9", 200, "item a bé", None),
+        ("DELETE", "/items/42", 200, "deleted 42", None),
+        ("GET", "/items/new", 200, "the form", None),
+        ("DELETE", "/items/new", 405, "", Some("GET, HEAD, OPTIONS")),
+        ("PUT", "/items/42", 405, "", Some("GET, DELETE, HEAD, OPTIONS")),
+        ("OPTIONS", "/items/42", 204, "", Some("GET, DELETE, HEAD, OPTIONS")),
+        ("GET", "/items/a%2Fb", 404, "", None),
+        ("GET", "/items/%2E%2E", 404, "", None),
+        ("GET", "/items/..", 404, "", None),
+        ("GET", "/items/", 404, "", None),
+        ("GET", "/items/1/2", 404, "", None),
     ];
-    for (method, target, extra, status, body, allow) in cases {
-        let (head, got) = roundtrip(addr, &request(method, target, extra));
+    for (method, target, status, body, allow) in cases {
+        let (head, got) = roundtrip(addr, &request(method, target, ""));
         assert_eq!(head.status, *status, "{method} {target}");
         if *status == 200 {
             assert_eq!(String::from_utf8_lossy(&got), *body, "{method} {target}");
