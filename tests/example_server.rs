@@ -267,7 +267,8 @@ fn chat_streams_start_conversation_tokens_and_end() {
     let events = typed_events(&String::from_utf8(conn.read_chunked_body()).unwrap());
     let kinds: Vec<&str> = events.iter().map(|(k, _)| k.as_str()).collect();
     assert_eq!(kinds[..2], ["stream_start", "conversation_id"]);
-    assert_eq!(events[0].1, serde_json::json!({ "status": "streaming" }));
+    let message_id = head.header("conduit-message-id").expect("the message id header");
+    assert_eq!(events[0].1, serde_json::json!({ "message_id": message_id, "status": "streaming" }));
     assert!(events[1].1["conversation_id"].as_str().is_some_and(|id| !id.is_empty()));
     let (last, middle) = events[2..].split_last().unwrap();
     assert_eq!(last.0, "stream_end");
