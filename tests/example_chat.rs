@@ -34,12 +34,12 @@ struct ChatEvent {
 }
 
 fn parse(body: &str) -> Vec<ChatEvent> {
-    body.split_terminator("\n\n")
-        .filter(|block| !block.starts_with(':'))
-        .map(|block| ChatEvent {
-            id: block.lines().find_map(|l| l.strip_prefix("id: ")).expect(block).to_owned(),
-            kind: block.lines().find_map(|l| l.strip_prefix("event: ")).unwrap_or("message").to_owned(),
-            data: serde_json::from_str(block.lines().find_map(|l| l.strip_prefix("data: ")).expect(block)).unwrap(),
+    common::events(body)
+        .into_iter()
+        .map(|e| ChatEvent {
+            id: e.id.expect("hub events have ids"),
+            kind: e.event,
+            data: serde_json::from_str(&e.data).unwrap(),
         })
         .collect()
 }

@@ -211,13 +211,7 @@ fn post_chat(conn: &mut Conn, body: &str) {
 
 /// (event type, parsed data) of each block of a chat stream.
 fn typed_events(body: &str) -> Vec<(String, serde_json::Value)> {
-    body.split_terminator("\n\n")
-        .map(|block| {
-            let kind = block.lines().find_map(|l| l.strip_prefix("event: ")).unwrap_or("message").to_owned();
-            let data = block.lines().find_map(|l| l.strip_prefix("data: ")).expect(block);
-            (kind, serde_json::from_str(data).unwrap())
-        })
-        .collect()
+    common::events(body).into_iter().map(|e| (e.event, serde_json::from_str(&e.data).unwrap())).collect()
 }
 
 #[test]

@@ -167,17 +167,9 @@ fn ask(server: &SpawnedServer, body: &Value, status: u16) -> Conn {
     conn
 }
 
-/// (event name, data) of each event of a stream body.
+/// (event name, parsed data) of each event of a stream body.
 fn events(body: &[u8]) -> Vec<(String, Value)> {
-    std::str::from_utf8(body)
-        .unwrap()
-        .split_terminator("\n\n")
-        .map(|block| {
-            let name = block.lines().find_map(|l| l.strip_prefix("event: ")).unwrap_or("message").to_owned();
-            let data = block.lines().find_map(|l| l.strip_prefix("data: ")).expect(block);
-            (name, serde_json::from_str(data).unwrap())
-        })
-        .collect()
+    common::events(body).into_iter().map(|e| (e.event, serde_json::from_str(&e.data).unwrap())).collect()
 }
 
 #[test]

@@ -31,15 +31,7 @@ fn open(server: &SpawnedServer, target: &str, last_event_id: Option<&str>) -> Co
 
 /// (event name, data) of each event in `body`.
 fn named(body: impl AsRef<[u8]>) -> Vec<(String, String)> {
-    std::str::from_utf8(body.as_ref())
-        .unwrap()
-        .split_terminator("\n\n")
-        .filter_map(|block| {
-            let data = block.lines().find_map(|l| l.strip_prefix("data: "))?;
-            let name = block.lines().find_map(|l| l.strip_prefix("event: ")).unwrap_or("message");
-            Some((name.to_owned(), data.to_owned()))
-        })
-        .collect()
+    common::events(body).into_iter().map(|e| (e.event, e.data)).collect()
 }
 
 fn publish(hub: &Hub, topic: &str, name: &str, data: &str) -> String {
