@@ -1,6 +1,7 @@
 //! Routes by method and path: exact paths, and patterns with parameters such as `/items/{id}`.
 
-use crate::response::{Reply, Response};
+use crate::reply::Reply;
+use crate::response::Response;
 use conduit_http::{Method, Request, StatusCode};
 
 type BoxedHandler = Box<dyn Fn(&Request) -> Reply + Send + Sync>;
@@ -330,7 +331,7 @@ mod tests {
                 let allow = r.headers().iter().find(|(k, _)| k == "Allow").map(|(_, v)| v.clone());
                 (r.status_code().as_u16(), allow, String::from_utf8_lossy(r.body()).into_owned())
             }
-            Reply::Stream(_) => (0, None, String::new()),
+            Reply::Stream(_) | Reply::Deferred(_) => (0, None, String::new()),
         }
     }
 
