@@ -211,13 +211,7 @@ fn post_chat(conn: &mut Conn, body: &str) {
 
 /// (event type, parsed data) of each block of a chat stream.
 fn typed_events(body: &str) -> Vec<(String, serde_json::Value)> {
-    body.split_terminator("\n\n")
-        .map(|block| {
-            let kind = block.lines().find_map(|l| l.strip_prefix("event: ")).unwrap_or("message").to_owned();
-            let data = block.lines().find_map(|l| l.strip_prefix("data: ")).expect(block);
-            (kind, serde_json::from_str(data).unwrap())
-        })
-        .collect()
+    common::events(body).into_iter().map(|e| (e.event, serde_json::from_str(&e.data).unwrap())).collect()
 }
 
 #[test]
@@ -267,7 +261,8 @@ fn chat_streams_start_conversation_tokens_and_end() {
     let events = typed_events(&String::from_utf8(conn.read_chunked_body()).unwrap());
     let kinds: Vec<&str> = events.iter().map(|(k, _)| k.as_str()).collect();
     assert_eq!(kinds[..2], ["stream_start", "conversation_id"]);
-    assert_eq!(events[0].1, serde_json::json!({ "status": "streaming" }));
+    let message_id = head.header("conduit-message-id").expect("the message id header");
+    assert_eq!(events[0].1, serde_json::json!({ "message_id": message_id, "status": "streaming" }));
     assert!(events[1].1["conversation_id"].as_str().is_some_and(|id| !id.is_empty()));
     let (last, middle) = events[2..].split_last().unwrap();
     assert_eq!(last.0, "stream_end");

@@ -16,7 +16,9 @@
 //! | `/stream/updates` | ten `update` events one second apart, then `done`                        |
 //! | `/stream?topic=t` | hub topic `t` (resumes from `Last-Event-ID`)                             |
 //! | `POST /publish?topic=t` | publish the body to topic `t` (bearer token)                       |
-//! | `POST /api/chat/stream` | a streamed chat reply (bearer token; JSON body)                    |
+//! | `POST /api/chat/stream` | a streamed chat reply (bearer token; JSON body); `Conduit-Message-Id` |
+//! | `GET /api/chat/stream/{id}` | resume a reply after `Last-Event-ID`; `204` once it was all read |
+//! | `DELETE /api/chat/stream/{id}` | cancel a reply                                              |
 //!
 //! The bearer token comes from `--token` or `CONDUIT_TOKEN`; without either, a random one is made and printed.
 //! Pages on other origins may use the server when listed with `--cors-origin ORIGIN` (repeatable) or
@@ -26,9 +28,10 @@
 //! stream gets a `shutdown` event (with `retry:`) and its end, then the process exits 0; a second signal
 //! exits at once.
 
-mod chat;
+pub mod chat;
 pub mod demos;
 
+use chat::{Chat, ChatConfig};
 use clap::Parser;
 use conduit::server::auth::require_bearer;
 use conduit::server::{
@@ -38,7 +41,6 @@ use conduit::sse::Event;
 use serde_json::json;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
-use std::sync::atomic::AtomicUsize;
 use std::time::Duration;
 
 const INDEX_HTML: &str = include_str!("assets/index.html");
@@ -62,6 +64,13 @@ struct Options {
     /// Redis serves the same topics.
     #[arg(long, value_name = "URL", env = "CONDUIT_REDIS_URL", hide_env_values = true, value_parser = parse_redis)]
     redis: Option<conduit::redis::RedisConfig>,
+    /// Chat replies generated at once; more get 503.
+    #[arg(long, value_name = "N", default_value_t = ChatConfig::default().max_replies as u32, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    max_replies: u32,
+    /// Seconds one chat reply may take; past it, it ends with an `error` event.
+    #[arg(long, value_name = "SECONDS", default_value_t = ChatConfig::default().max_reply_time.as_secs(),
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    reply_time_limit: u64,
 }
 
 fn parse_redis(text: &str) -> Result<conduit::redis::RedisConfig, String> {
@@ -104,11 +113,19 @@ fn main() {
     let origins: Vec<String> =
         options.cors_origins.iter().map(|o| o.trim().to_owned()).filter(|o| !o.is_empty()).collect();
     if !origins.is_empty() {
-        config.cors = Some(CorsConfig::allow_origins(origins));
+        let mut cors = CorsConfig::allow_origins(origins);
+        // Pages on other origins read the id of the reply they started.
+        cors.exposed_headers.push(chat::MESSAGE_ID_HEADER.to_owned());
+        config.cors = Some(cors);
     }
     config.shutdown_event =
         Some(event("shutdown", &json!({ "reason": "the server is shutting down" })).retry(Duration::from_secs(2)));
-    let server = match Server::bind_with_hub(config, router(&token, &hub), &hub) {
+    let chat_config = ChatConfig {
+        max_replies: options.max_replies as usize,
+        max_reply_time: Duration::from_secs(options.reply_time_limit),
+        ..ChatConfig::default()
+    };
+    let server = match Server::bind_with_hub(config, router_with(&token, &hub, chat_config), &hub) {
         Ok(server) => server,
         Err(e) => {
             eprintln!("cannot listen on {}: {e}", options.addr);
@@ -157,9 +174,15 @@ fn random_hex(bytes: usize) -> Result<String, getrandom::Error> {
     Ok(random.iter().map(|b| format!("{b:02x}")).collect())
 }
 
+/// The example's routes with the default chat limits.
 pub fn router(token: &str, hub: &Hub) -> Router {
+    router_with(token, hub, ChatConfig::default())
+}
+
+pub fn router_with(token: &str, hub: &Hub, chat: ChatConfig) -> Router {
     let token: Arc<str> = Arc::from(token);
-    let chats = Arc::new(AtomicUsize::new(0));
+    let chat = Arc::new(Chat::new(hub, Arc::clone(&token), chat));
+    let (resume, cancel) = (Arc::clone(&chat), Arc::clone(&chat));
     let publish_token = Arc::clone(&token);
     let ready_hub = hub.clone();
     let hub = hub.clone();
@@ -177,9 +200,29 @@ pub fn router(token: &str, hub: &Hub) -> Router {
         .get("/count", demos::count_stream)
         .get("/stream/ai", |_: &Request| demos::ai_stream())
         .get("/stream/updates", |_: &Request| demos::updates_stream())
-        .get("/stream", |req: &Request| Sse::subscribe_request(req))
+        .get("/stream", subscribe)
         .post("/publish", move |req: &Request| publish(req, &publish_token, &hub))
-        .post("/api/chat/stream", move |req: &Request| chat::chat_stream(req, &token, &chats))
+        .post("/api/chat/stream", move |req: &Request| chat.start(req))
+        .get("/api/chat/stream/{message_id}", move |req: &Request| resume.resume(req))
+        .delete("/api/chat/stream/{message_id}", move |req: &Request| cancel.cancel(req))
+}
+
+/// True for a topic of the chat's replies, which only the chat routes (with their token) may use.
+fn reserved_topic(topic: &str) -> bool {
+    topic.trim_matches(' ').starts_with(chat::TOPIC_PREFIX)
+}
+
+fn reserved_topic_error() -> Response {
+    Response::error(StatusCode::FORBIDDEN, format_args!("topics starting with {:?} are reserved", chat::TOPIC_PREFIX))
+}
+
+/// `GET /stream?topic=T`: a subscription to hub topics, except the chat's.
+fn subscribe(req: &Request) -> Result<Sse, Response> {
+    let topics = req.query_pairs().iter().filter(|(k, _)| k == "topic").flat_map(|(_, v)| v.split(','));
+    if topics.into_iter().any(reserved_topic) {
+        return Err(reserved_topic_error());
+    }
+    Ok(Sse::subscribe_request(req))
 }
 
 fn favicon() -> Response {
@@ -198,6 +241,12 @@ fn publish(req: &Request, token: &str, hub: &Hub) -> Response {
     let Some(topic) = req.query("topic") else {
         return json_error(StatusCode::BAD_REQUEST, "the topic query parameter is required");
     };
+    if reserved_topic(topic) {
+        return json_error(
+            StatusCode::FORBIDDEN,
+            format_args!("topics starting with {:?} are reserved", chat::TOPIC_PREFIX),
+        );
+    }
     if req.body().len() > MAX_PUBLISH_BYTES {
         return json_error(StatusCode::PAYLOAD_TOO_LARGE, format_args!("events are at most {MAX_PUBLISH_BYTES} bytes"));
     }

@@ -190,10 +190,16 @@ export async function recordStates(page, selector) {
   return () => page.evaluate((sel) => window.__states[sel], selector);
 }
 
-/** The rows of a panel's event log: [{ type, id, data }] (id null when the event had none). */
+/** The event rows of a panel's log: [{ type, id, data }] (id null when the event had none). */
 export function logEntries(page, panel) {
-  return page.$$eval(`${panel} ol.log > li`, (lis) =>
+  return page.$$eval(`${panel} ol.log > li:not(.connection)`, (lis) =>
     lis.map((li) => ({ type: li.dataset.type, id: li.dataset.id ?? null, data: li.dataset.data })));
+}
+
+/** The log's rows about the connection itself (lost, reconnected, resumed...): [{ what, text }]. */
+export function connectionNotes(page, panel) {
+  return page.$$eval(`${panel} ol.log > li.connection`, (lis) =>
+    lis.map((li) => ({ what: li.dataset.connection, text: li.querySelector('.log-data').textContent })));
 }
 
 /** Waits until the log of `panel` has at least `n` rows matching `rowSelector` (e.g. `[data-type="time"]`). */

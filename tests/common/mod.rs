@@ -55,6 +55,33 @@ pub fn ids(body: &[u8]) -> Vec<u64> {
         .collect()
 }
 
+/// One event of a decoded stream body, as the tests read it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Block {
+    /// The `event:` name, `message` if there is none.
+    pub event: String,
+    pub id: Option<String>,
+    /// The first `data:` line.
+    pub data: String,
+}
+
+/// The events of a decoded stream body whose events have one data line each, in order; comments and blocks
+/// without data are skipped.
+pub fn events(body: impl AsRef<[u8]>) -> Vec<Block> {
+    std::str::from_utf8(body.as_ref())
+        .unwrap()
+        .split_terminator("\n\n")
+        .filter_map(|block| {
+            let field = |name: &str| block.lines().find_map(|l| l.strip_prefix(name)).map(str::to_owned);
+            Some(Block {
+                event: field("event: ").unwrap_or_else(|| "message".to_owned()),
+                id: field("id: "),
+                data: field("data: ")?,
+            })
+        })
+        .collect()
+}
+
 #[derive(Debug)]
 pub struct Head {
     pub status: u16,

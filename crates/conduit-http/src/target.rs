@@ -32,14 +32,16 @@ pub(crate) fn parse_target(target: &str) -> Result<Target, ParseError> {
     if target == "*" {
         return Ok(Target { path: "*".to_owned(), query: Vec::new() });
     }
+    let (raw_path, raw_query) = split_target(target)?;
+    Ok(Target { path: percent_decode(raw_path, false)?, query: parse_query(raw_query)? })
+}
+
+/// The still-encoded path and query of an origin-form or absolute-form target. Absolute-form
+/// `http://host?x` has no path at all; its path is `/`.
+pub(crate) fn split_target(target: &str) -> Result<(&str, &str), ParseError> {
     let origin = if target.starts_with('/') { target } else { strip_absolute_form(target)? };
-    let (raw_path, raw_query) = match origin.split_once('?') {
-        Some((path, query)) => (path, query),
-        None => (origin, ""),
-    };
-    // Absolute-form "http://host?x" has no path at all; its path is "/".
-    let path = if raw_path.is_empty() { "/".to_owned() } else { percent_decode(raw_path, false)? };
-    Ok(Target { path, query: parse_query(raw_query)? })
+    let (raw_path, raw_query) = origin.split_once('?').unwrap_or((origin, ""));
+    Ok((if raw_path.is_empty() { "/" } else { raw_path }, raw_query))
 }
 
 /// Returns the part of an absolute-form target after its authority (may be

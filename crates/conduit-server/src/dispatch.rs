@@ -8,13 +8,14 @@ use crate::router::Router;
 use conduit_http::{Request, StatusCode};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-/// The reply to `req`: the CORS answer, or the handler's reply with any CORS headers added.
-pub(crate) fn dispatch(router: &Router, cors: Option<&CorsConfig>, req: &Request) -> Reply {
+/// The reply to `req`: the CORS answer, or the handler's reply with any CORS headers added. The router sets
+/// the request's path parameters.
+pub(crate) fn dispatch(router: &Router, cors: Option<&CorsConfig>, req: &mut Request) -> Reply {
     let verdict = match req.header("origin") {
-        Some(_) => cors::check(cors, req, &router.allowed(req.path())),
+        Some(_) => cors::check(cors, req, &router.allowed(req)),
         None => cors::Verdict::SameOrigin,
     };
-    let run = || match catch_unwind(AssertUnwindSafe(|| router.handle(req))) {
+    let mut run = || match catch_unwind(AssertUnwindSafe(|| router.handle_in_place(req))) {
         Ok(reply) => reply,
         Err(_) => {
             log::error!("handler for {} {} panicked", req.method(), req.path());

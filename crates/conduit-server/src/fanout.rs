@@ -94,12 +94,20 @@ fn decide(hub: &mut HubState, id: ConnId, sub: &mut Subscription) -> Option<Star
 /// Where a subscription starts according to its topics' backlogs.
 fn plan_from_cache(hub: &HubState, sub: &Subscription) -> ResumePlan {
     let backlogs: Vec<&Backlog> = sub.topics.iter().filter_map(|t| hub.topics.get(t)).map(|t| &t.backlog).collect();
-    plan_resume(&backlogs, sub.last_event_id.as_deref(), hub.published)
+    match (&sub.last_event_id, sub.from_oldest) {
+        // Everything held: just before the oldest event of any of the topics.
+        (None, true) => ResumePlan::Replay {
+            cursor: backlogs.iter().filter_map(|b| b.oldest()).map(|e| e.seq() - 1).min().unwrap_or(hub.published),
+        },
+        (last, _) => plan_resume(&backlogs, last.as_deref(), hub.published),
+    }
 }
 
 /// Settles a subscription on `plan`: its cursor, and the `reset` that opens its stream if it needs one.
 fn settle(hub: &HubState, sub: &mut Subscription, plan: ResumePlan) -> Start {
-    if matches!(plan, ResumePlan::Reset { .. }) {
+    if matches!(plan, ResumePlan::Reset { .. }) || (sub.from_oldest && sub.last_event_id.is_none()) {
+        // Evictions before the stream opened are announced by the reset, or not the client's loss at all when it
+        // asked for everything held.
         let backlogs = sub.topics.iter().filter_map(|t| hub.topics.get(t)).map(|t| t.backlog.evicted_through());
         sub.announced_gap = backlogs.max().unwrap_or(0);
     }
@@ -197,7 +205,8 @@ pub(crate) fn unfollow(hub: &mut HubState, id: ConnId, sub: &mut Subscription) {
 }
 
 /// Feeds a subscription that is catching up from its topics' backlogs, up to the high-water mark, and makes
-/// it live once it has read everything held.
+/// it live once it has read everything held. A stream that wrote the event it ends after
+/// ([`Sse::end_after`](crate::Sse::end_after)) is put on `hub.ended` for the caller to end.
 pub(crate) fn catch_up(cx: &mut LoopContext<'_>, conns: &mut Conns, hub: &mut HubState, id: ConnId, high_water: usize) {
     let now = cx.now();
     let Some(mut queued) = cx.queued(id) else { return };
@@ -224,6 +233,10 @@ pub(crate) fn catch_up(cx: &mut LoopContext<'_>, conns: &mut Conns, hub: &mut Hu
             }
             sub.cursor = next.seq();
             stream.keep_alive.record_activity(now);
+            if sub.ends_with(next.body()) {
+                hub.ended.push(id);
+                return;
+            }
             continue;
         }
         let topics = sub.topics.iter().filter_map(|t| hub.topics.get(t));
@@ -251,12 +264,16 @@ pub(crate) fn catch_up(cx: &mut LoopContext<'_>, conns: &mut Conns, hub: &mut Hu
         queued += len;
         sub.cursor = next.seq();
         stream.keep_alive.record_activity(now);
+        if sub.ends_with(next.body()) {
+            hub.ended.push(id);
+            return;
+        }
     }
 }
 
 /// Keeps a published event in its topic's backlog and delivers it to the topic's live subscribers. One that
 /// cannot take it now drops back to catching up from the backlog, so a slow client never holds up the others
-/// or grows its queue.
+/// or grows its queue. Streams for which this was the event they end after go on `hub.ended`.
 pub(crate) fn deliver(
     cx: &mut LoopContext<'_>,
     conns: &mut Conns,
@@ -297,6 +314,9 @@ pub(crate) fn deliver(
         if fits && cx.write_shared(id, event.bytes(), range).is_ok() {
             sub.cursor = event.seq();
             stream.keep_alive.record_activity(now);
+            if sub.ends_with(event.body()) {
+                hub.ended.push(id);
+            }
         } else {
             sub.live = false;
             behind.push(id);

@@ -226,7 +226,8 @@ impl Hub {
     /// backlog for clients that resume. Unless the event has an id, the hub gives it the next number of its
     /// sequence (shared by all its topics, so ids increase within every topic, and taken from the clock in
     /// microseconds, so ids of an earlier run of the process are never reused). Returns the event's id.
-    /// Never blocks on subscribers: it numbers the event and hands it to the loops' mailboxes.
+    /// Never blocks on subscribers: it numbers the event and hands it to the loops' mailboxes, under a lock
+    /// held only for that, so async tasks and handlers on the loop may call it directly.
     ///
     /// # Errors
     /// [`PublishError::InvalidTopic`], [`PublishError::NotRunning`] before the server runs or after it stopped,

@@ -17,6 +17,11 @@
 //! pulls from as fast as the client reads ([`Sse::from_iter`]). A client that disconnects is noticed at once
 //! (EOF or a failed write); its stream, timers and source are freed and channel senders start failing.
 //!
+//! Async producers need no runtime support from this crate: [`SseSender::send_async`] is a plain
+//! [`Future`](std::future::Future) woken by the loop when the stream has room or its client left, so it runs
+//! under tokio, smol or a hand-written executor alike; and [`Hub::publish`] never waits for subscribers (it
+//! takes a short lock, numbers the event and hands it to the loops), so async code calls it directly.
+//!
 //! ```no_run
 //! use conduit_server::{Request, Response, Router, Server, ServerConfig, Sse};
 //! use conduit_sse::Event;
@@ -81,7 +86,7 @@ mod service;
 mod server;
 
 pub use backbone::{Backbone, BackboneError, BackboneEvent, Deliver, HistoryAnswer};
-pub use channel::{DEFAULT_CHANNEL_CAPACITY, Disconnected, SseSender, TrySendError};
+pub use channel::{DEFAULT_CHANNEL_CAPACITY, Disconnected, SendFuture, SseSender, TrySendError};
 pub use conduit_http::{Method, Request, StatusCode};
 pub use config::ServerConfig;
 pub use cors::{CorsConfig, CorsError};

@@ -96,10 +96,10 @@ impl Service {
     }
 
     /// Runs a request and sends its reply.
-    fn answer(&mut self, cx: &mut LoopContext<'_>, id: ConnId, req: Request) {
+    fn answer(&mut self, cx: &mut LoopContext<'_>, id: ConnId, mut req: Request) {
         let head_only = req.method() == &Method::Head;
         let keep_alive = req.keep_alive() && !self.shutting_down;
-        let reply = dispatch(&self.router, self.config.cors.as_ref(), &req);
+        let reply = dispatch(&self.router, self.config.cors.as_ref(), &mut req);
         self.send_reply(cx, id, req.version(), keep_alive, head_only, reply);
     }
 
@@ -284,13 +284,21 @@ impl Service {
         }
     }
 
+    /// Ends the subscriptions that the fan-out found have sent the event they end after.
+    fn end_finished_subscriptions(&mut self, cx: &mut LoopContext<'_>) {
+        for id in std::mem::take(&mut self.hub.ended) {
+            self.finish_stream(cx, id, None);
+        }
+    }
+
     /// Produces what a stream's source has, up to the high-water mark.
     fn pump(&mut self, cx: &mut LoopContext<'_>, id: ConnId) {
         let high_water = self.config.stream_high_water;
         let Some(queued) = cx.queued(id) else { return };
         let Some(stream) = self.conns.stream_mut(id) else { return };
         if matches!(stream.source, Source::Subscription(_)) {
-            return fanout::catch_up(cx, &mut self.conns, &mut self.hub, id, high_water);
+            fanout::catch_up(cx, &mut self.conns, &mut self.hub, id, high_water);
+            return self.end_finished_subscriptions(cx);
         }
         let mut body = std::mem::take(&mut self.scratch);
         let after = stream.pull(queued, high_water, &mut body);
@@ -486,11 +494,13 @@ impl Handler for Service {
             Msg::Publish { topic, event } => {
                 let high_water = self.config.stream_high_water;
                 fanout::deliver(cx, &mut self.conns, &mut self.hub, topic, event, high_water);
+                self.end_finished_subscriptions(cx);
             }
             Msg::Forget { topic } => self.hub.forget(&topic),
             Msg::Backbone(event) => {
                 let high_water = self.config.stream_high_water;
                 fanout::on_backbone(cx, &mut self.conns, &mut self.hub, &event, high_water);
+                self.end_finished_subscriptions(cx);
             }
         }
     }

@@ -49,6 +49,9 @@ pub(crate) struct HubState {
     /// Subscriptions whose stream is open but whose start is not decided yet: their topics have not joined, or
     /// history older than the cache is on its way.
     pub(crate) waiting: HashSet<ConnId>,
+    /// Subscriptions that just sent the event they end after ([`Sse::end_after`](crate::Sse::end_after)); the
+    /// dispatcher ends them after each fan-out step.
+    pub(crate) ended: Vec<ConnId>,
 }
 
 impl HubState {
@@ -61,6 +64,7 @@ impl HubState {
             published: 0,
             epoch_start: 0,
             waiting: HashSet::new(),
+            ended: Vec::new(),
         }
     }
 
