@@ -323,8 +323,9 @@ export function curlStream(url, { ca, version = '--http2', headers = {} }) {
     protocol: () => /^< (HTTP\/[\d.]+) /m.exec(stderr)?.[1] ?? null,
     /** Resolves with the status once the whole response head has arrived (curl -v ends it with a bare "<"). */
     async waitOpen(timeoutMs = 5_000) {
-      await waitFor(() => /^< \r?$/m.test(stderr), timeoutMs, () => `no response head from ${url}:\n${stderr}`);
-      return Number(/^< HTTP\/[\d.]+ (\d+)/m.exec(stderr)[1]);
+      const head = /^< HTTP\/[\d.]+ (\d+)[^]*?^< \r?\n/m;   // \n, not $: a chunk may end mid-line
+      await waitFor(() => head.test(stderr), timeoutMs, () => `no response head from ${url}:\n${stderr}`);
+      return Number(head.exec(stderr)[1]);
     },
     waitEvents(n, timeoutMs = 5_000) {
       return waitFor(() => events.length >= n, timeoutMs,
@@ -375,7 +376,7 @@ export const agentFor = (ca) => new https.Agent({ keepAlive: true, maxSockets: 4
 /**
  * Publishes `count` events to `topic` through `origin` (POST /publish with the bearer token), one every `gapMs`,
  * and checks that `stream` (a curlStream on that topic) receives each, with the id the publish returned, within
- * MAX_LATENCY_MS of its request being sent.
+ * MAX_LATENCY_MS of its request being sent. Returns the largest latency (ms).
  */
 export async function checkUnbuffered({ agent, origin, token, topic, stream, count = 5, gapMs = 100 }) {
   const before = stream.events.length;
@@ -390,10 +391,9 @@ export async function checkUnbuffered({ agent, origin, token, topic, stream, cou
   }
   const received = stream.events.slice(before);
   assert.deepEqual(received.map(({ id, data }) => ({ id, data })), sent.map(({ id, data }) => ({ id, data })));
-  for (const [i, { sentAt }] of sent.entries()) {
-    const latency = received[i].at - sentAt;
-    assert.ok(latency < MAX_LATENCY_MS, `event ${i} on ${topic} took ${latency.toFixed(1)} ms (limit ${MAX_LATENCY_MS})`);
-  }
+  const latencies = sent.map(({ sentAt }, i) => Math.round(received[i].at - sentAt));
+  assert.ok(latencies.every((ms) => ms < MAX_LATENCY_MS), `latencies on ${topic} (limit ${MAX_LATENCY_MS} ms): ${latencies}`);
+  return Math.max(...latencies);
 }
 
 /**
@@ -430,36 +430,54 @@ export function openStreams(page, topics) {
   }, topics);
 }
 
+/** Waits until all `n` of the page's EventSources are open; on a timeout, says which state each one is in. */
+export async function waitAllOpen(page, n, timeout = 10_000) {
+  try {
+    await page.waitForFunction((n) => window.streams.filter((s) => s.source.readyState === EventSource.OPEN).length === n,
+      n, { timeout });
+  } catch (e) {
+    const states = await page.evaluate(() => window.streams.map((s) => ['connecting', 'open', 'closed'][s.source.readyState]));
+    throw new Error(`not all ${n} streams open within ${timeout} ms: ${states.join(', ')}`, { cause: e });
+  }
+}
+
 /** How many of the page's EventSources are open right now. */
 export const openCount = (page) =>
   page.evaluate(() => window.streams.filter((s) => s.source.readyState === EventSource.OPEN).length);
 
 /**
  * In a page on `origin`: checks the page came over HTTP/2, opens one EventSource per topic and waits until all
- * are open at once, publishes `rounds` rounds of one event per topic from the page (POST /publish, same clock as
- * the arrivals), and checks every stream gets exactly its events, in order, each within MAX_LATENCY_MS of its
- * publish request being sent, with every stream still open at the end.
+ * are open at once, then publishes `rounds` rounds of one event per topic from the page (POST /publish, same
+ * clock as the arrivals; one request at a time, so each event is timed from its own request rather than from
+ * behind eleven others), and checks every stream gets exactly its events, in order, each within MAX_LATENCY_MS
+ * of its publish request being sent, with every stream still open at the end. Returns the largest latency (ms).
  */
 export async function checkStreamsAtOnce({ browser, origin, token, topics, rounds = 3 }) {
+  let worst;
   await onOrigin(browser, origin, async (page) => {
     assert.equal(await pageProtocol(page), 'h2');
     await openStreams(page, topics);
-    await page.waitForFunction((n) => window.streams.filter((s) => s.source.readyState === EventSource.OPEN).length === n,
-      topics.length, { timeout: 10_000 });
+    await waitAllOpen(page, topics.length);
 
+    // sent[round][stream] = { id, sentAt, ackedIn }
     const sent = await page.evaluate(async ({ topics, token, rounds }) => {
+      // One untimed publish first: the page's first request pays for one-off set-up (and the proxy's first
+      // connection to Conduit for requests), which says nothing about buffering.
+      const warmUp = await fetch('/publish?topic=warm-up', { method: 'POST', headers: { Authorization: `Bearer ${token}` }, body: 'warm-up' });
+      if (warmUp.status !== 202) throw new Error(`warm-up publish: ${warmUp.status} ${await warmUp.text()}`);
       const sent = [];
       for (let round = 0; round < rounds; round++) {
-        const sentAt = performance.now();
-        const ids = await Promise.all(topics.map(async (topic) => {
+        const acks = [];
+        for (const topic of topics) {
+          const sentAt = performance.now();
           const res = await fetch(`/publish?topic=${encodeURIComponent(topic)}`, {
             method: 'POST', headers: { Authorization: `Bearer ${token}` }, body: `round ${round} on ${topic}`,
           });
           if (res.status !== 202) throw new Error(`publish to ${topic}: ${res.status} ${await res.text()}`);
-          return (await res.json()).id;
-        }));
-        sent.push({ sentAt, ids });
-        await new Promise((resolve) => setTimeout(resolve, 150));
+          const { id } = await res.json();
+          acks.push({ id, sentAt, ackedIn: Math.round(performance.now() - sentAt) });
+        }
+        sent.push(acks);
       }
       return sent;
     }, { topics, token, rounds });
@@ -469,14 +487,17 @@ export async function checkStreamsAtOnce({ browser, origin, token, topics, round
     const streams = await page.evaluate(() => window.streams.map(({ topic, events }) => ({ topic, events })));
     for (const [i, { topic, events }] of streams.entries()) {
       assert.deepEqual(events.map(({ id, data }) => ({ id, data })),
-        sent.map(({ ids }, round) => ({ id: ids[i], data: `round ${round} on ${topic}` })), `events of ${topic}`);
+        sent.map((acks, round) => ({ id: acks[i].id, data: `round ${round} on ${topic}` })), `events of ${topic}`);
     }
-    // Every latency, so that a failure shows whether one event was late or all of them.
-    const latencies = sent.map(({ sentAt }, round) => streams.map(({ events }) => Math.round(events[round].at - sentAt)));
+    // Every latency, and when each publish was answered, so that a failure shows where the time went.
+    const latencies = sent.map((acks, round) => streams.map(({ events }, i) => Math.round(events[round].at - acks[i].sentAt)));
     assert.ok(latencies.flat().every((ms) => ms < MAX_LATENCY_MS),
-      `latencies in ms, one row per round, one column per stream (limit ${MAX_LATENCY_MS}):\n${latencies.join('\n')}`);
+      `latencies in ms, one row per round, one column per stream (limit ${MAX_LATENCY_MS}):\n${latencies.join('\n')}\n`
+      + `publish requests answered after (ms):\n${sent.map((acks) => acks.map((a) => a.ackedIn)).join('\n')}`);
     await page.evaluate(() => { for (const s of window.streams) s.source.close(); });
+    worst = Math.max(...latencies.flat());
   });
+  return worst;
 }
 
 /**
