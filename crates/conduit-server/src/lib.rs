@@ -45,7 +45,7 @@
 //!  framing      response heads, bodies, chunk framing
 //!  stats        counters the loops share
 //!  topics       the loop's copy of each topic: backlog, live and catching-up followers
-//!  config, auth, cors, hub (publishing side), router, response, sse (the Sse builder), channel (SseSender)
+//!  config, auth, cors, hub (publishing side), router, reply (now or later), response, sse, channel (SseSender)
 //!  registry     which topics exist node-wide, who follows them, which is forgotten to make room
 //!  message      what other threads send a loop (Msg)
 //! ```
@@ -61,6 +61,7 @@ mod message;
 mod channel;
 mod sse;
 mod response;
+mod reply;
 mod router;
 mod registry;
 mod hub;
@@ -83,7 +84,8 @@ pub use config::ServerConfig;
 pub use cors::{CorsConfig, CorsError};
 pub use hub::{Hub, HubConfig, OLDEST_EVENT_ID_HEADER, PublishError};
 pub use registry::HistoryError;
-pub use response::{Reply, Response};
+pub use reply::{Deferred, Reply, Responder};
+pub use response::Response;
 pub use router::Router;
 pub use server::{Server, ServerHandle, SpawnedServer};
 pub use sse::{Sse, Ticker};

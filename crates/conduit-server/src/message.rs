@@ -11,6 +11,8 @@ use std::sync::Arc;
 pub(crate) enum Msg {
     /// A channel-fed stream has events buffered.
     ChannelReady(ConnId),
+    /// A deferred reply was answered (or its responder dropped).
+    Answer(ConnId),
     /// Begin a graceful shutdown.
     Shutdown,
     /// A hub event, numbered and encoded by the publisher.
