@@ -120,6 +120,10 @@ fn main() {
     }
     config.shutdown_event =
         Some(event("shutdown", &json!({ "reason": "the server is shutting down" })).retry(Duration::from_secs(2)));
+    // Every stream starts with `retry:`, so its first bytes leave at once: nginx holds an HTTP/2 response's
+    // headers until body bytes follow, and a quiet stream would look "connecting" until its first event
+    // (deploy/README.md). Three seconds is what Chromium waits anyway.
+    config.retry = Some(Duration::from_secs(3));
     let chat_config = ChatConfig {
         max_replies: options.max_replies as usize,
         max_reply_time: Duration::from_secs(options.reply_time_limit),

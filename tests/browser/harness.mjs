@@ -119,9 +119,12 @@ export async function stopGracefully(server) {
   assert.match(server.stderr(), /shutting down/);
 }
 
-/** Headless Chromium from Debian, with a fresh temporary profile (deleted when it closes). */
-export function launchBrowser() {
-  return chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS, timeout: 30_000 });
+/**
+ * Headless Chromium from Debian, with a fresh temporary profile (deleted when it closes). `args` are added to
+ * CHROMIUM_ARGS (tests/deploy pins its test certificate this way).
+ */
+export function launchBrowser({ args = [] } = {}) {
+  return chromium.launch({ executablePath: CHROMIUM, args: [...CHROMIUM_ARGS, ...args], timeout: 30_000 });
 }
 
 /**
