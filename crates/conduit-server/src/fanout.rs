@@ -14,7 +14,7 @@ use crate::response::Response;
 use crate::sse::{Source, Subscription};
 use crate::topics::HubState;
 use conduit_http::StatusCode;
-use conduit_net::ConnId;
+use conduit_net::{ConnId, WriteError};
 use conduit_sse::{Backlog, Event, ResumePlan, SharedEvent, plan_resume};
 use std::sync::Arc;
 
@@ -116,6 +116,7 @@ pub(crate) fn catch_up(cx: &mut LoopContext<'_>, conns: &mut Conns, hub: &mut Hu
         let topics = sub.topics.iter().filter_map(|t| hub.topics.get(t));
         if !topics.clone().all(|t| t.backlog.complete_after(sub.cursor.max(sub.announced_gap))) {
             log::warn!("stream {id} fell behind the backlog of its topics; closing it so that it resumes");
+            stream.cut_off = true;
             cx.close(id);
             return;
         }
@@ -131,13 +132,15 @@ pub(crate) fn catch_up(cx: &mut LoopContext<'_>, conns: &mut Conns, hub: &mut Hu
         };
         let range = frame_range(next, stream.chunked);
         let len = range.len();
-        if cx.write_shared(id, next.bytes(), range).is_err() {
+        if let Err(e) = cx.write_shared(id, next.bytes(), range) {
+            stream.cut_off = matches!(e, WriteError::Full(_));
             cx.close(id);
             return;
         }
         queued += len;
         sub.cursor = next.seq();
         stream.keep_alive.record_activity(now);
+        stream.meter.delivered(next.body_range().len());
     }
 }
 
@@ -175,7 +178,9 @@ pub(crate) fn deliver(
             });
             if behind {
                 log::warn!("stream {id} fell behind the backlog of {topic:?}; closing it so that it resumes");
-                cx.close(id);
+                if let Some(stream) = conns.stream_mut(id) {
+                    stream.cut(cx, id);
+                }
             }
         }
     }
@@ -194,6 +199,7 @@ pub(crate) fn deliver(
         if fits && cx.write_shared(id, event.bytes(), range).is_ok() {
             sub.cursor = event.seq();
             stream.keep_alive.record_activity(now);
+            stream.meter.delivered(event.body_range().len());
         } else {
             sub.live = false;
             behind.push(id);

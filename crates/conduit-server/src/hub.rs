@@ -4,13 +4,14 @@
 //! then handed to every event loop, so each loop sees events in sequence order. What a loop does with them
 //! (backlogs, live and catching-up subscribers) is in `topics` and `fanout`.
 
+use crate::health::BackboneHealth;
 use crate::message::Msg;
 use crate::registry::{HistoryError, Registry, RegistryError};
 use conduit_http::{CHUNK_END, write_chunk_header};
 use conduit_net::Remote;
 use conduit_sse::{BacklogLimits, Decoder, Event, MessageEvent, SharedEvent};
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 /// Hub limits.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -78,10 +79,26 @@ pub(crate) fn valid_topic(name: &str, max_len: usize) -> bool {
     !name.is_empty() && name.len() <= max_len && !name.chars().any(char::is_control)
 }
 
+/// What a hub has published and holds, for metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct HubStats {
+    /// Events accepted by [`Hub::publish`].
+    pub published: u64,
+    /// Topics known (holding events or followed).
+    pub topics: usize,
+    /// Events held in the topics' backlogs.
+    pub backlog_events: usize,
+    /// Bytes held in the topics' backlogs.
+    pub backlog_bytes: usize,
+}
+
 #[derive(Debug)]
 struct Publisher {
     /// The last sequence number handed out.
     seq: u64,
+    /// Events accepted.
+    published: u64,
     /// The server's event loops; every one keeps every topic's state, so each gets every event.
     loops: Vec<Remote<Msg>>,
     registry: Registry,
@@ -118,14 +135,16 @@ pub struct Hub {
 struct HubShared {
     config: HubConfig,
     publisher: Mutex<Publisher>,
+    backbone: BackboneHealth,
 }
 
 impl Hub {
     /// A hub that is not yet attached to a server.
     pub fn new(config: HubConfig) -> Hub {
         let registry = Registry::new(config.max_topics, config.max_unpublished_topics, config.backlog);
-        let publisher = Publisher { seq: 0, loops: Vec::new(), registry };
-        Hub { shared: Arc::new(HubShared { config, publisher: Mutex::new(publisher) }) }
+        let publisher = Publisher { seq: 0, published: 0, loops: Vec::new(), registry };
+        let backbone = BackboneHealth::new();
+        Hub { shared: Arc::new(HubShared { config, publisher: Mutex::new(publisher), backbone }) }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Publisher> {
@@ -157,6 +176,24 @@ impl Hub {
     /// The hub's limits.
     pub fn config(&self) -> &HubConfig {
         &self.shared.config
+    }
+
+    /// What the hub has published and holds now.
+    pub fn stats(&self) -> HubStats {
+        let publisher = self.lock();
+        let held = publisher.registry.held();
+        HubStats {
+            published: publisher.published,
+            topics: held.topics,
+            backlog_events: held.events,
+            backlog_bytes: held.bytes,
+        }
+    }
+
+    /// Whether the hub's backbone is up, as it reports it: the hook a backbone feeds (it keeps a clone and
+    /// calls [`BackboneHealth::set_up`]), read by readiness checks and the `conduit_backbone_up` metric.
+    pub fn backbone_health(&self) -> &BackboneHealth {
+        &self.shared.backbone
     }
 
     pub(crate) fn attach(&self, loops: Vec<Remote<Msg>>) -> Result<(), &'static str> {
@@ -215,13 +252,14 @@ impl Hub {
                 let _ = remote.send_past_limit(Msg::Forget { topic: Arc::clone(name) });
             }
             // A loop that stopped since the check is shutting down; the others still get the event.
-            delivered |=
-                remote.send_past_limit(Msg::Publish { topic: Arc::clone(&topic), event: shared.clone() }).is_ok();
+            let msg = Msg::Publish { topic: Arc::clone(&topic), event: shared.clone(), published_at: Instant::now() };
+            delivered |= remote.send_past_limit(msg).is_ok();
         }
         if !delivered {
             return Err(PublishError::NotRunning);
         }
         publisher.seq = seq;
+        publisher.published += 1;
         Ok(id)
     }
 }

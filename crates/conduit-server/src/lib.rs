@@ -43,9 +43,13 @@
 //!  connection   a connection's state machine: Reading / Streaming / Closing, input, request deadlines
 //!  streaming    a stream's source produces events; writing them, keep-alives, the stream's end
 //!  framing      response heads, bodies, chunk framing
-//!  stats        counters the loops share
 //!  topics       the loop's copy of each topic: backlog, live and catching-up followers
-//!  config, auth, cors, hub (publishing side), router, response, sse (the Sse builder), channel (SseSender)
+//!  access_log   one line per request through `log` (target `conduit::access`)
+//!  config       ServerConfig: every limit and setting
+//!  metrics      the Prometheus registry; per-loop counters summed at scrape time
+//!  stats        counters the loops share
+//!  auth, cors, hub (publishing side), router, response, sse (the Sse builder), channel (SseSender)
+//!  health       liveness and readiness checks; BackboneHealth, the hook a hub backbone reports through
 //!  registry     which topics exist node-wide, who follows them, which is forgotten to make room
 //!  message      what other threads send a loop (Msg)
 //! ```
@@ -61,14 +65,17 @@ mod message;
 mod channel;
 mod sse;
 mod response;
+mod health;
 mod router;
 mod registry;
 mod hub;
 mod cors;
 pub mod auth;
-mod config;
-mod topics;
 mod stats;
+mod metrics;
+mod config;
+mod access_log;
+mod topics;
 mod framing;
 mod streaming;
 mod connection;
@@ -77,11 +84,16 @@ mod dispatch;
 mod service;
 mod server;
 
+pub use access_log::TARGET as ACCESS_LOG_TARGET;
 pub use channel::{DEFAULT_CHANNEL_CAPACITY, Disconnected, SseSender, TrySendError};
 pub use conduit_http::{Method, Request, StatusCode};
 pub use config::ServerConfig;
 pub use cors::{CorsConfig, CorsError};
-pub use hub::{Hub, HubConfig, OLDEST_EVENT_ID_HEADER, PublishError};
+pub use health::{BackboneHealth, HealthConfig};
+pub use hub::{Hub, HubConfig, HubStats, OLDEST_EVENT_ID_HEADER, PublishError};
+pub use metrics::{Metrics, OPENMETRICS_CONTENT_TYPE};
+/// The metrics library [`Metrics`] is built on, for registering an application's own metrics in its registry.
+pub use prometheus_client;
 pub use registry::HistoryError;
 pub use response::{Reply, Response};
 pub use router::Router;
