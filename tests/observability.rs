@@ -68,7 +68,8 @@ fn start(config: ServerConfig, router: Router, hub: &Hub) -> SpawnedServer {
 }
 
 fn get(addr: SocketAddr, target: &str) -> (common::Head, String) {
-    let (head, body) = roundtrip(addr, format!("GET {target} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").as_bytes());
+    let (head, body) =
+        roundtrip(addr, format!("GET {target} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").as_bytes());
     (head, String::from_utf8(body).unwrap())
 }
 
@@ -177,11 +178,8 @@ fn metrics_count_requests_events_the_hub_resumes_and_disconnects() {
 fn disconnect_reasons_tell_a_slow_client_from_timeouts_and_shutdown() {
     let metrics = Metrics::new();
     let hub = Hub::new(HubConfig::default());
-    let config = ServerConfig {
-        write_queue_limit: 256 * 1024,
-        idle_timeout: Duration::from_millis(300),
-        ..config(&metrics)
-    };
+    let config =
+        ServerConfig { write_queue_limit: 256 * 1024, idle_timeout: Duration::from_millis(300), ..config(&metrics) };
     let server = start(config, router(&metrics), &hub);
     let addr = server.local_addr();
     let count = |reason: &str| metric(&metrics.render(), &format!("conduit_disconnects_total{{reason=\"{reason}\"}}"));
@@ -358,14 +356,18 @@ fn the_access_log_has_one_line_per_request_and_no_secrets() {
         let end = line[at..].find(' ').map_or(line.len(), |e| at + e);
         format!("{}duration_ms=*{}", &line[..at], &line[end..])
     };
-    assert_eq!(lines.iter().map(|l| shape(l)).collect::<Vec<_>>(), [
-        format!("{client} \"GET /hello\" 200 bytes=5 duration_ms=*"),
-        format!("{client} \"GET /numbers\" 200 stream events=4 bytes=60 duration_ms=* end=completed last_event_id=41"),
-        format!("{client} \"GET /nowhere\" 404 bytes=22 duration_ms=*"),
-        format!("{client} \"GET /readyz\" 200 bytes=6 duration_ms=*"),
-    ]);
-    let levels: Vec<log::Level> =
-        records_of(client).iter().filter(|r| r.1 == ACCESS_LOG_TARGET).map(|r| r.0).collect();
+    assert_eq!(
+        lines.iter().map(|l| shape(l)).collect::<Vec<_>>(),
+        [
+            format!("{client} \"GET /hello\" 200 bytes=5 duration_ms=*"),
+            format!(
+                "{client} \"GET /numbers\" 200 stream events=4 bytes=60 duration_ms=* end=completed last_event_id=41"
+            ),
+            format!("{client} \"GET /nowhere\" 404 bytes=22 duration_ms=*"),
+            format!("{client} \"GET /readyz\" 200 bytes=6 duration_ms=*"),
+        ]
+    );
+    let levels: Vec<log::Level> = records_of(client).iter().filter(|r| r.1 == ACCESS_LOG_TARGET).map(|r| r.0).collect();
     assert_eq!(levels, [log::Level::Info, log::Level::Info, log::Level::Info, log::Level::Debug], "probes quieter");
     assert!(records_with("s3cret").is_empty(), "a secret was logged: {:?}", records_with("s3cret"));
 }
@@ -415,7 +417,9 @@ fn clients_that_leave_a_fast_stream_are_not_reported_as_slow() {
         let warnings: Vec<_> = records.iter().filter(|r| r.0 <= log::Level::Warn).collect();
         assert!(warnings.is_empty(), "a client that left was reported: {warnings:?}");
         assert!(
-            records.iter().any(|r| r.0 == log::Level::Debug && r.2.ends_with(&format!("{client}: the client disconnected"))),
+            records
+                .iter()
+                .any(|r| r.0 == log::Level::Debug && r.2.ends_with(&format!("{client}: the client disconnected"))),
             "{records:?}"
         );
     }

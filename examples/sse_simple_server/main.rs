@@ -17,6 +17,8 @@
 //! | `/stream?topic=t` | hub topic `t` (resumes from `Last-Event-ID`)                             |
 //! | `POST /publish?topic=t` | publish the body to topic `t` (bearer token)                       |
 //! | `POST /api/chat/stream` | a streamed chat reply (bearer token; JSON body)                    |
+//! | `GET /metrics`    | Prometheus metrics (OpenMetrics text)                                    |
+//! | `GET /healthz`, `GET /readyz` | liveness and readiness checks                                |
 //!
 //! The bearer token comes from `--token` or `CONDUIT_TOKEN`; without either, a random one is made and printed.
 //! Pages on other origins may use the server when listed with `--cors-origin ORIGIN` (repeatable) or
@@ -30,7 +32,8 @@ pub mod demos;
 use clap::Parser;
 use conduit::server::auth::require_bearer;
 use conduit::server::{
-    CorsConfig, Hub, HubConfig, PublishError, Request, Response, Router, Server, ServerConfig, Sse, StatusCode,
+    CorsConfig, HealthConfig, Hub, HubConfig, Metrics, PublishError, Request, Response, Router, Server, ServerConfig,
+    Sse, StatusCode,
 };
 use conduit::sse::Event;
 use serde_json::json;
@@ -86,7 +89,8 @@ fn main() {
     }
     config.shutdown_event =
         Some(event("shutdown", &json!({ "reason": "the server is shutting down" })).retry(Duration::from_secs(2)));
-    let server = match Server::bind_with_hub(config, router(&token, &hub), &hub) {
+    let router = observability(&mut config, router(&token, &hub));
+    let server = match Server::bind_with_hub(config, router, &hub) {
         Ok(server) => server,
         Err(e) => {
             eprintln!("cannot listen on {}: {e}", options.addr);
@@ -137,6 +141,15 @@ fn random_hex(bytes: usize) -> String {
     }
     out.truncate(bytes * 2);
     out
+}
+
+/// Metrics at `GET /metrics` and the health checks at `/healthz` and `/readyz`; the access log is on by
+/// default (`RUST_LOG=conduit::access=off` silences it).
+pub fn observability(config: &mut ServerConfig, router: Router) -> Router {
+    let metrics = Metrics::new();
+    config.metrics = Some(metrics.clone());
+    config.health = HealthConfig::standard();
+    router.get("/metrics", metrics.handler())
 }
 
 pub fn router(token: &str, hub: &Hub) -> Router {

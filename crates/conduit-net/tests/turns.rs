@@ -96,7 +96,7 @@ fn a_graceful_close_to_a_client_that_never_reads_ends_at_the_flush_timeout() {
 
 /// Queues a lot of output on every connection and keeps it open; publishes the loop's queued total each turn.
 struct Holder {
-    closes: Arc<Mutex<Vec<CloseReason>>>,
+    closes: Closes,
     queued_total: Arc<Mutex<usize>>,
 }
 
@@ -117,7 +117,10 @@ impl Handler for Holder {
     }
 }
 
-fn holder(write_timeout: Duration) -> (common::Server<Holder>, Arc<Mutex<Vec<CloseReason>>>, Arc<Mutex<usize>>) {
+/// Why each connection closed, as the handler was told.
+type Closes = Arc<Mutex<Vec<CloseReason>>>;
+
+fn holder(write_timeout: Duration) -> (common::Server<Holder>, Closes, Arc<Mutex<usize>>) {
     let closes = Arc::new(Mutex::new(Vec::new()));
     let queued_total = Arc::new(Mutex::new(0));
     let handler = Holder { closes: Arc::clone(&closes), queued_total: Arc::clone(&queued_total) };
