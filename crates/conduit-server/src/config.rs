@@ -69,6 +69,8 @@ pub struct ServerConfig {
     /// The level of the access log (`log` target `conduit::access`, one line per request); `None` turns it
     /// off. Health checks are logged one level lower.
     pub access_log: Option<log::Level>,
+    /// How long a [deferred reply](crate::Reply::deferred) may take; past it the request gets `504`.
+    pub deferred_timeout: Duration,
 }
 
 impl Default for ServerConfig {
@@ -96,6 +98,7 @@ impl Default for ServerConfig {
             metrics: Some(Metrics::new()),
             health: HealthConfig::default(),
             access_log: Some(log::Level::Info),
+            deferred_timeout: Duration::from_secs(30),
         }
     }
 }

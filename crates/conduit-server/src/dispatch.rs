@@ -2,7 +2,8 @@
 //! preflight never reaches a handler), then the router runs the handler, whose panic becomes a `500`.
 
 use crate::cors::{self, CorsConfig};
-use crate::response::{Reply, Response};
+use crate::reply::Reply;
+use crate::response::Response;
 use crate::router::Router;
 use conduit_http::{Request, StatusCode};
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -23,15 +24,6 @@ pub(crate) fn dispatch(router: &Router, cors: Option<&CorsConfig>, req: &Request
     match verdict {
         cors::Verdict::Answer(response) => Reply::Response(response),
         cors::Verdict::SameOrigin => run(),
-        cors::Verdict::Allowed(headers) => match run() {
-            Reply::Response(mut r) => {
-                r.headers.extend(headers);
-                Reply::Response(r)
-            }
-            Reply::Stream(mut sse) => {
-                sse.headers.extend(headers);
-                Reply::Stream(sse)
-            }
-        },
+        cors::Verdict::Allowed(headers) => headers.iter().fold(run(), |reply, (name, value)| reply.header(name, value)),
     }
 }

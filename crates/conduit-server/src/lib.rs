@@ -48,8 +48,9 @@
 //!  config       ServerConfig: every limit and setting
 //!  metrics      the Prometheus registry; per-loop counters summed at scrape time
 //!  stats        counters the loops share
-//!  auth, cors, hub (publishing side), router, response, sse (the Sse builder), channel (SseSender)
+//!  auth, cors, hub (publishing side), router
 //!  health       liveness and readiness checks; BackboneHealth, the hook a hub backbone reports through
+//!  reply (now or later), response, sse (the Sse builder), channel (SseSender)
 //!  registry     which topics exist node-wide, who follows them, which is forgotten to make room
 //!  message      what other threads send a loop (Msg)
 //! ```
@@ -65,6 +66,7 @@ mod message;
 mod channel;
 mod sse;
 mod response;
+mod reply;
 mod health;
 mod router;
 mod registry;
@@ -95,7 +97,8 @@ pub use metrics::{Metrics, OPENMETRICS_CONTENT_TYPE};
 /// The metrics library [`Metrics`] is built on, for registering an application's own metrics in its registry.
 pub use prometheus_client;
 pub use registry::HistoryError;
-pub use response::{Reply, Response};
+pub use reply::{Deferred, Reply, Responder};
+pub use response::Response;
 pub use router::Router;
 pub use server::{Server, ServerHandle, SpawnedServer};
 pub use sse::{Sse, Ticker};

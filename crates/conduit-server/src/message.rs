@@ -12,6 +12,8 @@ use std::time::Instant;
 pub(crate) enum Msg {
     /// A channel-fed stream has events buffered.
     ChannelReady(ConnId),
+    /// A deferred reply was answered (or its responder dropped).
+    Answer(ConnId),
     /// Begin a graceful shutdown.
     Shutdown,
     /// A hub event, numbered and encoded by the publisher at `published_at`.

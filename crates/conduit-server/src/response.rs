@@ -1,6 +1,5 @@
-//! Ordinary (non-streaming) responses and the reply type handlers return.
+//! Ordinary (non-streaming) responses.
 
-use crate::sse::Sse;
 use conduit_http::{HeaderError, ResponseHead, StatusCode};
 
 /// A complete response with a body of known length.
@@ -93,36 +92,5 @@ impl Response {
     /// The body.
     pub fn body(&self) -> &[u8] {
         &self.body
-    }
-}
-
-/// What a handler returns: a whole response, or an event stream.
-#[derive(Debug)]
-pub enum Reply {
-    /// A response with a body of known length.
-    Response(Response),
-    /// A `text/event-stream` that stays open while its source produces events.
-    Stream(Sse),
-}
-
-impl From<Response> for Reply {
-    fn from(r: Response) -> Self {
-        Reply::Response(r)
-    }
-}
-
-impl From<Sse> for Reply {
-    fn from(s: Sse) -> Self {
-        Reply::Stream(s)
-    }
-}
-
-/// Lets handlers use `?`: both the success and the error side become the reply.
-impl<T: Into<Reply>, E: Into<Reply>> From<Result<T, E>> for Reply {
-    fn from(r: Result<T, E>) -> Self {
-        match r {
-            Ok(t) => t.into(),
-            Err(e) => e.into(),
-        }
     }
 }

@@ -5,7 +5,7 @@
 
 use crate::access_log::{self, RequestLog, peer};
 use crate::config::ServerConfig;
-use crate::connection::{Conn, Conns, Next, State};
+use crate::connection::{Conn, Conns, Next, State, Waiting};
 use crate::dispatch::dispatch;
 use crate::fanout;
 use crate::framing::{build_head, encode_response};
@@ -13,7 +13,8 @@ use crate::health::{self, Readiness};
 use crate::hub::OLDEST_EVENT_ID_HEADER;
 use crate::message::{LoopContext, Msg};
 use crate::metrics::{Disconnect, LoopCounters, StreamMeter};
-use crate::response::{Reply, Response};
+use crate::reply::{Answer, Deferred, Reply};
+use crate::response::Response;
 use crate::router::Router;
 use crate::sse::{Source, Sse};
 use crate::stats::Stats;
@@ -156,7 +157,7 @@ impl Service {
     /// Runs a request and sends its reply.
     fn answer(&mut self, cx: &mut LoopContext<'_>, id: ConnId, req: Request) {
         let head_only = req.method() == &Method::Head;
-        let keep_alive = req.keep_alive() && !self.shutting_down && !self.draining;
+        let keep_alive = req.keep_alive() && !self.shutting_down;
         if let Some(check) = health::check_for(&self.config.health, req.path()) {
             if let Some(log) = self.conns.get_mut(id).and_then(|c| c.request_log.as_mut()) {
                 log.quieter();
@@ -167,12 +168,81 @@ impl Service {
                 backbone_up: self.hub.hub.backbone_health().is_up(),
             };
             let response = health::answer(check, &req, readiness);
-            return self.respond(cx, id, req.version(), response, keep_alive, head_only);
+            return self.send_reply(cx, id, req.version(), keep_alive, head_only, Reply::Response(response));
         }
-        match dispatch(&self.router, self.config.cors.as_ref(), &req) {
-            Reply::Response(r) => self.respond(cx, id, req.version(), r, keep_alive, head_only),
-            Reply::Stream(sse) => self.start_stream(cx, id, req.version(), keep_alive, head_only, sse),
+        let reply = dispatch(&self.router, self.config.cors.as_ref(), &req);
+        self.send_reply(cx, id, req.version(), keep_alive, head_only, reply);
+    }
+
+    fn send_reply(
+        &mut self,
+        cx: &mut LoopContext<'_>,
+        id: ConnId,
+        version: Version,
+        keep_alive: bool,
+        head_only: bool,
+        reply: Reply,
+    ) {
+        let keep_alive = keep_alive && !self.shutting_down && !self.draining;
+        match reply {
+            Reply::Response(r) => self.respond(cx, id, version, r, keep_alive, head_only),
+            Reply::Stream(sse) => self.start_stream(cx, id, version, keep_alive, head_only, sse),
+            Reply::Deferred(deferred) => self.wait_for(cx, id, version, keep_alive, head_only, deferred),
         }
+    }
+
+    /// A handler answers later: the connection waits (reading nothing further) until the answer comes, the
+    /// responder is dropped (`500`) or `deferred_timeout` passes (`504`).
+    fn wait_for(
+        &mut self,
+        cx: &mut LoopContext<'_>,
+        id: ConnId,
+        version: Version,
+        keep_alive: bool,
+        head_only: bool,
+        deferred: Deferred,
+    ) {
+        match deferred.attach(cx.remote(), id) {
+            Answer::Ready(reply) => {
+                let reply = with_headers(reply, &deferred.headers);
+                self.send_reply(cx, id, version, keep_alive, head_only, reply);
+            }
+            Answer::Abandoned => self.respond(cx, id, version, abandoned(), keep_alive, head_only),
+            Answer::Pending => {
+                let timer = cx.set_timer(cx.now() + self.config.deferred_timeout, id.to_u64());
+                let Some(c) = self.conns.get_mut(id) else { return };
+                c.state = State::Waiting(Box::new(Waiting { deferred, version, keep_alive, head_only, timer }));
+            }
+        }
+    }
+
+    /// The loop was told that a deferred answer is in, or its time is up (`timed_out`).
+    fn deferred_done(&mut self, cx: &mut LoopContext<'_>, id: ConnId, timed_out: bool) {
+        let Some(c) = self.conns.get_mut(id) else { return };
+        let State::Waiting(waiting) = &c.state else { return };
+        let answer = if timed_out { Answer::Abandoned } else { waiting.deferred.take() };
+        if matches!(answer, Answer::Pending) {
+            return;
+        }
+        let State::Waiting(waiting) = std::mem::replace(&mut c.state, State::Reading) else { return };
+        let Waiting { deferred, version, keep_alive, head_only, timer } = *waiting;
+        if !timed_out {
+            cx.cancel_timer(timer);
+        }
+        match answer {
+            Answer::Ready(reply) => {
+                let reply = with_headers(reply, &deferred.headers);
+                self.send_reply(cx, id, version, keep_alive, head_only, reply);
+            }
+            _ if timed_out => {
+                deferred.close();
+                log::warn!("connection {id}: no answer within {:?}", self.config.deferred_timeout);
+                let late = Response::error(StatusCode::GATEWAY_TIMEOUT, "no answer in time");
+                self.respond(cx, id, version, late, keep_alive, head_only);
+            }
+            _ => self.respond(cx, id, version, abandoned(), keep_alive, head_only),
+        }
+        self.process_input(cx, id);
     }
 
     /// After a complete response: wait for the next request, or close once it is sent.
@@ -401,6 +471,8 @@ impl Service {
                 }
                 State::Reading if c.input.is_empty() => cx.close(id),
                 State::Reading | State::Closing => cx.close_after_flush(id),
+                // Answered within the grace period, then closed (`send_reply` no longer keeps connections).
+                State::Waiting(_) => {}
             }
         }
         if cx.connection_count() == 0 {
@@ -410,6 +482,16 @@ impl Service {
             cx.set_timer(at, SHUTDOWN_KEY);
         }
     }
+}
+
+/// `reply` with `headers` added (those a deferred reply collected before its answer came).
+fn with_headers(reply: Reply, headers: &[(String, String)]) -> Reply {
+    headers.iter().fold(reply, |reply, (name, value)| reply.header(name, value))
+}
+
+/// The answer to a request whose responder was dropped without answering.
+fn abandoned() -> Response {
+    Response::error(StatusCode::INTERNAL_SERVER_ERROR, "the handler gave no answer")
 }
 
 impl Handler for Service {
@@ -433,9 +515,9 @@ impl Handler for Service {
                 }
                 self.process_input(cx, id);
             }
-            State::Streaming(_) => {
-                // Clients have nothing to say during a stream except, after a finite one, their next request;
-                // hold that much and no more.
+            State::Streaming(_) | State::Waiting(_) => {
+                // Clients have nothing to say during a stream (or while their answer is prepared) except their
+                // next request; hold that much and no more.
                 if c.input.len() + data.len() > max_buffered {
                     log::debug!("connection {id}: too much input during a stream; closing");
                     c.ending(Disconnect::Error);
@@ -452,8 +534,9 @@ impl Handler for Service {
         if let Some(c) = self.conns.get_mut(id) {
             c.ending(Disconnect::ClientGone);
         }
-        match self.conns.get(id).map(Conn::is_streaming) {
-            // The client of a stream has nothing more to send, so EOF means it left.
+        match self.conns.get(id).map(|c| c.is_streaming() || matches!(c.state, State::Waiting(_))) {
+            // The client of a stream, or of a request being answered later, has nothing more to send, so EOF
+            // means it left (and a deferred answer's responder learns so).
             Some(true) => cx.close(id),
             // A client may half-close after its request: answer it, then close.
             _ => cx.close_after_flush(id),
@@ -487,6 +570,9 @@ impl Handler for Service {
             }
             return;
         }
+        if matches!(&c.state, State::Waiting(w) if w.timer == timer) {
+            return self.deferred_done(cx, id, true);
+        }
         let Some(stream) = c.stream_mut() else { return };
         if stream.is_tick(timer) {
             self.tick(cx, id);
@@ -504,6 +590,7 @@ impl Handler for Service {
     fn on_message(&mut self, cx: &mut Context<'_, Msg>, msg: Msg) {
         match msg {
             Msg::ChannelReady(id) => self.pump(cx, id),
+            Msg::Answer(id) => self.deferred_done(cx, id, false),
             Msg::Shutdown => {
                 let delay = self.config.shutdown_delay;
                 if delay.is_zero() || self.draining || self.shutting_down {
@@ -540,9 +627,16 @@ impl Handler for Service {
         if let Some(counters) = &self.counters {
             counters.disconnect(why);
         }
-        if let State::Streaming(stream) = &mut c.state {
-            self.release_stream(cx, id, stream);
-            log_stream_end(c.request_log.take(), c.peer, stream, why);
+        match &mut c.state {
+            State::Streaming(stream) => {
+                self.release_stream(cx, id, stream);
+                log_stream_end(c.request_log.take(), c.peer, stream, why);
+            }
+            State::Waiting(waiting) => {
+                cx.cancel_timer(waiting.timer);
+                waiting.deferred.close();
+            }
+            State::Reading | State::Closing => {}
         }
         self.stats.connections.fetch_sub(1, Ordering::Relaxed);
         if self.shutting_down && cx.connection_count() == 0 {
