@@ -62,9 +62,26 @@ fn access_lines(addr: SocketAddr) -> Vec<String> {
     records_of(addr).into_iter().filter(|(_, t, _)| t == ACCESS_LOG_TARGET).map(|(_, _, m)| m).collect()
 }
 
-fn start(config: ServerConfig, router: Router, hub: &Hub) -> SpawnedServer {
+/// A server with a registry and a hub of its own.
+struct Served {
+    server: SpawnedServer,
+    metrics: Metrics,
+    hub: Hub,
+}
+
+/// Serves the tests' routes (and `extra` ones) with the tests' configuration as `adjust` changes it.
+fn serve_routes(adjust: impl FnOnce(ServerConfig) -> ServerConfig, extra: impl FnOnce(Router) -> Router) -> Served {
     capture();
-    Server::bind_with_hub(config, router, hub).expect("bind").spawn().expect("spawn")
+    let metrics = Metrics::new();
+    let hub = Hub::new(HubConfig::default());
+    let config = ServerConfig { metrics: Some(metrics.clone()), health: HealthConfig::standard(), ..local_config() };
+    let server =
+        Server::bind_with_hub(adjust(config), extra(router(&metrics)), &hub).expect("bind").spawn().expect("spawn");
+    Served { server, metrics, hub }
+}
+
+fn serve(adjust: impl FnOnce(ServerConfig) -> ServerConfig) -> Served {
+    serve_routes(adjust, |router| router)
 }
 
 fn get(addr: SocketAddr, target: &str) -> (common::Head, String) {
@@ -101,15 +118,9 @@ fn router(metrics: &Metrics) -> Router {
         })
 }
 
-fn config(metrics: &Metrics) -> ServerConfig {
-    ServerConfig { metrics: Some(metrics.clone()), health: HealthConfig::standard(), ..local_config() }
-}
-
 #[test]
 fn metrics_count_requests_events_the_hub_resumes_and_disconnects() {
-    let metrics = Metrics::new();
-    let hub = Hub::new(HubConfig::default());
-    let server = start(config(&metrics), router(&metrics), &hub);
+    let Served { server, metrics, hub } = serve(|c| c);
     let addr = server.local_addr();
 
     // A finite stream of 5 events on a kept-alive connection, then a 404 on the same one.
@@ -176,11 +187,8 @@ fn metrics_count_requests_events_the_hub_resumes_and_disconnects() {
 
 #[test]
 fn disconnect_reasons_tell_a_slow_client_from_timeouts_and_shutdown() {
-    let metrics = Metrics::new();
-    let hub = Hub::new(HubConfig::default());
-    let config =
-        ServerConfig { write_queue_limit: 256 * 1024, idle_timeout: Duration::from_millis(300), ..config(&metrics) };
-    let server = start(config, router(&metrics), &hub);
+    let Served { server, metrics, .. } =
+        serve(|c| ServerConfig { write_queue_limit: 256 * 1024, idle_timeout: Duration::from_millis(300), ..c });
     let addr = server.local_addr();
     let count = |reason: &str| metric(&metrics.render(), &format!("conduit_disconnects_total{{reason=\"{reason}\"}}"));
 
@@ -214,9 +222,7 @@ fn disconnect_reasons_tell_a_slow_client_from_timeouts_and_shutdown() {
 
 #[test]
 fn metrics_can_be_turned_off() {
-    let metrics = Metrics::new();
-    let hub = Hub::new(HubConfig::default());
-    let server = start(ServerConfig { metrics: None, ..local_config() }, router(&metrics), &hub);
+    let Served { server, .. } = serve(|c| ServerConfig { metrics: None, ..c });
     assert!(server.handle().metrics().is_none());
     let mut conn = Conn::open(server.local_addr());
     conn.get("/numbers?n=3");
@@ -239,9 +245,7 @@ impl ReadAfterHead for Conn {
 
 #[test]
 fn liveness_and_readiness_follow_the_backbone_hook() {
-    let metrics = Metrics::new();
-    let hub = Hub::new(HubConfig::default());
-    let server = start(config(&metrics), router(&metrics), &hub);
+    let Served { server, metrics, hub } = serve(|c| c);
     let addr = server.local_addr();
     let check = |path: &str| {
         let (head, body) = get(addr, path);
@@ -267,24 +271,18 @@ fn liveness_and_readiness_follow_the_backbone_hook() {
 
 #[test]
 fn health_checks_are_off_unless_configured_and_move_with_their_paths() {
-    let metrics = Metrics::new();
-    let hub = Hub::new(HubConfig::default());
-    let off = start(local_config(), router(&metrics), &hub);
+    let off = serve(|c| ServerConfig { health: HealthConfig::default(), ..c }).server;
     assert_eq!(get(off.local_addr(), "/healthz").0.status, 404);
     drop(off);
     let health = HealthConfig { liveness_path: Some("/live".into()), readiness_path: None };
-    let hub = Hub::new(HubConfig::default());
-    let moved = start(ServerConfig { health, ..local_config() }, router(&metrics), &hub);
+    let moved = serve(|c| ServerConfig { health, ..c }).server;
     assert_eq!(get(moved.local_addr(), "/live").0.status, 200);
     assert_eq!(get(moved.local_addr(), "/readyz").0.status, 404);
 }
 
 #[test]
 fn readiness_fails_while_the_server_shuts_down_and_liveness_holds() {
-    let metrics = Metrics::new();
-    let hub = Hub::new(HubConfig::default());
-    let config = ServerConfig { shutdown_delay: Duration::from_secs(3), ..config(&metrics) };
-    let server = start(config, router(&metrics), &hub);
+    let Served { server, .. } = serve(|c| ServerConfig { shutdown_delay: Duration::from_secs(3), ..c });
     let addr = server.local_addr();
     assert_eq!(get(addr, "/readyz").0.status, 200);
     server.handle().shutdown();
@@ -301,16 +299,16 @@ fn readiness_fails_while_the_server_shuts_down_and_liveness_holds() {
 
 #[test]
 fn a_stuck_loop_fails_its_liveness_check() {
-    let metrics = Metrics::new();
-    let hub = Hub::new(HubConfig::default());
     let (release_tx, release_rx) = mpsc::channel::<()>();
     let release_rx = Mutex::new(release_rx);
-    let router = router(&metrics).get("/block", move |_: &Request| {
-        // Blocks the loop until the test lets go (bounded, so a failing test cannot hang it).
-        let _ = release_rx.lock().unwrap().recv_timeout(TIMEOUT);
-        Response::text("unblocked")
-    });
-    let server = start(config(&metrics), router, &hub);
+    let block = move |router: Router| {
+        router.get("/block", move |_: &Request| {
+            // Blocks the loop until the test lets go (bounded, so a failing test cannot hang it).
+            let _ = release_rx.lock().unwrap().recv_timeout(TIMEOUT);
+            Response::text("unblocked")
+        })
+    };
+    let Served { server, .. } = serve_routes(|c| c, block);
     let addr = server.local_addr();
     let mut blocker = Conn::open(addr);
     blocker.get("/block");
@@ -334,9 +332,7 @@ fn a_stuck_loop_fails_its_liveness_check() {
 
 #[test]
 fn the_access_log_has_one_line_per_request_and_no_secrets() {
-    let metrics = Metrics::new();
-    let hub = Hub::new(HubConfig::default());
-    let server = start(config(&metrics), router(&metrics), &hub);
+    let Served { server, .. } = serve(|c| c);
     let addr = server.local_addr();
     let mut conn = Conn::open(addr);
     let client = conn.stream.local_addr().unwrap();
@@ -374,9 +370,7 @@ fn the_access_log_has_one_line_per_request_and_no_secrets() {
 
 #[test]
 fn the_access_log_can_be_turned_off() {
-    let metrics = Metrics::new();
-    let hub = Hub::new(HubConfig::default());
-    let server = start(ServerConfig { access_log: None, ..config(&metrics) }, router(&metrics), &hub);
+    let Served { server, .. } = serve(|c| ServerConfig { access_log: None, ..c });
     let mut conn = Conn::open(server.local_addr());
     let client = conn.stream.local_addr().unwrap();
     conn.get("/hello");
@@ -392,9 +386,7 @@ fn the_access_log_can_be_turned_off() {
 #[test]
 fn clients_that_leave_a_fast_stream_are_not_reported_as_slow() {
     const CLIENTS: usize = 40;
-    let metrics = Metrics::new();
-    let hub = Hub::new(HubConfig::default());
-    let server = start(config(&metrics), router(&metrics), &hub);
+    let Served { server, metrics, .. } = serve(|c| c);
     let addr = server.local_addr();
     let mut clients = Vec::new();
     for _ in 0..CLIENTS {
