@@ -521,11 +521,8 @@ fn scenario_2(o: &Options, deadline: Instant) -> (Table, Json, Vec<String>) {
         let mut walls = vec![None; o.servers.len()];
         // Every other round in reverse order, so that no server always runs right after the same one (two
         // builds of one server compared side by side would otherwise differ by their place in the round).
-        let order: Vec<usize> = if round % 2 == 0 {
-            (0..o.servers.len()).collect()
-        } else {
-            (0..o.servers.len()).rev().collect()
-        };
+        let order: Vec<usize> =
+            if round % 2 == 0 { (0..o.servers.len()).collect() } else { (0..o.servers.len()).rev().collect() };
         for k in order {
             let s = &o.servers[k];
             if errors[k].is_some() {
