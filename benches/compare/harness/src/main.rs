@@ -1,5 +1,5 @@
 //! The comparison harness's measuring client. `run.sh` starts the servers and calls it once per scenario; it
-//! measures the servers it is given round by round (A B C ... A B C ...), writes the scenario's table and JSON
+//! measures the servers it is given round by round (A B C ... A B C ...; scenario 2 rotates the order), writes the scenario's table and JSON
 //! to the output directory, and `report` prints the tables and joins the JSON into `latest.json`.
 //!
 //! ```text
@@ -519,10 +519,10 @@ fn scenario_2(o: &Options, deadline: Instant) -> (Table, Json, Vec<String>) {
             break;
         }
         let mut walls = vec![None; o.servers.len()];
-        // Every other round in reverse order, so that no server always runs right after the same one (two
-        // builds of one server compared side by side would otherwise differ by their place in the round).
-        let order: Vec<usize> =
-            if round % 2 == 0 { (0..o.servers.len()).collect() } else { (0..o.servers.len()).rev().collect() };
+        // Each round starts one server further along, so that every server takes every place in the round
+        // equally often (two builds of one server compared side by side would otherwise differ by their place).
+        let n = o.servers.len();
+        let order = (0..n).map(|i| (i + round) % n);
         for k in order {
             let s = &o.servers[k];
             if errors[k].is_some() {
