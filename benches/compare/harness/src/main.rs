@@ -1,6 +1,7 @@
 //! The comparison harness's measuring client. `run.sh` starts the servers and calls it once per scenario; it
-//! measures the servers it is given round by round (A B C ... A B C ...; scenario 2 rotates the order), writes the scenario's table and JSON
-//! to the output directory, and `report` prints the tables and joins the JSON into `latest.json`.
+//! measures the servers it is given round by round (A B C ... A B C ...; scenario 2 rotates the order: A B C,
+//! B C A, ...), writes the scenario's table and JSON to the output directory, and `report` prints the tables
+//! and joins the JSON into `latest.json`.
 //!
 //! ```text
 //! harness run --scenario 1 --server floor=127.0.0.1:18400@1234 --server conduit=127.0.0.1:18401@1235 [--quick]
