@@ -98,6 +98,9 @@ pub enum CloseReason {
     Local,
     /// A read or write failed: reset by the peer, broken pipe, and the like.
     Io(io::ErrorKind),
+    /// Output waited too long: nothing of it was taken for `write_timeout` on an open connection, or a
+    /// graceful close had not sent it all within `flush_timeout`. The client is connected but not reading.
+    WriteTimeout,
     /// The loop is stopping.
     Shutdown,
     /// The connection's TLS handshake or session failed (TLS listeners only).
@@ -149,6 +152,10 @@ pub trait Handler {
 
     /// A message arrived from another thread.
     fn on_message(&mut self, _cx: &mut Context<'_, Self::Message>, _msg: Self::Message) {}
+
+    /// The turn's work is done and its output flushed: a place to publish what the turn changed (gauges such
+    /// as [`Context::queued_total`]) once per turn instead of once per event.
+    fn on_turn_end(&mut self, _cx: &mut Context<'_, Self::Message>) {}
 
     /// The connection is gone; `conn` will not be seen again. Free what belongs to it.
     fn on_close(&mut self, cx: &mut Context<'_, Self::Message>, conn: ConnId, reason: CloseReason);
@@ -324,6 +331,8 @@ struct Core<M> {
     /// Connections that used up their read budget and still have input.
     pending_reads: Vec<ConnId>,
     to_close: Vec<(ConnId, CloseReason)>,
+    /// Bytes waiting in all the connections' write queues together.
+    queued_total: usize,
     config: LoopConfig,
     now: Instant,
     stopping: bool,
@@ -373,6 +382,7 @@ impl<M> Context<'_, M> {
     pub fn write(&mut self, conn: ConnId, bytes: &[u8]) -> Result<(), WriteError> {
         self.make_room(conn, bytes.len());
         self.open_conn(conn)?.queue.push_slice(bytes).map_err(WriteError::Full)?;
+        self.core.queued_total += bytes.len();
         Self::mark_dirty(self.core, conn);
         Ok(())
     }
@@ -382,8 +392,10 @@ impl<M> Context<'_, M> {
     /// # Errors
     /// As for [`write`](Self::write), judged on the pieces' total length.
     pub fn write_parts(&mut self, conn: ConnId, parts: &[&[u8]]) -> Result<(), WriteError> {
-        self.make_room(conn, parts.iter().map(|p| p.len()).sum());
+        let len = parts.iter().map(|p| p.len()).sum();
+        self.make_room(conn, len);
         self.open_conn(conn)?.queue.push_parts(parts).map_err(WriteError::Full)?;
+        self.core.queued_total += len;
         Self::mark_dirty(self.core, conn);
         Ok(())
     }
@@ -393,8 +405,10 @@ impl<M> Context<'_, M> {
     /// # Errors
     /// As for [`write`](Self::write).
     pub fn write_vec(&mut self, conn: ConnId, bytes: Vec<u8>) -> Result<(), WriteError> {
-        self.make_room(conn, bytes.len());
+        let len = bytes.len();
+        self.make_room(conn, len);
         self.open_conn(conn)?.queue.push_vec(bytes).map_err(WriteError::Full)?;
+        self.core.queued_total += len;
         Self::mark_dirty(self.core, conn);
         Ok(())
     }
@@ -404,8 +418,10 @@ impl<M> Context<'_, M> {
     /// # Errors
     /// As for [`write`](Self::write).
     pub fn write_shared(&mut self, conn: ConnId, bytes: &Arc<[u8]>, range: Range<usize>) -> Result<(), WriteError> {
-        self.make_room(conn, range.len());
+        let len = if range.end <= bytes.len() { range.len() } else { 0 };
+        self.make_room(conn, len);
         self.open_conn(conn)?.queue.push_shared(Arc::clone(bytes), range).map_err(WriteError::Full)?;
+        self.core.queued_total += len;
         Self::mark_dirty(self.core, conn);
         Ok(())
     }
@@ -422,6 +438,17 @@ impl<M> Context<'_, M> {
     /// handed to its session, which holds at most 32 KiB of records beyond it.
     pub fn queued(&self, conn: ConnId) -> Option<usize> {
         self.core.conns.get(conn).map(|c| c.queue.len())
+    }
+
+    /// Bytes waiting in all the loop's write queues together.
+    pub fn queued_total(&self) -> usize {
+        self.core.queued_total
+    }
+
+    /// True while the loop accepts new connections: it has not stopped accepting and is not pausing after
+    /// running out of file descriptors.
+    pub fn is_accepting(&self) -> bool {
+        self.core.listener.is_some() && !self.core.accept_paused
     }
 
     /// True if `additional` bytes would be accepted by the connection's queue now.
@@ -573,10 +600,13 @@ impl<M> Core<M> {
         if matches!(c.phase, Phase::Closing | Phase::Lingering(_)) {
             return;
         }
+        let before = c.queue.len();
         let result = match c.tls.as_mut() {
             Some(tls) => tls.flush(&mut c.queue, &mut c.stream, matches!(c.phase, Phase::FlushThenClose(_))),
             None => c.queue.write_to(&mut c.stream),
         };
+        // Counted from the queue itself: a write that fails part-way has still consumed what it wrote.
+        self.queued_total -= before - c.queue.len();
         match result {
             Ok(n) => c.written += n as u64,
             Err(e) => {
@@ -629,7 +659,7 @@ impl<M> Core<M> {
                 c.peer,
                 c.queue.len()
             );
-            self.schedule_close(conn, CloseReason::Io(io::ErrorKind::TimedOut));
+            self.schedule_close(conn, CloseReason::WriteTimeout);
         }
     }
 
@@ -749,6 +779,7 @@ impl<H: Handler> EventLoop<H> {
                 drained: Vec::new(),
                 pending_reads: Vec::new(),
                 to_close: Vec::new(),
+                queued_total: 0,
                 config: config.clone(),
                 now: Instant::now(),
                 stopping: false,
@@ -895,6 +926,10 @@ impl<H: Handler> EventLoop<H> {
                 self.handler.on_drained(&mut cx, id);
             }
         }
+        self.settle();
+        let mut cx = Context { core: &mut self.core };
+        self.handler.on_turn_end(&mut cx);
+        // Whatever the handler did there goes out with this turn too.
         self.settle();
         Ok(())
     }
@@ -1074,7 +1109,13 @@ impl<H: Handler> EventLoop<H> {
                     let mut cx = Context { core: &mut self.core };
                     self.handler.on_timer(&mut cx, timer, key);
                 }
-                LoopTimer::Linger(conn) => self.core.schedule_close(conn, CloseReason::Local),
+                LoopTimer::Linger(conn) => {
+                    // Past the flush deadline with output unsent, the client was not reading; after it, the
+                    // linger simply ended.
+                    let unsent = self.core.conns.get(conn).is_some_and(|c| matches!(c.phase, Phase::FlushThenClose(_)));
+                    let reason = if unsent { CloseReason::WriteTimeout } else { CloseReason::Local };
+                    self.core.schedule_close(conn, reason);
+                }
                 LoopTimer::Stall(conn) => self.core.check_stall(conn, timer),
                 LoopTimer::Handshake(conn) => self.core.handshake_expired(conn),
                 LoopTimer::ResumeAccept => {
@@ -1096,6 +1137,7 @@ impl<H: Handler> EventLoop<H> {
             }
             for (id, reason) in closing {
                 if let Some(mut c) = self.core.conns.remove(id) {
+                    self.core.queued_total -= c.queue.len();
                     let _ = self.core.poll.registry().deregister(&mut c.stream);
                     drop(c);
                     let mut cx = Context { core: &mut self.core };

@@ -3,7 +3,7 @@
 
 use crate::response::Response;
 use conduit_http::{BodyFraming, CHUNK_END, ResponseHead, StatusCode, Version, write_chunk_header};
-use conduit_net::{ConnId, Context};
+use conduit_net::{ConnId, Context, WriteError};
 use conduit_sse::SharedEvent;
 use std::ops::Range;
 
@@ -39,18 +39,25 @@ pub(crate) fn encode_response(r: &Response, version: Version, keep_alive: bool, 
     buf
 }
 
-/// Frames `bytes` as one chunk when `chunked`, and queues it whole or not at all. False if the connection's
-/// queue refused it.
-pub(crate) fn write_body<M>(cx: &mut Context<'_, M>, id: ConnId, chunked: bool, bytes: &[u8]) -> bool {
+/// Frames `bytes` as one chunk when `chunked`, and queues it whole or not at all.
+///
+/// # Errors
+/// As for [`Context::write`]: the connection is closed (or closing), or its queue is full.
+pub(crate) fn write_body<M>(
+    cx: &mut Context<'_, M>,
+    id: ConnId,
+    chunked: bool,
+    bytes: &[u8],
+) -> Result<(), WriteError> {
     if !chunked {
-        return cx.write(id, bytes).is_ok();
+        return cx.write(id, bytes);
     }
     if bytes.is_empty() {
-        return true;
+        return Ok(());
     }
     let mut header = Vec::with_capacity(18);
     write_chunk_header(&mut header, bytes.len());
-    cx.write_parts(id, &[&header, bytes, CHUNK_END]).is_ok()
+    cx.write_parts(id, &[&header, bytes, CHUNK_END])
 }
 
 /// The part of a shared event a stream sends: all of it (chunk framing included) on chunked streams.
