@@ -9,15 +9,16 @@ use crate::headers::{
 use crate::jsonrpc::{self, Message, RequestId, RpcError};
 use crate::logging::LogLevel;
 use crate::pool::{Busy, Pool};
+use crate::replies::{answer, bad_request, refuse};
 use crate::session::{Refused, Registry, Session, SessionLimits, lock};
 use crate::session_id::{is_valid_session_id, new_session_id};
 use crate::stream::{EventId, ResumeError};
-use crate::tool::{Call, Tool, ToolContext};
+use crate::tool::{Call, Delivery, Tool, ToolContext};
 use conduit_http::{Method, Request, StatusCode};
-use conduit_server::{Reply, Response, Router, Sse};
-use conduit_sse::{BacklogLimits, Event};
+use conduit_server::{Reply, Response, Router};
+use conduit_sse::BacklogLimits;
 use serde_json::{Value, json};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Instant;
 
 /// A description of an MCP server: its name, its tools and its limits. [`start`](Self::start) turns it into
@@ -103,25 +104,6 @@ struct Inner {
 #[derive(Clone, Debug)]
 pub struct McpEndpoint {
     inner: Arc<Inner>,
-}
-
-/// An HTTP refusal with a JSON-RPC error body that has no id, as the transport allows.
-fn refuse(status: StatusCode, code: i64, message: impl std::fmt::Display) -> Reply {
-    let body = jsonrpc::error(None, &RpcError::new(code, message.to_string()));
-    Response::json(&body).status(status).into()
-}
-
-fn bad_request(message: impl std::fmt::Display) -> Reply {
-    refuse(StatusCode::BAD_REQUEST, jsonrpc::INVALID_REQUEST, message)
-}
-
-/// One message as the reply to a `POST`: JSON when the client takes it, otherwise a one-event stream.
-fn answer(accepts: Accepts, message: &Value) -> Reply {
-    if accepts.json {
-        Response::json(message).into()
-    } else {
-        Sse::from_iter(std::iter::once(Event::new().data(message.to_string()))).into()
-    }
 }
 
 impl McpEndpoint {
@@ -345,7 +327,8 @@ impl McpEndpoint {
         answer(accepts, &message)
     }
 
-    /// `tools/call`: the tool runs on the pool and its messages and result go on a new resumable stream.
+    /// `tools/call`: the tool runs on the pool. Its messages and result go on a new resumable stream, or, for a
+    /// client that takes only `application/json`, its result is the answer to the `POST`, given when it ends.
     fn call(&self, session: &Arc<Mutex<Session>>, id: RequestId, params: Option<Value>, accepts: Accepts) -> Reply {
         let params = params.unwrap_or_else(|| json!({}));
         let invalid = |message: String| {
@@ -361,18 +344,19 @@ impl McpEndpoint {
         if !arguments.is_object() {
             return invalid("arguments must be an object".into());
         }
-        if !accepts.event_stream {
-            // A tool runs off the event loop and a JSON reply cannot wait for it; clients must accept both forms.
-            return refuse(
-                StatusCode::NOT_ACCEPTABLE,
-                jsonrpc::SERVER_ERROR,
-                "tools/call is answered on an event stream: Accept must list text/event-stream",
-            );
-        }
         let progress_token =
             params.pointer("/_meta/progressToken").filter(|t| t.is_string() || t.is_i64() || t.is_u64()).cloned();
-        let opened = lock(session).open_call(&id);
-        let (stream, sse, cancelled) = match opened {
+        let opened = if accepts.event_stream {
+            lock(session)
+                .open_call(&id)
+                .map(|(stream, sse, cancelled)| (Delivery::Stream(stream), cancelled, sse.into()))
+        } else {
+            lock(session).open_json_call(&id).map(|cancelled| {
+                let (responder, reply) = Reply::deferred();
+                (Delivery::Json(responder), cancelled, reply)
+            })
+        };
+        let (delivery, cancelled, reply) = match opened {
             Ok(opened) => opened,
             Err(Refused::DuplicateId) => {
                 let error = RpcError::new(jsonrpc::INVALID_REQUEST, format!("request {id} is already running"));
@@ -380,7 +364,7 @@ impl McpEndpoint {
             }
             Err(Refused::TooManyStreams | Refused::StandaloneConnected) => {
                 let message = format_args!(
-                    "this session has {} streams open, the most it may",
+                    "this session has {} streams or calls open, the most it may",
                     self.config().max_streams_per_session
                 );
                 return refuse(StatusCode::TOO_MANY_REQUESTS, jsonrpc::SERVER_ERROR, message)
@@ -392,12 +376,13 @@ impl McpEndpoint {
             arguments,
             progress_token,
             session: Arc::clone(session),
-            stream,
+            delivery,
             cancelled,
             request_timeout: self.config().client_request_timeout,
+            asked_without_stream: OnceLock::new(),
         };
         if let Err(Busy(call)) = self.inner.pool.submit(Call { id, tool: tool.clone(), cx }) {
-            lock(session).abandon_call(&call.id, stream);
+            lock(session).abandon_call(&call.id);
             let message = format_args!(
                 "{} tool calls are running and {} waiting, the most this server allows",
                 self.config().max_running_calls,
@@ -405,7 +390,7 @@ impl McpEndpoint {
             );
             return refuse(StatusCode::SERVICE_UNAVAILABLE, jsonrpc::SERVER_ERROR, message).header("Retry-After", "1");
         }
-        sse.into()
+        reply
     }
 
     /// `GET`: resumes the stream named by `Last-Event-ID`, or opens the session's stream for messages that

@@ -65,6 +65,7 @@ pub mod jsonrpc;
 mod logging;
 mod origin;
 mod pool;
+mod replies;
 mod session;
 mod session_id;
 mod stream;

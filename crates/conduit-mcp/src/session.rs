@@ -40,6 +40,24 @@ pub(crate) enum Refused {
 /// Where a client's answer to one of the server's requests goes.
 type Waiter = mpsc::Sender<Result<Value, RpcError>>;
 
+/// A call in progress.
+#[derive(Debug)]
+struct RunningCall {
+    /// Set to cancel it.
+    cancelled: Arc<AtomicBool>,
+    /// The stream its messages and response go on; `None` for a call answered as `application/json`.
+    stream: Option<u64>,
+}
+
+/// Why a call answered as `application/json` gets no result.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Stopped {
+    /// The client sent `notifications/cancelled` for it.
+    Cancelled,
+    /// The session ended while it ran.
+    SessionEnded,
+}
+
 /// One client's session.
 #[derive(Debug)]
 pub(crate) struct Session {
@@ -54,8 +72,8 @@ pub(crate) struct Session {
     next_stream: u64,
     /// The stream opened by `GET`, for messages unrelated to any call.
     standalone: Option<u64>,
-    /// Calls running, with the flag that cancels each.
-    calls: HashMap<RequestId, Arc<AtomicBool>>,
+    /// Calls running.
+    calls: HashMap<RequestId, RunningCall>,
     /// Requests the server sent the client, waiting for its answer.
     waiting: HashMap<RequestId, Waiter>,
     next_request: u64,
@@ -86,18 +104,27 @@ impl Session {
         self.last_active = self.last_active.max(now);
     }
 
-    fn open_streams(&self) -> usize {
-        self.streams.values().filter(|s| !s.is_finished()).count()
+    /// What counts against `max_streams`: streams not finished, and calls answered as JSON, which hold a place
+    /// while they run as a call on a stream does.
+    fn places_taken(&self) -> usize {
+        let streams = self.streams.values().filter(|s| !s.is_finished()).count();
+        streams + self.calls.values().filter(|c| c.stream.is_none()).count()
+    }
+
+    /// Whether something more may be opened: the session is live and has a place free.
+    fn check_room(&self) -> Result<(), Refused> {
+        if self.ended {
+            return Err(Refused::Ended);
+        }
+        if self.places_taken() >= self.limits.max_streams {
+            return Err(Refused::TooManyStreams);
+        }
+        Ok(())
     }
 
     /// A new stream and its first connection.
     fn new_stream(&mut self) -> Result<(u64, Sse), Refused> {
-        if self.ended {
-            return Err(Refused::Ended);
-        }
-        if self.open_streams() >= self.limits.max_streams {
-            return Err(Refused::TooManyStreams);
-        }
+        self.check_room()?;
         let number = self.next_stream;
         self.next_stream += 1;
         let mut stream = McpStream::new(number, self.limits.store);
@@ -114,14 +141,26 @@ impl Session {
         }
         let (number, sse) = self.new_stream()?;
         let cancelled = Arc::new(AtomicBool::new(false));
-        self.calls.insert(id.clone(), Arc::clone(&cancelled));
+        self.calls.insert(id.clone(), RunningCall { cancelled: Arc::clone(&cancelled), stream: Some(number) });
         Ok((number, sse, cancelled))
     }
 
-    /// Forgets a call that could not be started.
-    pub(crate) fn abandon_call(&mut self, id: &RequestId, stream: u64) {
-        self.calls.remove(id);
-        if let Some(mut s) = self.streams.remove(&stream) {
+    /// Registers call `id`, answered as `application/json` when it ends (no stream: the client takes none).
+    /// Returns the flag that cancels it. It holds one of the session's places while it runs.
+    pub(crate) fn open_json_call(&mut self, id: &RequestId) -> Result<Arc<AtomicBool>, Refused> {
+        if self.calls.contains_key(id) {
+            return Err(Refused::DuplicateId);
+        }
+        self.check_room()?;
+        let cancelled = Arc::new(AtomicBool::new(false));
+        self.calls.insert(id.clone(), RunningCall { cancelled: Arc::clone(&cancelled), stream: None });
+        Ok(cancelled)
+    }
+
+    /// Forgets a call that could not be started, and its stream if it had one.
+    pub(crate) fn abandon_call(&mut self, id: &RequestId) {
+        let stream = self.calls.remove(id).and_then(|c| c.stream);
+        if let Some(mut s) = stream.and_then(|n| self.streams.remove(&n)) {
             s.detach();
         }
     }
@@ -176,7 +215,7 @@ impl Session {
     /// Sends call `id`'s response (unless the call was cancelled) and finishes its stream; it is kept for
     /// resumption until `max_finished_streams` newer ones push it out.
     pub(crate) fn finish_call(&mut self, id: &RequestId, stream: u64, response: &Value) {
-        let cancelled = self.calls.remove(id).is_some_and(|c| c.load(Ordering::SeqCst));
+        let cancelled = self.calls.remove(id).is_some_and(|c| c.cancelled.load(Ordering::SeqCst));
         if !cancelled {
             self.send(stream, response);
         }
@@ -191,6 +230,16 @@ impl Session {
         }
     }
 
+    /// Forgets call `id`, answered as JSON, which has ended. `Err` when its result must not be sent.
+    pub(crate) fn finish_json_call(&mut self, id: &RequestId) -> Result<(), Stopped> {
+        let cancelled = self.calls.remove(id).is_some_and(|c| c.cancelled.load(Ordering::SeqCst));
+        match (self.ended, cancelled) {
+            (true, _) => Err(Stopped::SessionEnded),
+            (false, true) => Err(Stopped::Cancelled),
+            (false, false) => Ok(()),
+        }
+    }
+
     /// Closes a stream's connection without finishing the stream.
     pub(crate) fn disconnect(&mut self, stream: u64) {
         if let Some(s) = self.streams.get_mut(&stream) {
@@ -200,8 +249,8 @@ impl Session {
 
     /// `notifications/cancelled`: the call stops being answered, and its handler can see the flag.
     pub(crate) fn cancel(&mut self, id: &RequestId) {
-        if let Some(flag) = self.calls.get(id) {
-            flag.store(true, Ordering::SeqCst);
+        if let Some(call) = self.calls.get(id) {
+            call.cancelled.store(true, Ordering::SeqCst);
         }
     }
 
@@ -232,8 +281,8 @@ impl Session {
         for stream in self.streams.values_mut() {
             stream.detach();
         }
-        for flag in self.calls.values() {
-            flag.store(true, Ordering::SeqCst);
+        for call in self.calls.values() {
+            call.cancelled.store(true, Ordering::SeqCst);
         }
         self.waiting.clear();
     }
@@ -330,6 +379,30 @@ mod tests {
         s.finish_call(&RequestId::Number(1), a, &Value::Null);
         let (c, _, _) = s.open_call(&RequestId::Number(3)).unwrap();
         assert!(c != a && c != b, "stream numbers are never reused");
+    }
+
+    #[test]
+    fn json_calls_hold_a_place_and_say_why_they_stopped() {
+        let mut s = session();
+        let first = s.open_json_call(&RequestId::Number(1)).unwrap();
+        assert_eq!(s.open_json_call(&RequestId::Number(1)).err(), Some(Refused::DuplicateId));
+        assert_eq!(s.open_call(&RequestId::Number(1)).err(), Some(Refused::DuplicateId), "ids are shared");
+        let (_, _, _) = s.open_call(&RequestId::Number(2)).unwrap();
+        assert_eq!(s.open_json_call(&RequestId::Number(3)).err(), Some(Refused::TooManyStreams));
+        assert_eq!(s.open_standalone().err(), Some(Refused::TooManyStreams), "a JSON call counts as a stream");
+        assert_eq!(s.finish_json_call(&RequestId::Number(1)), Ok(()));
+        assert!(!first.load(Ordering::SeqCst));
+        s.open_json_call(&RequestId::Number(3)).unwrap();
+        s.cancel(&RequestId::Number(3));
+        assert_eq!(s.finish_json_call(&RequestId::Number(3)), Err(Stopped::Cancelled));
+        let flag = s.open_json_call(&RequestId::Number(4)).unwrap();
+        s.abandon_call(&RequestId::Number(4));
+        assert!(!flag.load(Ordering::SeqCst));
+        let flag = s.open_json_call(&RequestId::Number(5)).unwrap();
+        s.end();
+        assert!(flag.load(Ordering::SeqCst), "ending the session cancels it");
+        assert_eq!(s.finish_json_call(&RequestId::Number(5)), Err(Stopped::SessionEnded));
+        assert_eq!(s.open_json_call(&RequestId::Number(6)).err(), Some(Refused::Ended));
     }
 
     #[test]

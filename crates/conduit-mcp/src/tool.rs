@@ -3,10 +3,13 @@
 
 use crate::jsonrpc::{self, RequestId, RpcError};
 use crate::logging::LogLevel;
-use crate::session::{Session, lock};
+use crate::replies::refuse;
+use crate::session::{Session, Stopped, lock};
+use conduit_http::StatusCode;
+use conduit_server::{Reply, Responder, Response};
 use serde_json::{Value, json};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 /// What a handler returns: a result, or an error message that the client receives as a result with
@@ -126,6 +129,9 @@ pub enum ClientRequestError {
     Timeout,
     /// The session ended or the call was cancelled.
     Ended,
+    /// The call is answered as `application/json` (the client's `Accept` lists no `text/event-stream`), so
+    /// the request has no stream to go on and the client could not answer it.
+    NoStream,
 }
 
 impl std::fmt::Display for ClientRequestError {
@@ -134,6 +140,9 @@ impl std::fmt::Display for ClientRequestError {
             ClientRequestError::Rejected(e) => write!(f, "the client refused: {e}"),
             ClientRequestError::Timeout => f.write_str("the client did not answer in time"),
             ClientRequestError::Ended => f.write_str("the session ended or the call was cancelled"),
+            ClientRequestError::NoStream => {
+                f.write_str("the client takes only application/json, so it cannot be asked anything during a call")
+            }
         }
     }
 }
@@ -152,20 +161,39 @@ impl std::fmt::Display for CallEnded {
 
 impl std::error::Error for CallEnded {}
 
+/// Where a call's messages and its response go.
+#[derive(Debug)]
+pub(crate) enum Delivery {
+    /// The call's resumable event stream, by its number in the session.
+    Stream(u64),
+    /// One `application/json` response, given through the deferred reply's responder when the call ends.
+    Json(Responder),
+}
+
 /// What a tool's handler gets: its arguments, and the call's stream.
 ///
-/// Messages sent here go on the stream of the `POST` that made the call, before its result, and are stored so a
-/// client that loses its connection can resume by `GET` with `Last-Event-ID` and miss none. A client's
-/// disconnection does not cancel a call; `notifications/cancelled` or the session's end does, which
-/// [`is_cancelled`](Self::is_cancelled) reports and which makes sends fail.
+/// When the client takes event streams, messages sent here go on the stream of the `POST` that made the call,
+/// before its result, and are stored so a client that loses its connection can resume by `GET` with
+/// `Last-Event-ID` and miss none. A client's disconnection does not cancel such a call;
+/// `notifications/cancelled` or the session's end does, which [`is_cancelled`](Self::is_cancelled) reports and
+/// which makes sends fail.
+///
+/// When the client's `Accept` lists only `application/json`, the call is answered with one JSON response once
+/// the handler returns. Its notifications (progress, log messages) are dropped: the specification sends a
+/// request's messages on that request's stream only, never on the session's `GET` stream. Requests to the
+/// client fail with [`ClientRequestError::NoStream`]. Here the client's disconnection does cancel the call, since
+/// nothing could deliver its result any more (and so does the server's `deferred_timeout`, after which the
+/// client has had `504`).
 #[derive(Debug)]
 pub struct ToolContext {
     pub(crate) arguments: Value,
     pub(crate) progress_token: Option<Value>,
     pub(crate) session: Arc<Mutex<Session>>,
-    pub(crate) stream: u64,
+    pub(crate) delivery: Delivery,
     pub(crate) cancelled: Arc<AtomicBool>,
     pub(crate) request_timeout: Duration,
+    /// The first request the handler tried to send to a client that takes JSON only.
+    pub(crate) asked_without_stream: OnceLock<String>,
 }
 
 impl ToolContext {
@@ -174,9 +202,17 @@ impl ToolContext {
         &self.arguments
     }
 
-    /// True once the client cancelled the call or its session ended: the handler should stop.
+    /// True once the client cancelled the call or its session ended (or, for a call answered as JSON, the
+    /// client left): the handler should stop.
     pub fn is_cancelled(&self) -> bool {
         self.cancelled.load(Ordering::SeqCst)
+            || matches!(&self.delivery, Delivery::Json(responder) if responder.is_closed())
+    }
+
+    /// True when the call is answered on an event stream, so that notifications and requests reach the
+    /// client; false when the client takes only `application/json`.
+    pub fn is_streaming(&self) -> bool {
+        matches!(self.delivery, Delivery::Stream(_))
     }
 
     /// The protocol revision agreed in `initialize`.
@@ -220,7 +256,7 @@ impl ToolContext {
         self.notify("notifications/message", json!({ "level": level.as_str(), "data": data }))
     }
 
-    /// Sends any notification on the call's stream.
+    /// Sends any notification on the call's stream (dropped when the call is answered as JSON).
     ///
     /// # Errors
     /// [`CallEnded`] once the call was cancelled or the session ended.
@@ -232,15 +268,33 @@ impl ToolContext {
         if self.is_cancelled() {
             return Err(CallEnded);
         }
-        if lock(&self.session).send(self.stream, message) { Ok(()) } else { Err(CallEnded) }
+        match self.delivery {
+            Delivery::Stream(stream) => {
+                if lock(&self.session).send(stream, message) {
+                    Ok(())
+                } else {
+                    Err(CallEnded)
+                }
+            }
+            // A message about this request belongs on its stream, and it has none.
+            Delivery::Json(_) => Ok(()),
+        }
     }
 
     /// Sends a request to the client on the call's stream (`sampling/createMessage`, `elicitation/create`...)
     /// and waits for its answer, which the client sends in a `POST`.
     ///
+    /// A call answered as JSON cannot ask: it gets [`ClientRequestError::NoStream`] at once, and if the handler
+    /// then fails, the client gets a JSON-RPC error saying that the tool needs an event stream (rather than a
+    /// tool error for the model to read, since only the client can change its `Accept`).
+    ///
     /// # Errors
-    /// [`ClientRequestError`]: the client's error, no answer in time, or the call's end.
+    /// [`ClientRequestError`]: the client's error, no answer in time, the call's end, or no stream to ask on.
     pub fn request(&self, method: &str, params: Value) -> Result<Value, ClientRequestError> {
+        if !self.is_streaming() {
+            let _ = self.asked_without_stream.set(method.to_owned());
+            return Err(ClientRequestError::NoStream);
+        }
         let (id, answer) = lock(&self.session).expect_answer();
         if self.send(&jsonrpc::request(&id, method, params)).is_err() {
             lock(&self.session).forget_answer(&id);
@@ -261,9 +315,12 @@ impl ToolContext {
 
     /// Closes the client's connection to the call's stream without ending the stream, as a server that does
     /// not hold connections open for long does: the client reconnects after the stream's `retry` time with a
-    /// `GET` and `Last-Event-ID`, and receives what was sent meanwhile.
+    /// `GET` and `Last-Event-ID`, and receives what was sent meanwhile. Does nothing for a call answered as JSON,
+    /// which has no stream to resume.
     pub fn close_connection(&self) {
-        lock(&self.session).disconnect(self.stream);
+        if let Delivery::Stream(stream) = self.delivery {
+            lock(&self.session).disconnect(stream);
+        }
     }
 }
 
@@ -276,19 +333,52 @@ pub(crate) struct Call {
 }
 
 impl Call {
-    /// Runs the handler (a panic becomes an error result) and sends the response on the call's stream.
+    /// Runs the handler (a panic becomes an error result; a call cancelled while it waited for a thread is not
+    /// run) and sends the response on the call's stream, or as the call's JSON answer.
     pub(crate) fn run(self) {
-        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.tool.run(&self.cx)));
-        let result = match outcome {
-            Ok(Ok(result)) => result,
-            Ok(Err(message)) => ToolResult::error(message),
-            Err(_) => {
-                log::error!("tool {} panicked", self.tool.name());
-                ToolResult::error(format!("tool {} failed", self.tool.name()))
-            }
+        let Call { id, tool, cx } = self;
+        let outcome = if cx.is_cancelled() {
+            // Never sent: a cancelled call is not answered.
+            Err(CallEnded.to_string())
+        } else {
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| tool.run(&cx))).unwrap_or_else(|_| {
+                log::error!("tool {} panicked", tool.name());
+                Err(format!("tool {} failed", tool.name()))
+            })
         };
-        let response = jsonrpc::result(&self.id, result.to_json());
-        lock(&self.cx.session).finish_call(&self.id, self.cx.stream, &response);
+        let response = |outcome: ToolOutcome| {
+            let result = outcome.unwrap_or_else(ToolResult::error);
+            jsonrpc::result(&id, result.to_json())
+        };
+        match cx.delivery {
+            Delivery::Stream(stream) => lock(&cx.session).finish_call(&id, stream, &response(outcome)),
+            Delivery::Json(responder) => {
+                let stopped = lock(&cx.session).finish_json_call(&id);
+                if responder.is_closed() {
+                    log::debug!("call {id} of tool {}: the client left before its answer", tool.name());
+                    return;
+                }
+                let error = |message: String| {
+                    let error = RpcError::new(jsonrpc::SERVER_ERROR, message);
+                    Reply::from(Response::json(&jsonrpc::error(Some(&id), &error)))
+                };
+                let answer = match (stopped, cx.asked_without_stream.get()) {
+                    // As for any request naming a session that has ended.
+                    (Err(Stopped::SessionEnded), _) => {
+                        refuse(StatusCode::NOT_FOUND, jsonrpc::SERVER_ERROR, "session not found")
+                    }
+                    (Err(Stopped::Cancelled), _) => error(format!("request {id} was cancelled")),
+                    (Ok(()), Some(method)) if outcome.is_err() => error(format!(
+                        "tool {} sends {method} to the client, which needs a text/event-stream reply: list it in \
+                         Accept",
+                        tool.name()
+                    )),
+                    (Ok(()), _) => Response::json(&response(outcome)).into(),
+                };
+                // Refused only if the client left meanwhile: nobody is there to read it.
+                let _ = responder.send(answer);
+            }
+        }
     }
 }
 
