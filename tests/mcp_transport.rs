@@ -1,18 +1,22 @@
 //! The MCP Streamable HTTP transport over real loopback sockets: every status code it answers with, sessions,
-//! per-call streams, resumption with `Last-Event-ID`, requests to the client, and every limit.
+//! per-call streams, resumption with `Last-Event-ID`, requests to the client, calls answered as JSON, and every
+//! limit.
 
 mod common;
 
 use common::{Conn, Head, wait_until};
+use conduit::mcp::ClientRequestError;
 use conduit::mcp::{LogLevel, McpConfig, McpEndpoint, McpServer, OriginPolicy, Tool, ToolContext, ToolResult};
-use conduit::server::{Router, SpawnedServer};
+use conduit::server::{Router, ServerConfig, SpawnedServer};
 use serde_json::{Value, json};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, Sender, channel};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 const ACCEPT_BOTH: &str = "application/json, text/event-stream";
+const ACCEPT_JSON: &str = "application/json";
 
 /// A tool that sends one progress notification per message received on `steps` (its text as the message),
 /// and returns `done` when the sender is dropped.
@@ -37,6 +41,36 @@ fn echo() -> Tool {
     })
 }
 
+/// A tool that says when it starts (so a test knows it holds a pool thread), then returns `done` once the
+/// returned sender is dropped.
+fn gated_tool(name: &str) -> (Tool, Receiver<()>, Sender<()>) {
+    let (started_tx, started) = channel::<()>();
+    let (release, gate) = channel::<()>();
+    let (started_tx, gate) = (Mutex::new(started_tx), Mutex::new(gate));
+    let tool = Tool::new(name, "waits for the test", json!({"type": "object"}), move |_: &ToolContext| {
+        started_tx.lock().unwrap().send(()).unwrap();
+        while gate.lock().unwrap().recv().is_ok() {}
+        Ok(ToolResult::text("done"))
+    });
+    (tool, started, release)
+}
+
+/// A tool that says when it starts, runs until its call is cancelled, says so, and returns.
+fn spin_tool(name: &str) -> (Tool, Receiver<()>, Receiver<()>) {
+    let (started_tx, started) = channel::<()>();
+    let (stopped_tx, stopped) = channel::<()>();
+    let (started_tx, stopped_tx) = (Mutex::new(started_tx), Mutex::new(stopped_tx));
+    let tool = Tool::new(name, "runs until cancelled", json!({"type": "object"}), move |cx: &ToolContext| {
+        started_tx.lock().unwrap().send(()).unwrap();
+        while !cx.is_cancelled() {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        stopped_tx.lock().unwrap().send(()).unwrap();
+        Ok(ToolResult::text("should not be sent"))
+    });
+    (tool, started, stopped)
+}
+
 struct Fixture {
     server: SpawnedServer,
     endpoint: McpEndpoint,
@@ -44,13 +78,22 @@ struct Fixture {
 
 impl Fixture {
     fn new(config: McpConfig, tools: Vec<Tool>) -> Fixture {
+        Fixture::with_server(common::local_config(), config, tools)
+    }
+
+    fn with_server(server: ServerConfig, config: McpConfig, tools: Vec<Tool>) -> Fixture {
         let mut mcp = McpServer::new(config).info("test", "1");
         for tool in tools {
             mcp = mcp.tool(tool);
         }
         let endpoint = mcp.start().unwrap();
-        let server = common::spawn(endpoint.mount(Router::new(), "/mcp"));
+        let server = common::spawn_with(server, endpoint.mount(Router::new(), "/mcp"));
         Fixture { server, endpoint }
+    }
+
+    /// Waits until the server holds `n` connections (so that one a client dropped is closed on its side too).
+    fn wait_for_connections(&self, n: usize) {
+        wait_until(&format!("the server holds {n} connections"), || self.server.handle().connections() == n);
     }
 
     fn addr(&self) -> SocketAddr {
@@ -121,6 +164,13 @@ impl Client {
         assert_eq!(head.status, 200);
         assert_eq!(head.header("content-type"), Some("text/event-stream"));
         conn
+    }
+
+    /// Starts `tools/call` of `name` (with a progress token) from a client whose `Accept` lists only JSON.
+    fn call_json(&self, id: u64, name: &str, arguments: Value) -> Conn {
+        let message = json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+            "params": {"name": name, "arguments": arguments, "_meta": {"progressToken": id}}});
+        self.raw("POST", &[("Content-Type", "application/json"), ("Accept", ACCEPT_JSON)], &message.to_string())
     }
 
     fn get(&self, headers: &[(&str, &str)]) -> Conn {
@@ -278,7 +328,6 @@ fn refusals_carry_the_right_status() {
     let json = ("Content-Type", "application/json");
     let both = ("Accept", ACCEPT_BOTH);
     let big = format!(r#"{{"jsonrpc":"2.0","id":1,"method":"ping","params":{{"pad":"{}"}}}}"#, "x".repeat(600));
-    let call_echo = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "echo", "arguments": {"message": "m"}}}).to_string();
     // What, from whom, method, headers, body, and the status it must get.
     type Case<'a> = (&'a str, &'a Client, &'a str, Vec<(&'a str, &'a str)>, String, u16);
     let cases: Vec<Case<'_>> = vec![
@@ -329,7 +378,7 @@ fn refusals_carry_the_right_status() {
         ("wrong content type", &session, "POST", vec![("Content-Type", "text/plain"), both], ping.clone(), 415),
         ("too large", &session, "POST", vec![json, both], big, 413),
         ("accepts neither", &session, "POST", vec![json, ("Accept", "text/html")], ping.clone(), 406),
-        ("call without event streams", &session, "POST", vec![json, ("Accept", "application/json")], call_echo, 406),
+        ("accepts neither, q=0", &session, "POST", vec![json, ("Accept", "application/json;q=0")], ping.clone(), 406),
         ("GET without event streams", &session, "GET", vec![("Accept", "application/json")], String::new(), 406),
         ("PUT", &session, "PUT", vec![json], ping.clone(), 405),
     ];
@@ -611,7 +660,7 @@ fn a_handler_that_panics_gets_an_error_result() {
 
 #[test]
 fn limits_sessions_streams_and_running_calls() {
-    let (tool, steps) = stepped_tool("stepped");
+    let (tool, started, release) = gated_tool("gated");
     let config = McpConfig {
         max_sessions: 2,
         max_streams_per_session: 2,
@@ -627,8 +676,9 @@ fn limits_sessions_streams_and_running_calls() {
     assert_eq!(head.header("retry-after"), Some("1"));
 
     // One call runs (and blocks the only thread), one waits in the queue...
-    let mut running = a.call(1, "stepped", json!({}));
+    let mut running = a.call(1, "gated", json!({}));
     read_blocks(&mut running, 1);
+    started.recv_timeout(common::TIMEOUT).unwrap();
     let mut queued = a.call(2, "echo", json!({"message": "m"}));
     read_blocks(&mut queued, 1);
     // ...and the session's two streams are open: a third is refused.
@@ -640,7 +690,7 @@ fn limits_sessions_streams_and_running_calls() {
     let (head, _) = _b.post_with(&third, &[]).read_response();
     assert_eq!(head.status, 503);
     assert_eq!(head.header("retry-after"), Some("1"));
-    drop(steps);
+    drop(release);
     running.read_chunked_body();
     let rest = blocks(&String::from_utf8(queued.read_chunked_body()).unwrap());
     assert_eq!(message(rest.last().unwrap())["result"]["content"][0]["text"], "m");
@@ -662,4 +712,196 @@ fn idle_sessions_expire_and_then_answer_404() {
         fx.endpoint.sessions() == 0
     });
     assert_eq!(client.post(&request(3, "ping")).0.status, 404);
+}
+
+/// Reads a JSON answer: its status, and the body as JSON.
+fn json_answer(conn: &mut Conn) -> (u16, Value) {
+    let (head, body) = conn.read_response();
+    assert_eq!(head.header("content-type"), Some("application/json"), "{}", String::from_utf8_lossy(&body));
+    (head.status, serde_json::from_slice(&body).unwrap())
+}
+
+#[test]
+fn a_call_from_a_client_that_takes_only_json_is_answered_as_json() {
+    let (tool, steps) = stepped_tool("stepped");
+    let fx = Fixture::new(McpConfig::default(), vec![tool, echo()]);
+    let client = fx.session();
+    let mut stream = client.get(&[]);
+    assert_eq!(stream.read_head().status, 200);
+    read_blocks(&mut stream, 1);
+    let (status, body) = json_answer(&mut client.call_json(1, "echo", json!({"message": "as JSON"})));
+    assert_eq!(status, 200);
+    assert_eq!(body, json!({"jsonrpc": "2.0", "id": 1, "result": {"content": [{"type": "text", "text": "as JSON"}]}}));
+    // Progress has no stream to go on: the tool's sends succeed, and the answer is the result alone.
+    let mut conn = client.call_json(2, "stepped", json!({}));
+    for step in ["a", "b", "c"] {
+        steps.send(step.into()).unwrap();
+    }
+    drop(steps);
+    let (status, body) = json_answer(&mut conn);
+    assert_eq!(status, 200);
+    assert_eq!(body, json!({"jsonrpc": "2.0", "id": 2, "result": {"content": [{"type": "text", "text": "done"}]}}));
+    // Nor did the progress go on the session's GET stream: the next message there is a later one.
+    wait_until("the notification is sent", || fx.endpoint.notify_sessions("notifications/x", json!({})) == 1);
+    assert_eq!(message(&read_blocks(&mut stream, 1)[0])["method"], "notifications/x");
+}
+
+#[test]
+fn a_slow_tool_answers_as_json_while_the_server_serves_others() {
+    let (tool, steps) = stepped_tool("slow");
+    let fx = Fixture::new(McpConfig::default(), vec![tool]);
+    let client = fx.session();
+    let mut conn = client.call_json(1, "slow", json!({}));
+    steps.send("working".into()).unwrap();
+    // The call waits on a pool thread, not on the event loop: other requests are answered meanwhile.
+    for id in 2..5 {
+        assert_eq!(client.post(&request(id, "ping")).1["result"], json!({}));
+    }
+    std::thread::sleep(Duration::from_millis(300)); // slow, but well within deferred_timeout
+    drop(steps);
+    let (status, body) = json_answer(&mut conn);
+    assert_eq!((status, &body["result"]["content"][0]["text"]), (200, &json!("done")));
+    // The connection stays usable for the client's next request.
+    conn.send(
+        format!(
+            "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nAccept: {ACCEPT_JSON}\r\nMcp-Session-Id: {}\r\nContent-Length: {}\r\n\r\n{}",
+            client.session.as_deref().unwrap(),
+            request(9, "ping").to_string().len(),
+            request(9, "ping")
+        )
+        .as_bytes(),
+    );
+    assert_eq!(json_answer(&mut conn).1["id"], 9);
+}
+
+#[test]
+fn json_calls_report_errors_as_the_specification_sorts_them() {
+    let failing = Tool::new("fail", "fails", json!({"type": "object"}), |_: &ToolContext| Err("it broke".into()));
+    let boom = Tool::new("boom", "panics", json!({"type": "object"}), |_: &ToolContext| panic!("boom"));
+    let ask = Tool::new("ask", "needs the client", json!({"type": "object"}), |cx: &ToolContext| {
+        let answer = cx.request("sampling/createMessage", json!({"messages": [], "maxTokens": 1}));
+        assert_eq!(answer.as_ref().err(), Some(&ClientRequestError::NoStream));
+        answer.map_err(|e| e.to_string())?;
+        Ok(ToolResult::text("unreachable"))
+    });
+    let ask_or_default = Tool::new("ask_or_default", "asks, else assumes", json!({"type": "object"}), |cx| {
+        let answer = cx.request("elicitation/create", json!({"message": "name?", "requestedSchema": {}}));
+        Ok(ToolResult::text(answer.map_or_else(|_| "default".into(), |v| v.to_string())))
+    });
+    let fx = Fixture::new(McpConfig::default(), vec![failing, boom, ask, ask_or_default, echo()]);
+    let client = fx.session();
+    // A tool's own failure is a result with isError, for the model to read, as on a stream.
+    let (status, body) = json_answer(&mut client.call_json(1, "fail", json!({})));
+    assert_eq!(status, 200);
+    assert_eq!(body["result"], json!({"content": [{"type": "text", "text": "it broke"}], "isError": true}));
+    let (_, body) = json_answer(&mut client.call_json(2, "boom", json!({})));
+    assert_eq!(body["result"]["isError"], true);
+    // Protocol errors are JSON-RPC errors.
+    let (status, body) = json_answer(&mut client.call_json(3, "nope", json!({})));
+    assert_eq!((status, &body["id"], &body["error"]["code"]), (200, &json!(3), &json!(-32602)));
+    // A tool that fails because it could not ask the client: a JSON-RPC error naming what it needs.
+    let (status, body) = json_answer(&mut client.call_json(4, "ask", json!({})));
+    assert_eq!((status, &body["id"], &body["error"]["code"]), (200, &json!(4), &json!(-32000)), "{body}");
+    let text = body["error"]["message"].as_str().unwrap();
+    assert!(text.contains("sampling/createMessage") && text.contains("text/event-stream"), "{text}");
+    assert!(body.get("result").is_none());
+    // One that does without the answer returns its result.
+    let (_, body) = json_answer(&mut client.call_json(5, "ask_or_default", json!({})));
+    assert_eq!(body["result"]["content"][0]["text"], "default");
+    // The pool's threads survived all of it.
+    let (_, body) = json_answer(&mut client.call_json(6, "echo", json!({"message": "still here"})));
+    assert_eq!(body["result"]["content"][0]["text"], "still here");
+}
+
+#[test]
+fn a_json_call_ends_with_its_client_its_cancellation_or_its_session() {
+    let (spin, started, stopped) = spin_tool("spin");
+    let fx = Fixture::new(McpConfig::default(), vec![spin]);
+    let client = fx.session();
+    // The client leaves: nothing could deliver the result any more, so the call is cancelled.
+    let conn = client.call_json(1, "spin", json!({}));
+    started.recv_timeout(common::TIMEOUT).unwrap();
+    drop(conn);
+    stopped.recv_timeout(common::TIMEOUT).expect("the handler saw the cancellation");
+    // notifications/cancelled: the request is answered with a JSON-RPC error, never a result.
+    let mut conn = client.call_json(2, "spin", json!({}));
+    started.recv_timeout(common::TIMEOUT).unwrap();
+    let cancel = json!({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 2}});
+    assert_eq!(client.post(&cancel).0.status, 202);
+    let (status, body) = json_answer(&mut conn);
+    assert_eq!((status, &body["id"], &body["error"]["code"]), (200, &json!(2), &json!(-32000)), "{body}");
+    stopped.recv_timeout(common::TIMEOUT).unwrap();
+    // The session ends: the call gets 404, as any request naming the session now does.
+    let mut conn = client.call_json(3, "spin", json!({}));
+    started.recv_timeout(common::TIMEOUT).unwrap();
+    assert_eq!(client.raw("DELETE", &[], "").read_response().0.status, 200);
+    let (status, body) = json_answer(&mut conn);
+    assert_eq!(status, 404);
+    error_code(&body);
+    stopped.recv_timeout(common::TIMEOUT).unwrap();
+    wait_until("no call is left", || fx.endpoint.calls() == 0);
+}
+
+#[test]
+fn a_json_call_slower_than_the_deferred_timeout_gets_504_and_is_cancelled() {
+    let (spin, started, stopped) = spin_tool("spin");
+    let server = ServerConfig { deferred_timeout: Duration::from_millis(500), ..common::local_config() };
+    let fx = Fixture::with_server(server, McpConfig::default(), vec![spin, echo()]);
+    let client = fx.session();
+    let mut conn = client.call_json(1, "spin", json!({}));
+    started.recv_timeout(common::TIMEOUT).unwrap();
+    assert_eq!(conn.read_response().0.status, 504);
+    stopped.recv_timeout(common::TIMEOUT).expect("the handler saw the cancellation");
+    // Its place is given back once the handler returns: the same id may be used again.
+    wait_until("the call's place is free", || {
+        let mut conn = client.call_json(1, "echo", json!({"message": "m"}));
+        conn.read_response().0.status == 200
+    });
+}
+
+#[test]
+fn json_calls_are_bounded_like_streamed_ones() {
+    let (tool, started, release) = gated_tool("gated");
+    let runs = Arc::new(AtomicUsize::new(0));
+    let counted = {
+        let runs = Arc::clone(&runs);
+        Tool::new("counted", "counts its runs", json!({"type": "object"}), move |_: &ToolContext| {
+            runs.fetch_add(1, Ordering::SeqCst);
+            Ok(ToolResult::text("ran"))
+        })
+    };
+    let config =
+        McpConfig { max_streams_per_session: 2, max_running_calls: 1, max_queued_calls: 1, ..McpConfig::default() };
+    let fx = Fixture::new(config, vec![tool, counted, echo()]);
+    let a = fx.session();
+    let b = fx.session();
+    // One call runs (and holds the only thread), one waits in the queue: both hold a place in session a.
+    let mut running = a.call_json(1, "gated", json!({}));
+    started.recv_timeout(common::TIMEOUT).unwrap();
+    let queued = a.call_json(2, "counted", json!({}));
+    wait_until("both calls are in", || fx.endpoint.calls() == 2);
+    assert_eq!(a.get(&[]).read_head().status, 429, "the GET stream would need a third place");
+    // A third call in the session is refused whichever form it takes, as is a running id.
+    assert_eq!(a.call_json(3, "echo", json!({"message": "m"})).read_response().0.status, 429);
+    let third = json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {"name": "echo", "arguments": {"message": "m"}}});
+    assert_eq!(a.post_with(&third, &[]).read_response().0.status, 429);
+    // Another session has places to spare, but the pool is full.
+    let (head, body) = b.call_json(4, "echo", json!({"message": "m"})).read_response();
+    assert_eq!((head.status, head.header("retry-after")), (503, Some("1")), "{}", String::from_utf8_lossy(&body));
+    let (status, body) = json_answer(&mut b.call_json(4, "gated", json!({})));
+    assert_eq!(status, 503, "{body}");
+    // The queued call's client leaves: when a thread takes the call, it is not run.
+    drop(queued);
+    fx.wait_for_connections(1);
+    drop(release);
+    let (status, body) = json_answer(&mut running);
+    assert_eq!((status, &body["result"]["content"][0]["text"]), (200, &json!("done")));
+    // The queue is first in, first out: once this answers, the abandoned call was taken and skipped.
+    let (_, body) = json_answer(&mut b.call_json(5, "echo", json!({"message": "after"})));
+    assert_eq!(body["result"]["content"][0]["text"], "after");
+    assert_eq!(runs.load(Ordering::SeqCst), 0, "a call whose client left was run");
+    // Both places of session a are free again.
+    let (_, body) = json_answer(&mut a.call_json(6, "counted", json!({})));
+    assert_eq!(body["result"]["content"][0]["text"], "ran");
+    assert_eq!(a.get(&[]).read_head().status, 200);
 }

@@ -122,6 +122,12 @@ impl McpEndpoint {
         self.registry().len()
     }
 
+    /// Tool calls in progress over all sessions: running, or waiting for a thread.
+    pub fn calls(&self) -> usize {
+        let sessions = self.registry().all();
+        sessions.iter().map(|s| lock(s).calls()).sum()
+    }
+
     /// Sends a notification to every session that has a `GET` stream open (for example
     /// `notifications/tools/list_changed`); each session gets it on its own stream only. Returns how many
     /// sessions it was sent to.

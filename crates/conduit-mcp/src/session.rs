@@ -240,6 +240,11 @@ impl Session {
         }
     }
 
+    /// Calls in progress.
+    pub(crate) fn calls(&self) -> usize {
+        self.calls.len()
+    }
+
     /// Closes a stream's connection without finishing the stream.
     pub(crate) fn disconnect(&mut self, stream: u64) {
         if let Some(s) = self.streams.get_mut(&stream) {
