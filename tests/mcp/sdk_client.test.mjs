@@ -67,6 +67,37 @@ test('count streams progress before its result', async () => {
   }
 });
 
+test('a client that takes only JSON gets its tools/call results as JSON', async () => {
+  // A fetch that narrows the SDK's Accept on POSTs to application/json alone, and notes what each call got.
+  const callTypes = [];
+  const jsonOnlyFetch = async (input, init = {}) => {
+    if ((init.method ?? 'GET') !== 'POST') {
+      return fetch(input, init);
+    }
+    const headers = new Headers(init.headers);
+    headers.set('accept', 'application/json');
+    const response = await fetch(input, { ...init, headers });
+    if (typeof init.body === 'string' && init.body.includes('"tools/call"')) {
+      callTypes.push(`${response.status} ${response.headers.get('content-type')}`);
+    }
+    return response;
+  };
+  const { client } = await connect(jsonOnlyFetch);
+  try {
+    assert.equal(text(await client.callTool({ name: 'echo', arguments: { message: 'as JSON' } })), 'as JSON');
+    // Progress belongs on the call's stream, which a JSON answer does not have: the result comes alone.
+    const progress = [];
+    const result = await client.callTool({ name: 'count', arguments: { n: 3, interval_ms: 10 } }, CallToolResultSchema, {
+      onprogress: (p) => progress.push(p.progress),
+    });
+    assert.equal(text(result), 'counted 3');
+    assert.deepEqual(progress, []);
+    assert.deepEqual(callTypes, ['200 application/json', '200 application/json']);
+  } finally {
+    await client.close();
+  }
+});
+
 test('a connection dropped mid-call is resumed with Last-Event-ID, nothing lost or repeated', async () => {
   // A fetch that cuts the tools/call stream once three progress events have arrived, as a network would.
   const resumedFrom = [];
