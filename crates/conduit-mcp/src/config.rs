@@ -14,7 +14,8 @@ pub struct McpConfig {
     /// A session without requests, running calls or connected streams for this long is ended; its id then
     /// gets `404`.
     pub session_idle_timeout: Duration,
-    /// Streams of one session open at once (calls in progress plus the `GET` stream); past it `429`.
+    /// Streams of one session open at once (calls in progress, whether answered on a stream or as JSON, plus
+    /// the `GET` stream); past it `429`.
     pub max_streams_per_session: usize,
     /// Finished streams a session keeps so that a client that lost the end of one can still resume it; the
     /// oldest are forgotten first.
@@ -25,7 +26,9 @@ pub struct McpConfig {
     pub max_stored_bytes: usize,
     /// A request body larger than this gets `413`.
     pub max_body_bytes: usize,
-    /// Tool calls running at once: the size of the thread pool that runs handlers off the event loop.
+    /// Tool calls running at once: the size of the thread pool that runs handlers off the event loop. (A call
+    /// answered as JSON must also end within the server's `deferred_timeout`, or the client gets `504` and the
+    /// call is cancelled.)
     pub max_running_calls: usize,
     /// Tool calls waiting for a thread; past it a call gets `503` with `Retry-After`.
     pub max_queued_calls: usize,
