@@ -600,15 +600,7 @@ fn delete_ends_the_session_and_its_calls() {
 
 #[test]
 fn cancelled_calls_stop_and_are_not_answered() {
-    let (started_tx, started) = channel::<()>();
-    let started_tx = Mutex::new(started_tx);
-    let tool = Tool::new("spin", "runs until cancelled", json!({"type": "object"}), move |cx: &ToolContext| {
-        started_tx.lock().unwrap().send(()).unwrap();
-        while !cx.is_cancelled() {
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        Ok(ToolResult::text("should not be sent"))
-    });
+    let (tool, started, stopped) = spin_tool("spin");
     let fx = Fixture::new(McpConfig::default(), vec![tool]);
     let client = fx.session();
     let mut conn = client.call(42, "spin", json!({}));
@@ -618,6 +610,7 @@ fn cancelled_calls_stop_and_are_not_answered() {
     assert_eq!(client.post(&cancel).0.status, 202);
     let body = String::from_utf8(conn.read_chunked_body()).unwrap();
     assert_eq!(blocks(&body).len(), 1, "only the primer: {body}");
+    stopped.recv_timeout(common::TIMEOUT).expect("the handler saw the cancellation");
 }
 
 #[test]
