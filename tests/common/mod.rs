@@ -256,7 +256,18 @@ pub struct ExampleProcess {
 impl ExampleProcess {
     pub fn start(args: &[&str]) -> ExampleProcess {
         let mut child = Command::new(env!("CARGO"))
-            .args(["run", "--quiet", "--example", "sse_simple_server", "--", "--addr", "127.0.0.1:0"])
+            // `Conn` names the host `test`, raw requests in tests `t`.
+            .args([
+                "run",
+                "--quiet",
+                "--example",
+                "sse_simple_server",
+                "--",
+                "--addr",
+                "127.0.0.1:0",
+                "--allowed-host",
+                "t,test",
+            ])
             .args(args)
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .env("RUST_LOG", "info")

@@ -19,7 +19,7 @@ use crate::message::LoopContext;
 use crate::metrics::Disconnect;
 use crate::reply::Deferred;
 use crate::streaming::Stream;
-use conduit_http::{ParseError, Request, RequestParser, Status, Version};
+use conduit_http::{AnnouncedBody, ParseError, Parsed, Request, RequestParser, Version};
 use conduit_net::{ConnId, TimerId};
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -62,12 +62,22 @@ pub(crate) struct Conn {
     pub(crate) end: Option<Disconnect>,
     /// The request being answered, while the access log is on.
     pub(crate) request_log: Option<Box<RequestLog>>,
+    /// The head of a request whose body is being read (or waits to be admitted).
+    head: Option<Request>,
+    /// Bytes of the server's body budget this connection's request holds.
+    pub(crate) body_reserved: usize,
+    /// The answer to a request refused from its head whose (small) body is read only to be dropped, so that
+    /// the connection can carry the next request.
+    pub(crate) refused: Option<crate::response::Response>,
 }
 
 /// What the buffered input holds next.
 pub(crate) enum Next {
-    /// A complete request (its bytes are consumed).
-    Request(Request),
+    /// A complete request (its bytes are consumed); `admitted` if its head was admitted before its body was
+    /// read.
+    Request { request: Request, admitted: bool },
+    /// A head that announced a body: decide with [`Conn::admit`] or [`Conn::refuse`] before it is read.
+    Head(AnnouncedBody),
     /// Nothing complete yet; `continue_due` says the client waits for `100 Continue` before its body.
     Partial { continue_due: bool },
     /// The input is not valid HTTP: answer with the error's status and close.
@@ -88,6 +98,9 @@ impl Conn {
             peer,
             end: None,
             request_log: None,
+            head: None,
+            body_reserved: 0,
+            refused: None,
         }
     }
 
@@ -128,19 +141,49 @@ impl Conn {
         !self.input.is_empty() || self.parser.in_body()
     }
 
-    /// Parses the next request from the buffered input.
+    /// Parses the next request from the buffered input, head first: a head that announces a body is handed
+    /// out for a decision before any of the body is taken.
     pub(crate) fn next_request(&mut self) -> Next {
-        if !matches!(self.state, State::Reading) || self.input.is_empty() {
+        if !matches!(self.state, State::Reading) || (self.input.is_empty() && !self.parser.in_body()) {
             return Next::Nothing;
         }
-        match self.parser.parse(&self.input) {
-            Ok(Status::Complete(req, consumed)) => {
-                self.input.drain(..consumed);
-                Next::Request(req)
+        let (parsed, used) = match self.parser.parse_head_first(&self.input) {
+            Ok(step) => step,
+            Err(e) => return Next::Invalid(e),
+        };
+        self.input.drain(..used);
+        match parsed {
+            Parsed::Partial => Next::Partial { continue_due: self.parser.take_continue() },
+            Parsed::Head(request, AnnouncedBody::None) => Next::Request { request, admitted: false },
+            Parsed::Head(head, announced) => {
+                self.head = Some(head);
+                Next::Head(announced)
             }
-            Ok(Status::Partial) => Next::Partial { continue_due: self.parser.take_continue() },
-            Err(e) => Next::Invalid(e),
+            Parsed::Body(body) => match self.head.take() {
+                Some(head) => Next::Request { request: head.with_body(body), admitted: true },
+                // The parser hands out a body only after a head it announced: unreachable, never a panic.
+                None => Next::Invalid(ParseError::Malformed("a body without its head")),
+            },
         }
+    }
+
+    /// The head waiting for a decision (see [`Next::Head`]).
+    pub(crate) fn head_mut(&mut self) -> Option<&mut Request> {
+        self.head.as_mut()
+    }
+
+    /// Reads the waiting head's body, up to `limit` bytes.
+    ///
+    /// # Errors
+    /// `413` when the announced length is past `limit`.
+    pub(crate) fn admit(&mut self, limit: usize) -> Result<(), ParseError> {
+        self.parser.accept_body(limit)
+    }
+
+    /// Refuses the waiting head's body: nothing more is read from this connection. Returns the head.
+    pub(crate) fn refuse(&mut self) -> Option<Request> {
+        self.parser.refuse_body();
+        self.head.take()
     }
 
     /// Returns the input buffer's memory once it is empty (idle connections are the common case), and what
