@@ -1,5 +1,6 @@
 //! The event loop: accepts, reads, writes, timers and cross-thread messages on one thread.
 
+use crate::send::Sender;
 use crate::slab::{ConnId, Slab};
 use crate::timer::{TimerId, Timers};
 use crate::write_queue::{QueueFull, WriteQueue};
@@ -322,13 +323,27 @@ impl<M> Context<'_, M> {
         }
     }
 
-    /// If the queue would refuse `additional` bytes, first writes what the socket takes now. Output is
-    /// otherwise flushed at the end of the turn, so without this a second response to pipelined requests
-    /// could find the queue "full" of a first one the client never had the chance to read.
-    fn make_room(&mut self, conn: ConnId, additional: usize) {
-        if self.core.conns.get(conn).is_some_and(|c| matches!(c.phase, Phase::Open) && !c.queue.has_room(additional)) {
+    /// Queues output with `push` on an open connection and marks it for the end-of-turn flush, looking the
+    /// connection up once (a broadcast does this for every subscriber). If the queue would refuse `additional`
+    /// bytes, what the socket takes now is written first: output is otherwise flushed at the end of the turn,
+    /// so without this a second response to pipelined requests could find the queue "full" of a first one the
+    /// client never had the chance to read.
+    fn queue(
+        &mut self,
+        conn: ConnId,
+        additional: usize,
+        push: impl FnOnce(&mut WriteQueue) -> Result<(), QueueFull>,
+    ) -> Result<(), WriteError> {
+        if !self.open_conn(conn)?.queue.has_room(additional) {
             self.core.flush(conn);
         }
+        let c = self.open_conn(conn)?;
+        push(&mut c.queue).map_err(WriteError::Full)?;
+        if !c.dirty {
+            c.dirty = true;
+            self.core.dirty.push(conn);
+        }
+        Ok(())
     }
 
     fn mark_dirty(core: &mut Core<M>, conn: ConnId) {
@@ -345,10 +360,7 @@ impl<M> Context<'_, M> {
     /// # Errors
     /// [`WriteError::Closed`] if the connection is closed or closing; [`WriteError::Full`] if its queue is full.
     pub fn write(&mut self, conn: ConnId, bytes: &[u8]) -> Result<(), WriteError> {
-        self.make_room(conn, bytes.len());
-        self.open_conn(conn)?.queue.push_slice(bytes).map_err(WriteError::Full)?;
-        Self::mark_dirty(self.core, conn);
-        Ok(())
+        self.queue(conn, bytes.len(), |q| q.push_slice(bytes))
     }
 
     /// Queues several pieces as one message, whole or not at all (a chunk header, its data and its CRLF).
@@ -356,10 +368,7 @@ impl<M> Context<'_, M> {
     /// # Errors
     /// As for [`write`](Self::write), judged on the pieces' total length.
     pub fn write_parts(&mut self, conn: ConnId, parts: &[&[u8]]) -> Result<(), WriteError> {
-        self.make_room(conn, parts.iter().map(|p| p.len()).sum());
-        self.open_conn(conn)?.queue.push_parts(parts).map_err(WriteError::Full)?;
-        Self::mark_dirty(self.core, conn);
-        Ok(())
+        self.queue(conn, parts.iter().map(|p| p.len()).sum(), |q| q.push_parts(parts))
     }
 
     /// Queues an owned buffer without copying it.
@@ -367,10 +376,7 @@ impl<M> Context<'_, M> {
     /// # Errors
     /// As for [`write`](Self::write).
     pub fn write_vec(&mut self, conn: ConnId, bytes: Vec<u8>) -> Result<(), WriteError> {
-        self.make_room(conn, bytes.len());
-        self.open_conn(conn)?.queue.push_vec(bytes).map_err(WriteError::Full)?;
-        Self::mark_dirty(self.core, conn);
-        Ok(())
+        self.queue(conn, bytes.len(), |q| q.push_vec(bytes))
     }
 
     /// Queues a range of bytes shared with other connections: one encoding, many readers, no copies.
@@ -378,10 +384,7 @@ impl<M> Context<'_, M> {
     /// # Errors
     /// As for [`write`](Self::write).
     pub fn write_shared(&mut self, conn: ConnId, bytes: &Arc<[u8]>, range: Range<usize>) -> Result<(), WriteError> {
-        self.make_room(conn, range.len());
-        self.open_conn(conn)?.queue.push_shared(Arc::clone(bytes), range).map_err(WriteError::Full)?;
-        Self::mark_dirty(self.core, conn);
-        Ok(())
+        self.queue(conn, range.len(), |q| q.push_shared(Arc::clone(bytes), range))
     }
 
     /// Writes what the socket takes now instead of waiting for the end of the turn, for a caller deciding
@@ -543,7 +546,7 @@ impl<M> Core<M> {
         if matches!(c.phase, Phase::Closing | Phase::Lingering(_)) {
             return;
         }
-        match c.queue.write_to(&mut c.stream) {
+        match c.queue.write_to(&mut Sender(&c.stream)) {
             Ok(n) => c.written += n as u64,
             Err(e) => {
                 log::debug!("connection {conn}: write failed: {e}");

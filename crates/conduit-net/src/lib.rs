@@ -51,6 +51,7 @@
 
 mod event_loop;
 mod listener;
+mod send;
 mod slab;
 mod timer;
 mod write_queue;

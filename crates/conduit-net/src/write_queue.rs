@@ -57,7 +57,8 @@ impl std::error::Error for QueueFull {}
 ///
 /// The limit bounds what is *pending*: a push into an empty queue always succeeds whatever its size, so a
 /// single message larger than the limit can still be sent, and memory stays bounded by the larger of the limit
-/// and the largest message. Writes go out with vectored writes of up to 64 slices.
+/// and the largest message. Writes go out as one write when one buffer is pending, and as vectored writes of
+/// up to 64 slices otherwise.
 #[derive(Debug)]
 pub struct WriteQueue {
     chunks: VecDeque<Chunk>,
@@ -182,7 +183,11 @@ impl WriteQueue {
     pub fn write_to<W: Write + ?Sized>(&mut self, writer: &mut W) -> io::Result<usize> {
         let mut total = 0;
         while !self.is_empty() {
-            let result = {
+            let result = if self.chunks.len() == 1 {
+                // The common case (one event, or a batch joined into one buffer): a plain write, and no array of
+                // slices to fill.
+                writer.write(&self.chunks[0].bytes()[self.front_offset..])
+            } else {
                 let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
                 let mut count = 0;
                 for (i, chunk) in self.chunks.iter().take(MAX_IOVECS).enumerate() {
