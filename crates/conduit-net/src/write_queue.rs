@@ -10,9 +10,10 @@ use std::sync::Arc;
 const COALESCE_LIMIT: usize = 64 * 1024;
 /// How many slices one vectored write hands to the kernel.
 const MAX_IOVECS: usize = 64;
-/// An idle connection keeps at most this many chunk slots allocated; a drained queue above it gives its
-/// memory back, because thousands of idle streams must stay small.
-const IDLE_SLOTS: usize = 4;
+/// A drained queue keeps room for this many chunks and gives the rest of its memory back: thousands of idle
+/// streams must stay small, and one slot is what a broadcast subscriber needs for the next event (freeing it
+/// too would cost an allocation per subscriber per event).
+const IDLE_SLOTS: usize = 1;
 
 #[derive(Debug)]
 enum Chunk {
@@ -209,7 +210,7 @@ impl WriteQueue {
             }
         }
         if self.is_empty() && self.chunks.capacity() > IDLE_SLOTS {
-            self.chunks = VecDeque::new();
+            self.chunks.shrink_to(IDLE_SLOTS);
         }
         Ok(total)
     }
