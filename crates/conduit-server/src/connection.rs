@@ -33,7 +33,9 @@ pub(crate) struct Conn {
     pub(crate) id: ConnId,
     /// Received bytes not yet consumed by the parser.
     pub(crate) input: Vec<u8>,
-    pub(crate) parser: RequestParser,
+    /// `None` while streaming: the connection has no request to parse until its stream ends, and thousands of
+    /// open streams should not each keep a parser.
+    parser: Option<Box<RequestParser>>,
     pub(crate) state: State,
     /// Request or idle deadline, armed while `Reading`.
     deadline: Option<TimerId>,
@@ -55,7 +57,28 @@ pub(crate) enum Next {
 
 impl Conn {
     pub(crate) fn new(id: ConnId, parser: RequestParser) -> Conn {
-        Conn { id, input: Vec::new(), parser, state: State::Reading, deadline: None, deadline_idle: false }
+        Conn {
+            id,
+            input: Vec::new(),
+            parser: Some(Box::new(parser)),
+            state: State::Reading,
+            deadline: None,
+            deadline_idle: false,
+        }
+    }
+
+    /// The connection now sends `stream`; its parser is dropped until the stream ends.
+    pub(crate) fn start_streaming(&mut self, stream: Stream) {
+        self.state = State::Streaming(Box::new(stream));
+        self.parser = None;
+    }
+
+    /// The connection waits for its next request, with a new parser from `parser` if it has none.
+    pub(crate) fn read_requests(&mut self, parser: impl FnOnce() -> RequestParser) {
+        self.state = State::Reading;
+        if self.parser.is_none() {
+            self.parser = Some(Box::new(parser()));
+        }
     }
 
     /// Arms the request deadline (`after` from now); `idle` marks it as the wait for a next request.
@@ -87,20 +110,23 @@ impl Conn {
 
     /// True if a request has begun arriving (some of its head or body is here).
     pub(crate) fn has_partial_request(&self) -> bool {
-        !self.input.is_empty() || self.parser.in_body()
+        !self.input.is_empty() || self.parser.as_ref().is_some_and(|p| p.in_body())
     }
 
     /// Parses the next request from the buffered input.
     pub(crate) fn next_request(&mut self) -> Next {
-        if !matches!(self.state, State::Reading) || self.input.is_empty() {
+        let Some(parser) = self.parser.as_mut().filter(|_| matches!(self.state, State::Reading)) else {
+            return Next::Nothing;
+        };
+        if self.input.is_empty() {
             return Next::Nothing;
         }
-        match self.parser.parse(&self.input) {
+        match parser.parse(&self.input) {
             Ok(Status::Complete(req, consumed)) => {
                 self.input.drain(..consumed);
                 Next::Request(req)
             }
-            Ok(Status::Partial) => Next::Partial { continue_due: self.parser.take_continue() },
+            Ok(Status::Partial) => Next::Partial { continue_due: parser.take_continue() },
             Err(e) => Next::Invalid(e),
         }
     }

@@ -108,7 +108,8 @@ impl Service {
     fn after_response(&mut self, cx: &mut LoopContext<'_>, id: ConnId, keep_alive: bool) {
         let Some(c) = self.conns.get_mut(id) else { return };
         if keep_alive {
-            c.state = State::Reading;
+            let limits = &self.config.limits;
+            c.read_requests(|| RequestParser::new(limits.clone()));
             self.arm_deadline(cx, id, true);
         } else {
             c.state = State::Closing;
@@ -189,7 +190,7 @@ impl Service {
         let retry = sse.retry.or(self.config.retry);
         let stream = Stream::start(cx, id, sse.source, chunked, reuse, keep_alive);
         let Some(c) = self.conns.get_mut(id) else { return };
-        c.state = State::Streaming(Box::new(stream));
+        c.start_streaming(stream);
         self.stats.streams.fetch_add(1, Ordering::Relaxed);
         if retry.is_some() || reset_event.is_some() {
             let mut body = std::mem::take(&mut self.scratch);

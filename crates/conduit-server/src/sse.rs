@@ -202,8 +202,8 @@ pub struct Ticker {
 }
 
 impl Ticker {
-    pub(crate) fn new() -> Self {
-        Ticker { tick: 0, now: Instant::now(), events: Vec::new(), end: false }
+    pub(crate) fn new(tick: u64, now: Instant) -> Self {
+        Ticker { tick, now, events: Vec::new(), end: false }
     }
 
     /// 0 when the stream opens, then 1, 2, ...

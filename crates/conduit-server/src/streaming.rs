@@ -30,7 +30,9 @@ pub(crate) enum After {
 /// A connection's open event stream.
 pub(crate) struct Stream {
     pub(crate) source: Source,
-    ticker: Ticker,
+    /// An interval source's ticks so far; its [`Ticker`] is made for each tick, so a stream between ticks
+    /// keeps no room for events.
+    ticks: u64,
     /// HTTP/1.1 streams are chunked, so the end of a finite stream is visible and the connection reusable;
     /// HTTP/1.0 streams end by closing.
     pub(crate) chunked: bool,
@@ -59,7 +61,7 @@ impl Stream {
         if let Source::Channel(channel) = &source {
             channel.attach(cx.remote(), id);
         }
-        Stream { source, ticker: Ticker::new(), chunked, reuse, keep_alive, keep_alive_timer, tick_timer }
+        Stream { source, ticks: 0, chunked, reuse, keep_alive, keep_alive_timer, tick_timer }
     }
 
     /// Writes encoded events (framed as one chunk on chunked streams) and clears `body`. A client too slow to
@@ -86,16 +88,19 @@ impl Stream {
     /// `high_water`. Timer-driven and hub sources produce nothing here.
     pub(crate) fn pull(&mut self, queued: usize, high_water: usize, body: &mut Vec<u8>) -> After {
         match &mut self.source {
-            Source::Iter(events) => loop {
-                if queued + body.len() >= high_water {
-                    break After::More;
+            // One unwinding guard for the whole batch: what was encoded before a panic is still sent.
+            Source::Iter(events) => catch_unwind(AssertUnwindSafe(|| {
+                loop {
+                    if queued + body.len() >= high_water {
+                        break After::More;
+                    }
+                    match events.next() {
+                        Some(event) => event.encode(body),
+                        None => break After::End,
+                    }
                 }
-                match catch_unwind(AssertUnwindSafe(|| events.next())) {
-                    Ok(Some(event)) => event.encode(body),
-                    Ok(None) => break After::End,
-                    Err(_) => break After::Failed("event source"),
-                }
-            },
+            }))
+            .unwrap_or(After::Failed("event source")),
             Source::Channel(channel) => {
                 let pulled = channel.pull(|event| {
                     body.extend_from_slice(event);
@@ -128,12 +133,10 @@ impl Stream {
         let Source::Interval { tick, .. } = &mut self.source else {
             return After::Wait;
         };
-        let ticker = &mut self.ticker;
-        ticker.now = now;
-        ticker.events.clear();
-        let failed = catch_unwind(AssertUnwindSafe(|| tick(ticker))).is_err();
-        ticker.tick += 1;
-        for event in ticker.events.drain(..) {
+        let mut ticker = Ticker::new(self.ticks, now);
+        let failed = catch_unwind(AssertUnwindSafe(|| tick(&mut ticker))).is_err();
+        self.ticks += 1;
+        for event in &ticker.events {
             event.encode(body);
         }
         if failed {
