@@ -130,17 +130,14 @@ impl InlineText {
     }
 }
 
-/// Formats into an [`InlineText`] until it is full, then into a `String` holding everything so far.
-enum DataWriter {
-    Inline(InlineText),
-    Spilled(String),
-}
+/// Formats into a text in place: inline until it is full, then into a `String` holding everything so far.
+struct DataWriter<'a>(&'a mut Text);
 
-impl fmt::Write for DataWriter {
+impl fmt::Write for DataWriter<'_> {
     #[inline]
     fn write_str(&mut self, s: &str) -> fmt::Result {
-        match self {
-            DataWriter::Inline(inline) => {
+        match self.0 {
+            Text::Inline(inline) => {
                 let len = usize::from(inline.len);
                 match inline.bytes.get_mut(len..len + s.len()) {
                     Some(room) => {
@@ -151,11 +148,13 @@ impl fmt::Write for DataWriter {
                         let mut spilled = String::with_capacity(2 * (len + s.len()));
                         spilled.push_str(inline.as_str());
                         spilled.push_str(s);
-                        *self = DataWriter::Spilled(spilled);
+                        *self.0 = Text::Owned(spilled);
                     }
                 }
             }
-            DataWriter::Spilled(string) => string.push_str(s),
+            Text::Owned(string) => string.push_str(s),
+            // Never made for a writer; appending keeps the text whole all the same.
+            Text::Static(_) | Text::Shared(_) => *self.0 = Text::Owned(format!("{}{s}", self.0.as_str())),
         }
         Ok(())
     }
@@ -273,15 +272,14 @@ impl Event {
     /// ```
     #[must_use]
     #[inline]
-    pub fn data_fmt(self, args: fmt::Arguments<'_>) -> Self {
-        let mut writer = DataWriter::Inline(InlineText::EMPTY);
+    pub fn data_fmt(mut self, args: fmt::Arguments<'_>) -> Self {
+        // Formatted where it stays, so the inline bytes are never moved afterwards.
+        let data = self.data.insert(Text::Inline(InlineText::EMPTY));
         // Writing to either kind of buffer never fails; a `Display` impl that reports an error leaves what it
         // wrote before that.
-        let _ = fmt::write(&mut writer, args);
-        self.with_data(match writer {
-            DataWriter::Inline(inline) => Text::Inline(inline),
-            DataWriter::Spilled(string) => Text::Owned(string),
-        })
+        let _ = fmt::write(&mut DataWriter(data), args);
+        self.data_breaks = Breaks::scan(data.as_bytes());
+        self
     }
 
     #[inline]
