@@ -5,7 +5,7 @@
 //! fed by the fan-out instead (see `fanout`). Nothing here decides what a connection does after its stream:
 //! the functions say what the source wants next ([`After`]) and the dispatcher acts on it.
 
-use crate::framing::write_body;
+use crate::framing::{write_batch, write_body};
 use crate::message::LoopContext;
 use crate::sse::{Source, Ticker};
 use conduit_http::LAST_CHUNK;
@@ -71,8 +71,7 @@ impl Stream {
             return true;
         }
         self.keep_alive.record_activity(cx.now());
-        let ok = write_body(cx, id, self.chunked, body);
-        body.clear();
+        let ok = write_batch(cx, id, self.chunked, body);
         if !ok {
             log::warn!(
                 "closing stream {id} to {:?}: the client is not reading ({} bytes queued)",
