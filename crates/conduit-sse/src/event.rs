@@ -271,7 +271,7 @@ impl Event {
     /// assert_eq!(event.data_str(), Some("1 + 2 = 3"));
     /// ```
     #[must_use]
-    #[inline]
+    #[inline(always)]
     pub fn data_fmt(mut self, args: fmt::Arguments<'_>) -> Self {
         // Formatted where it stays, so the inline bytes are never moved afterwards.
         let data = self.data.insert(Text::Inline(InlineText::EMPTY));
@@ -327,12 +327,12 @@ impl Event {
     /// # Errors
     ///
     /// [`EventError::InvalidEventName`] if `name` contains CR or LF, as for [`event`](Event::event).
-    #[inline]
+    #[inline(always)]
     pub fn event_static(self, name: &'static str) -> Result<Self, EventError> {
         self.with_event(Cow::Borrowed(name))
     }
 
-    #[inline]
+    #[inline(always)]
     fn with_event(mut self, name: Cow<'static, str>) -> Result<Self, EventError> {
         if lines::find_break(name.as_bytes()).is_some() {
             return Err(EventError::InvalidEventName);
@@ -364,7 +364,7 @@ impl Event {
     /// Sets (replaces) the id with a number, written in decimal. Its digits are kept inside the event, so
     /// this never allocates, and digits never need checking.
     #[must_use]
-    #[inline]
+    #[inline(always)]
     pub fn id_u64(mut self, id: u64) -> Self {
         self.id = Some(Id::Decimal(Decimal::new(id)));
         self
