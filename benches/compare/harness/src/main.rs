@@ -1210,7 +1210,9 @@ fn broadcast_size(o: &Options, deadline: Instant, subscribers: usize, notes: &[S
     t.note("latency: receive time (the read that brought the event) minus the t_us the server stamped at publish, both SystemTime on this machine, over every delivery");
     t.note("server CPU: schedstat of the server's threads from just before the start request to the last delivery (or the time limit)");
     t.note("servers are measured one after the other, each with its subscribers opened fresh; the harness reads with 2 threads on the same 2 cores");
-    t.note("floor: one thread writes each event to every subscriber's socket in turn, the kernel's cost and nothing else");
+    t.note(
+        "floor: one thread writes each event to every subscriber's socket in turn, the kernel's cost and nothing else",
+    );
     for n in notes {
         t.note(n.as_str());
     }

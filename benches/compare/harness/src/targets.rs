@@ -56,7 +56,7 @@ impl Goal {
 
 /// `768 B` reads better as `0.75 KiB` in a goal.
 fn bytes_goal(b: f64) -> String {
-    if b < 1024.0 * 1024.0 && b >= 512.0 { format!("{:.2} KiB", b / 1024.0) } else { crate::table::bytes(b) }
+    if (512.0..1024.0 * 1024.0).contains(&b) { format!("{:.2} KiB", b / 1024.0) } else { crate::table::bytes(b) }
 }
 
 /// One measured target.

@@ -29,8 +29,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 const HEAD: &[u8] =
     b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\nConnection: close\r\n\r\n";
 const NOT_FOUND: &[u8] = b"HTTP/1.1 404 Not Found\r\nContent-Length: 10\r\nConnection: close\r\n\r\nnot found\n";
-const BAD_REQUEST: &[u8] =
-    b"HTTP/1.1 400 Bad Request\r\nContent-Length: 12\r\nConnection: close\r\n\r\nbad request\n";
+const BAD_REQUEST: &[u8] = b"HTTP/1.1 400 Bad Request\r\nContent-Length: 12\r\nConnection: close\r\n\r\nbad request\n";
 const UNAVAILABLE: &[u8] =
     b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 12\r\nConnection: close\r\n\r\nunavailable\n";
 const MAX_EVENTS: u64 = 10_000_000;
@@ -275,4 +274,66 @@ fn publish_all(shared: &Shared, Broadcast { rate, seconds }: Broadcast) {
 fn reap(subscribers: &mut Vec<TcpStream>) {
     let mut scratch = [0u8; 64];
     subscribers.retain_mut(|s| matches!(s.read(&mut scratch), Err(e) if e.kind() == ErrorKind::WouldBlock));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_parameters_are_bounded() {
+        for (query, want) in [
+            ("", Some(10)),
+            ("rate=7", Some(7)),
+            ("seconds=2&rate=10000", Some(10_000)),
+            ("rate=0", None),
+            ("rate=10001", None),
+            ("rate=x", None),
+        ] {
+            assert_eq!(bounded(query, "rate", 10, MAX_RATE), want, "{query:?}");
+        }
+    }
+
+    /// A subscriber socket as the floor holds it (non-blocking), and the client's end.
+    fn subscriber() -> (TcpStream, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        server.set_nonblocking(true).unwrap();
+        (server, client)
+    }
+
+    #[test]
+    fn every_subscriber_gets_every_event_and_closed_ones_are_reaped() {
+        let (start, _starts) = mpsc::channel();
+        let shared = Shared { subscribers: Mutex::new(Vec::new()), start: Mutex::new(start) };
+        let (a, mut client_a) = subscriber();
+        let (b, client_b) = subscriber();
+        shared.subscribers().extend([a, b]);
+        publish_all(&shared, Broadcast { rate: 100, seconds: 1 });
+        drop(client_b);
+        client_a.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut got = Vec::new();
+        while got.windows(2).filter(|w| w == b"\n\n").count() < 100 {
+            let mut buf = [0u8; 4096];
+            let n = client_a.read(&mut buf).unwrap();
+            assert!(n > 0, "the stream ended after {} bytes", got.len());
+            got.extend_from_slice(&buf[..n]);
+        }
+        let text = String::from_utf8(got).unwrap();
+        for (i, event) in text.split_terminator("\n\n").enumerate() {
+            assert!(
+                event.starts_with(&format!("event: update\nid: {i}\ndata: {{\"seq\": {i}, \"t_us\": ")),
+                "{event:?}"
+            );
+        }
+        assert_eq!(text.matches("\n\n").count(), 100);
+        // The closed subscriber is noticed by the reaper; the open one stays.
+        let until = Instant::now() + Duration::from_secs(5);
+        while shared.subscribers().len() > 1 && Instant::now() < until {
+            reap(&mut shared.subscribers());
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(shared.subscribers().len(), 1);
+    }
 }
