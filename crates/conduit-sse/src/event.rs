@@ -95,19 +95,26 @@ impl Text {
     }
 }
 
-impl PartialEq for Text {
-    fn eq(&self, other: &Self) -> bool {
-        self.as_str() == other.as_str()
-    }
+/// Equality and `Debug` by text, whatever the storage: an id set as a number equals the same id set as text.
+macro_rules! compared_as_str {
+    ($($ty:ty),*) => {$(
+        impl PartialEq for $ty {
+            fn eq(&self, other: &Self) -> bool {
+                self.as_str() == other.as_str()
+            }
+        }
+
+        impl Eq for $ty {}
+
+        impl fmt::Debug for $ty {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                fmt::Debug::fmt(self.as_str(), f)
+            }
+        }
+    )*};
 }
 
-impl Eq for Text {}
-
-impl fmt::Debug for Text {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(self.as_str(), f)
-    }
-}
+compared_as_str!(Text, Id);
 
 /// Up to [`INLINE_DATA`] bytes of UTF-8 kept in place.
 #[derive(Clone, Copy)]
@@ -184,20 +191,6 @@ impl Id {
     }
 }
 
-impl PartialEq for Id {
-    fn eq(&self, other: &Self) -> bool {
-        self.as_str() == other.as_str()
-    }
-}
-
-impl Eq for Id {}
-
-impl fmt::Debug for Id {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(self.as_str(), f)
-    }
-}
-
 /// A `u64` in decimal: at most 20 digits, right-aligned.
 #[derive(Clone, Copy)]
 struct Decimal {
@@ -207,17 +200,9 @@ struct Decimal {
 
 impl Decimal {
     #[inline]
-    fn new(mut n: u64) -> Decimal {
+    fn new(n: u64) -> Decimal {
         let mut digits = [b'0'; 20];
-        let mut start = digits.len();
-        loop {
-            start -= 1;
-            digits[start] = b'0' + (n % 10) as u8;
-            n /= 10;
-            if n == 0 {
-                break;
-            }
-        }
+        let start = write_digits(n, &mut digits);
         Decimal { start: start as u8, digits }
     }
 
@@ -527,18 +512,30 @@ fn write_field(buf: &mut Vec<u8>, prefix: &[u8], value: &[u8]) {
 /// `u128::MAX` has 39 decimal digits.
 const MAX_DIGITS: usize = 39;
 
-fn push_decimal(buf: &mut Vec<u8>, mut n: u128) {
+fn push_decimal(buf: &mut Vec<u8>, n: u128) {
     let mut digits = [0u8; MAX_DIGITS];
-    let mut start = MAX_DIGITS;
+    let start = write_digits(n, &mut digits);
+    buf.extend_from_slice(&digits[start..]);
+}
+
+/// Writes `n` in decimal at the end of `digits` (which must have room: 20 bytes for a `u64`, 39 for a `u128`)
+/// and returns where the digits start. Generic so that a `u64` is divided as a `u64`.
+#[inline]
+fn write_digits<T>(mut n: T, digits: &mut [u8]) -> usize
+where
+    T: Copy + PartialEq + From<u8> + std::ops::Rem<Output = T> + std::ops::Div<Output = T> + TryInto<u8>,
+{
+    let (ten, zero) = (T::from(10), T::from(0));
+    let mut start = digits.len();
     loop {
         start -= 1;
-        digits[start] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
+        // A remainder of ten is below ten: the conversion cannot fail.
+        digits[start] = b'0' + (n % ten).try_into().unwrap_or(0);
+        n = n / ten;
+        if n == zero {
+            return start;
         }
     }
-    buf.extend_from_slice(&digits[start..]);
 }
 
 fn decimal_len(n: u128) -> usize {
