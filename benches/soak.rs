@@ -11,7 +11,19 @@
 //!
 //! Flags: `--streams N`, `--seconds S`, `--rate R` (events per second), `--quick`, `--threads T` (client event
 //! loops, default 2), `--seed X` (who disconnects when), `--backlog N` (events the hub keeps, default 30 s of
-//! them; a small one shows the checks failing). Quick mode is chosen when cargo does not pass `--bench`
+//! them; a small one shows the checks failing), `--nodes N` (servers; 2 or more run on the Redis Streams
+//! backbone, against a `redis-server` the run starts on a free loopback port, or the one `--redis-url URL`
+//! names), `--resumes F` (the fraction of clients that drop and resume, default 0.25; 0 for a plain fan-out
+//! measurement).
+//!
+//! ```text
+//! cargo bench --bench soak -- --nodes 3 --streams 3000           # three nodes on Redis, 60 s
+//! cargo test --bench soak -- --nodes 3                           # quick mode, as CI runs it
+//! ```
+//!
+//! With several nodes each client opens its first stream on node `client % nodes` and every reconnection on
+//! the next node, so each resume happens on a different node than the one the client left; the publisher
+//! publishes through each node's hub in turn, and Redis numbers the events. Quick mode is chosen when cargo does not pass `--bench`
 //! (that is, under `cargo test --benches`) or with `--quick`; explicit flags override its numbers too.
 //!
 //! Everything runs in this process over loopback. The server is a `Server::bind_with_hub` on 127.0.0.1:0 with
@@ -86,6 +98,12 @@ struct Options {
     /// Overrides the backlog size (events), to see the checks fail when it is too small.
     backlog: Option<usize>,
     quick: bool,
+    /// Servers; more than one share a Redis backbone.
+    nodes: usize,
+    /// An existing Redis for `nodes > 1`, instead of starting one.
+    redis_url: Option<String>,
+    /// The fraction of clients that drop their connection and resume.
+    resumes: f64,
 }
 
 impl Options {
@@ -98,11 +116,21 @@ fn parse_options() -> Result<Options, String> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     // `cargo bench` passes `--bench`; `cargo test --benches` does not, and then a quick run is enough.
     let quick = args.iter().any(|a| a == "--quick") || !args.iter().any(|a| a == "--bench");
-    let mut options = if quick {
-        Options { streams: 200, seconds: 3.0, rate: 50.0, threads: 2, seed: 0x5eed, backlog: None, quick }
-    } else {
-        Options { streams: 10_000, seconds: 60.0, rate: 20.0, threads: 2, seed: 0x5eed, backlog: None, quick }
+    let mut options = Options {
+        streams: 10_000,
+        seconds: 60.0,
+        rate: 20.0,
+        threads: 2,
+        seed: 0x5eed,
+        backlog: None,
+        quick,
+        nodes: 1,
+        redis_url: None,
+        resumes: 0.25,
     };
+    if quick {
+        (options.streams, options.seconds, options.rate) = (200, 3.0, 50.0);
+    }
     let mut i = 0;
     while i < args.len() {
         let arg = args[i].as_str();
@@ -145,6 +173,15 @@ fn parse_options() -> Result<Options, String> {
                 let v = value()?;
                 options.backlog = Some(v.parse().map_err(|_| bad(&v))?);
             }
+            "--nodes" => {
+                let v = value()?;
+                options.nodes = v.parse().map_err(|_| bad(&v))?;
+            }
+            "--redis-url" => options.redis_url = Some(value()?),
+            "--resumes" => {
+                let v = value()?;
+                options.resumes = v.parse().ok().filter(|f: &f64| (0.0..=1.0).contains(f)).ok_or_else(|| bad(&v))?;
+            }
             "--quick" | "--bench" => {}
             other => eprintln!("soak: ignoring unknown argument {other:?}"),
         }
@@ -163,6 +200,9 @@ fn parse_options() -> Result<Options, String> {
     }
     if !(1..=16).contains(&options.threads) {
         return Err("--threads must be 1 to 16".into());
+    }
+    if !(1..=8).contains(&options.nodes) {
+        return Err("--nodes must be 1 to 8".into());
     }
     Ok(options)
 }
@@ -192,7 +232,8 @@ fn parse_stat(stat: &str) -> Option<(String, f64)> {
     Some((stat.get(open + 1..close)?.to_owned(), (ticks(11)? + ticks(12)?) as f64 / 100.0))
 }
 
-/// CPU seconds so far of the server's loop thread and of the client loops together (live threads only).
+/// CPU seconds so far of the server's threads (its event loops, and on Redis the node's reader, which encodes
+/// each event once for the node) and of the client loops together (live threads only).
 fn thread_cpu() -> (f64, f64) {
     let (mut server, mut clients) = (0.0, 0.0);
     for entry in std::fs::read_dir("/proc/self/task").into_iter().flatten().flatten() {
@@ -200,7 +241,7 @@ fn thread_cpu() -> (f64, f64) {
         else {
             continue;
         };
-        if name.starts_with("conduit-loop") {
+        if name.starts_with("conduit-loop") || name.starts_with("conduit-redis") {
             server += cpu;
         } else if name.starts_with("soak-clients") {
             clients += cpu;
@@ -487,6 +528,8 @@ struct Client {
     server_closes: u64,
     /// The current connection sent `Last-Event-ID`.
     resuming: bool,
+    /// Connections opened so far: the next goes to node `(client + connects) % nodes`.
+    connects: usize,
     /// Events numbered below this were published before the current stream opened (replays on resume).
     live_from: u64,
     opened: bool,
@@ -517,6 +560,7 @@ impl Client {
             disconnects: 0,
             server_closes: 0,
             resuming: false,
+            connects: 0,
             live_from: 0,
             opened: false,
             done: false,
@@ -706,7 +750,8 @@ impl Tally {
 /// One client event loop, serving its share of the clients.
 struct ClientLoop {
     shared: Arc<Shared>,
-    addr: SocketAddr,
+    /// One per node.
+    addrs: Vec<SocketAddr>,
     poll: Poll,
     /// Global number of `clients[0]`, for reports.
     first: usize,
@@ -732,7 +777,7 @@ struct ClientLoop {
 impl ClientLoop {
     fn new(
         shared: Arc<Shared>,
-        addr: SocketAddr,
+        addrs: Vec<SocketAddr>,
         first: usize,
         count: usize,
         disconnect_plan: Vec<(u64, usize)>,
@@ -741,7 +786,7 @@ impl ClientLoop {
     ) -> io::Result<Self> {
         Ok(ClientLoop {
             shared,
-            addr,
+            addrs,
             poll: Poll::new()?,
             first,
             clients: (0..count).map(|_| Client::new(expected_events)).collect(),
@@ -857,7 +902,10 @@ impl ClientLoop {
     fn connect(&mut self, idx: usize, now: Instant) {
         let c = &mut self.clients[idx];
         debug_assert!(c.stream.is_none());
-        let mut stream = match TcpStream::connect(self.addr) {
+        // Each reconnection goes to the next node: a resume never returns to the node the client left.
+        let addr = self.addrs[(self.first + idx + c.connects) % self.addrs.len()];
+        c.connects += 1;
+        let mut stream = match TcpStream::connect(addr) {
             Ok(s) => s,
             Err(e) => {
                 self.connect_errors += 1;
@@ -1103,7 +1151,8 @@ struct PublishReport {
     error: Option<String>,
 }
 
-fn publish_events(hub: &Hub, shared: &Shared, total: u64, rate: f64) -> PublishReport {
+/// Publishes through each hub in turn (one per node).
+fn publish_events(hubs: &[Hub], shared: &Shared, total: u64, rate: f64) -> PublishReport {
     let mut report = PublishReport::default();
     let start = Instant::now();
     shared.publish_start_us.store(shared.micros(start), Ordering::Release);
@@ -1119,9 +1168,9 @@ fn publish_events(hub: &Hub, shared: &Shared, total: u64, rate: f64) -> PublishR
         loop {
             let t_us = shared.micros(Instant::now());
             let event = Event::new().data(format!("{{\"n\": {n}, \"t_us\": {t_us}}}"));
-            match hub.publish(TOPIC, event) {
+            match hubs[(n % hubs.len() as u64) as usize].publish(TOPIC, event) {
                 Ok(_) => break,
-                Err(PublishError::Busy) if Instant::now() < give_up => {
+                Err(PublishError::Busy | PublishError::Backbone(_)) if Instant::now() < give_up => {
                     report.busy_retries += 1;
                     thread::sleep(Duration::from_millis(1));
                 }
@@ -1173,7 +1222,7 @@ fn wait_for(
 fn plan_disconnects(options: &Options, shards: &[(usize, usize)], rng: &mut Rng) -> (Vec<Vec<(u64, usize)>>, usize) {
     let n = options.streams;
     let mut order: Vec<usize> = (0..n).collect();
-    let chosen = n / 4;
+    let chosen = (n as f64 * options.resumes) as usize;
     // A partial Fisher-Yates shuffle: the first `chosen` are a uniform sample.
     for i in 0..chosen {
         let j = i + rng.below((n - i) as u64) as usize;
@@ -1235,10 +1284,10 @@ fn run(mut options: Options) -> ExitCode {
     let rss_start = status_kib("VmRSS");
     let load_start = load_average();
     let backlog_events = options.backlog.unwrap_or_else(|| ((options.rate * BACKLOG_SECONDS).ceil() as usize).max(100));
-    let hub = Hub::new(HubConfig {
+    let hub_config = HubConfig {
         backlog: BacklogLimits { max_events: backlog_events, max_bytes: (backlog_events * 256).max(1 << 20) },
         ..HubConfig::default()
-    });
+    };
     let config = ServerConfig {
         backlog: 4096,
         max_connections: n * 2 + FD_RESERVE,
@@ -1246,16 +1295,63 @@ fn run(mut options: Options) -> ExitCode {
         shutdown_grace: Duration::from_secs(2),
         ..ServerConfig::new(SocketAddr::from(([127, 0, 0, 1], 0)))
     };
-    let router = Router::new().get("/stream", |req: &Request| Sse::subscribe_request(req));
-    let server = match Server::bind_with_hub(config, router, &hub).and_then(Server::spawn) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("soak: starting the server failed: {e}");
-            return ExitCode::FAILURE;
-        }
+    // Several nodes share a Redis: the one named, or one started for this run (stopped when it ends).
+    let mut own_redis = None;
+    let redis_url = match (&options.redis_url, options.nodes) {
+        (_, 1) => None,
+        (Some(url), _) => Some(url.clone()),
+        (None, _) => match conduit::redis::testing::RedisServer::start(conduit::redis::testing::Persistence::None) {
+            Some(server) => {
+                let url = server.url();
+                own_redis = Some(server);
+                Some(url)
+            }
+            None => {
+                eprintln!("soak: --nodes needs redis-server (apt-get install redis-server) or --redis-url");
+                return ExitCode::FAILURE;
+            }
+        },
     };
-    let addr = server.local_addr();
-    let handle = server.handle().clone();
+    let mut servers = Vec::new();
+    let mut hubs = Vec::new();
+    for _ in 0..options.nodes {
+        let hub = match &redis_url {
+            None => Hub::new(hub_config.clone()),
+            Some(url) => {
+                let mut redis = match conduit::redis::RedisConfig::from_url(url) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        eprintln!("soak: --redis-url: {e}");
+                        return ExitCode::from(2);
+                    }
+                };
+                redis.backlog = backlog_events;
+                match conduit::redis::RedisBackbone::new(redis) {
+                    Ok(backbone) => Hub::with_backbone(hub_config.clone(), backbone),
+                    Err(e) => {
+                        eprintln!("soak: {e}");
+                        return ExitCode::from(2);
+                    }
+                }
+            }
+        };
+        let router = Router::new().get("/stream", |req: &Request| Sse::subscribe_request(req));
+        match Server::bind_with_hub(config.clone(), router, &hub).and_then(Server::spawn) {
+            Ok(s) => servers.push(s),
+            Err(e) => {
+                eprintln!("soak: starting a server failed: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+        hubs.push(hub);
+    }
+    let addrs: Vec<SocketAddr> = servers.iter().map(|s| s.local_addr()).collect();
+    let handles: Vec<_> = servers.iter().map(|s| s.handle().clone()).collect();
+    let streams_open = || handles.iter().map(|h| h.streams()).sum::<usize>();
+    let connections_open = || handles.iter().map(|h| h.connections()).sum::<usize>();
+    if let Some(url) = &redis_url {
+        println!("  {} nodes on Redis {url}: {addrs:?}", options.nodes);
+    }
 
     let shared = Arc::new(Shared {
         epoch: Instant::now(),
@@ -1279,9 +1375,10 @@ fn run(mut options: Options) -> ExitCode {
     for (t, (&(first, count), plan)) in shards.iter().zip(plans).enumerate() {
         let loop_shared = Arc::clone(&shared);
         let seed = rng.next();
-        let spawned = thread::Builder::new()
-            .name(format!("soak-clients-{t}"))
-            .spawn(move || ClientLoop::new(loop_shared, addr, first, count, plan, total, seed)?.run());
+        let spawned = thread::Builder::new().name(format!("soak-clients-{t}")).spawn({
+            let addrs = addrs.clone();
+            move || ClientLoop::new(loop_shared, addrs, first, count, plan, total, seed)?.run()
+        });
         match spawned {
             Ok(h) => loops.push(h),
             Err(e) => {
@@ -1304,7 +1401,13 @@ fn run(mut options: Options) -> ExitCode {
     );
     let open_time = open_started.elapsed();
     let rss_open = status_kib("VmRSS");
-    let server_streams_open = handle.streams();
+    let server_streams_open = streams_open();
+    // The Redis server's own CPU, when this run started it.
+    let redis_cpu = || {
+        let pid = own_redis.as_ref()?.pid()?;
+        parse_stat(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?).map(|(_, cpu)| cpu)
+    };
+    let redis_cpu_start = redis_cpu();
     let mut publish = PublishReport::default();
     let mut final_wait = Duration::ZERO;
     if !opened {
@@ -1318,11 +1421,11 @@ fn run(mut options: Options) -> ExitCode {
         );
         thread::sleep(IDLE_BEFORE_PUBLISHING);
         let publisher = {
-            let (hub, shared) = (hub.clone(), Arc::clone(&shared));
+            let (hubs, shared) = (hubs.clone(), Arc::clone(&shared));
             let rate = options.rate;
             thread::Builder::new()
                 .name("soak-publisher".into())
-                .spawn(move || publish_events(&hub, &shared, total, rate))
+                .spawn(move || publish_events(&hubs, &shared, total, rate))
         };
         match publisher {
             Ok(publisher) => {
@@ -1337,7 +1440,7 @@ fn run(mut options: Options) -> ExitCode {
                             "  {:>5.1} s: published {} of {total}, server streams {}, resumes {}, RSS {}",
                             t.as_secs_f64(),
                             shared.published.load(Ordering::Acquire),
-                            handle.streams(),
+                            streams_open(),
                             shared.resumes.load(Ordering::Relaxed),
                             mib(status_kib("VmRSS")),
                         )
@@ -1379,8 +1482,9 @@ fn run(mut options: Options) -> ExitCode {
             }
         }
     }
-    let server_streams_end = handle.streams();
-    let server_connections_end = handle.connections();
+    let redis_cpu_used = redis_cpu().zip(redis_cpu_start).map(|(end, start)| end - start);
+    let server_streams_end = streams_open();
+    let server_connections_end = connections_open();
     let (server_cpu, client_cpu) = thread_cpu();
     let load_end = load_average();
 
@@ -1393,9 +1497,13 @@ fn run(mut options: Options) -> ExitCode {
             Err(_) => failures.push("a client loop panicked".into()),
         }
     }
-    if let Err(e) = server.shutdown() {
-        failures.push(format!("server shutdown: {e}"));
+    for server in servers {
+        if let Err(e) = server.shutdown() {
+            failures.push(format!("server shutdown: {e}"));
+        }
     }
+    drop(hubs);
+    drop(own_redis);
     let rss_peak = status_kib("VmHWM");
     let wall = wall.elapsed();
 
@@ -1422,7 +1530,7 @@ fn run(mut options: Options) -> ExitCode {
         _ => String::new(),
     };
     println!();
-    println!("soak report ({mode})");
+    println!("soak report ({mode}, {} node{})", options.nodes, if options.nodes == 1 { "" } else { "s on Redis" });
     println!("  streams               {n}{fd_note}, {threads} client loops, opened in {open_time:.2?}");
     println!(
         "  events published      {} of {total} in {:.2?} ({} /s asked; worst publisher lag {:.1?}, busy retries {})",
@@ -1475,6 +1583,16 @@ fn run(mut options: Options) -> ExitCode {
         "  CPU                   server loop {server_cpu:.1} s, client loops {client_cpu:.1} s, whole process {} s",
         process_cpu().map_or_else(|| "?".into(), |c| format!("{c:.1}"))
     );
+    let per =
+        |cpu: f64, count: u64| if count == 0 { "?".to_owned() } else { format!("{:.2} µs", cpu * 1e6 / count as f64) };
+    println!("  server CPU / delivery {} ({} deliveries)", per(server_cpu, tally.received), tally.received);
+    if let Some(cpu) = redis_cpu_used {
+        println!(
+            "  Redis CPU / event     {} ({cpu:.2} s for {} events)",
+            per(cpu, publish.published),
+            publish.published
+        );
+    }
     println!("  wall time             {wall:.2?} (load average {load_start} at the start, {load_end} at the end)");
     for example in &tally.examples {
         println!("  {example}");

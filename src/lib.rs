@@ -3,7 +3,8 @@
 //! Server-Sent Events served from a `mio` event loop: many long-lived streams on a small machine, events pushed
 //! with little latency, memory and CPU, and no client able to hurt the others.
 //!
-//! This package re-exports the layers, each usable on its own:
+//! This package re-exports the layers, each usable on its own (and `conduit::mcp`, the Model Context Protocol's
+//! Streamable HTTP transport on top of `conduit::server`):
 //!
 //! ```text
 //!  conduit::server   Server, Router, Sse streams, config         conduit::client   blocking EventSource
@@ -12,6 +13,8 @@
 //!  conduit::http     RequestParser, ResponseHead     (sans-I/O)  <----+      and the http types
 //!        |
 //!  conduit::net      EventLoop, WriteQueue, Timers, Remote
+//!
+//!  conduit::redis    RedisBackbone: the hub on Redis Streams, for many nodes (above conduit::server)
 //! ```
 //!
 //! ```no_run
@@ -29,7 +32,9 @@
 
 pub use conduit_client as client;
 pub use conduit_http as http;
+pub use conduit_mcp as mcp;
 pub use conduit_net as net;
+pub use conduit_redis as redis;
 pub use conduit_server as server;
 pub use conduit_sse as sse;
 

@@ -3,7 +3,7 @@
 mod common;
 
 #[allow(dead_code)]
-#[path = "../examples/sse_simple_server.rs"]
+#[path = "../examples/sse_simple_server/main.rs"]
 mod example;
 
 use common::{Conn, ids, local_config, roundtrip, spawn_with_hub, wait_until};
@@ -100,7 +100,7 @@ fn ai_stream_sends_indexed_tokens_then_done() {
         assert_eq!(v["index"], i);
         words.push(v["token"].as_str().unwrap().to_owned());
     }
-    assert_eq!(words.join(" "), example::AI_REPLY.split_whitespace().collect::<Vec<_>>().join(" "));
+    assert_eq!(words.join(" "), example::demos::AI_REPLY.split_whitespace().collect::<Vec<_>>().join(" "));
 }
 
 #[test]
@@ -211,13 +211,7 @@ fn post_chat(conn: &mut Conn, body: &str) {
 
 /// (event type, parsed data) of each block of a chat stream.
 fn typed_events(body: &str) -> Vec<(String, serde_json::Value)> {
-    body.split_terminator("\n\n")
-        .map(|block| {
-            let kind = block.lines().find_map(|l| l.strip_prefix("event: ")).unwrap_or("message").to_owned();
-            let data = block.lines().find_map(|l| l.strip_prefix("data: ")).expect(block);
-            (kind, serde_json::from_str(data).unwrap())
-        })
-        .collect()
+    common::events(body).into_iter().map(|e| (e.event, serde_json::from_str(&e.data).unwrap())).collect()
 }
 
 #[test]
@@ -267,7 +261,8 @@ fn chat_streams_start_conversation_tokens_and_end() {
     let events = typed_events(&String::from_utf8(conn.read_chunked_body()).unwrap());
     let kinds: Vec<&str> = events.iter().map(|(k, _)| k.as_str()).collect();
     assert_eq!(kinds[..2], ["stream_start", "conversation_id"]);
-    assert_eq!(events[0].1, serde_json::json!({ "status": "streaming" }));
+    let message_id = head.header("conduit-message-id").expect("the message id header");
+    assert_eq!(events[0].1, serde_json::json!({ "message_id": message_id, "status": "streaming" }));
     assert!(events[1].1["conversation_id"].as_str().is_some_and(|id| !id.is_empty()));
     let (last, middle) = events[2..].split_last().unwrap();
     assert_eq!(last.0, "stream_end");
@@ -352,10 +347,6 @@ fn count_resumes_after_last_event_id_and_drops_when_asked() {
         }
     }
     assert_eq!(seen, (1..=7).collect::<Vec<_>>());
-
-    let (head, body) =
-        roundtrip(server.local_addr(), b"GET /count?n=7 HTTP/1.1\r\nHost: t\r\nLast-Event-ID: 99\r\n\r\n");
-    assert_eq!(head.status, 400, "{}", String::from_utf8_lossy(&body));
 }
 
 #[test]
@@ -374,4 +365,27 @@ fn the_rust_client_rides_through_dropped_streams_without_losing_a_count() {
     }
     assert_eq!(counts, (1..=10).collect::<Vec<_>>());
     assert_eq!(source.reconnects(), 3);
+}
+
+#[test]
+fn count_answers_204_to_a_client_that_has_every_count() {
+    let server = start();
+    for last in ["5", "9"] {
+        let mut conn = Conn::open(server.local_addr());
+        conn.send(format!("GET /count?n=5 HTTP/1.1\r\nHost: t\r\nLast-Event-ID: {last}\r\n\r\n").as_bytes());
+        assert_eq!(conn.read_head().status, 204, "Last-Event-ID {last}: an EventSource stops");
+    }
+    let (head, _) = roundtrip(server.local_addr(), b"GET /count?n=5 HTTP/1.1\r\nHost: t\r\nLast-Event-ID: x\r\n\r\n");
+    assert_eq!(head.status, 400);
+}
+
+#[test]
+fn the_page_has_a_favicon() {
+    let server = start();
+    for path in ["/favicon.svg", "/favicon.ico"] {
+        let (head, body) = roundtrip(server.local_addr(), format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes());
+        assert_eq!(head.status, 200, "{path}");
+        assert_eq!(head.header("content-type"), Some("image/svg+xml"));
+        assert!(body.starts_with(b"<svg"));
+    }
 }

@@ -7,7 +7,7 @@
 mod common;
 
 #[allow(dead_code)]
-#[path = "../examples/sse_simple_server.rs"]
+#[path = "../examples/sse_simple_server/main.rs"]
 mod example;
 
 use common::{local_config, spawn_with_hub};

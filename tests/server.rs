@@ -3,7 +3,7 @@
 mod common;
 
 use common::{Conn, TIMEOUT, connect, ids, roundtrip, spawn, spawn_with, wait_until};
-use conduit::server::{Request, Response, Router, ServerConfig, Sse, StatusCode, Ticker};
+use conduit::server::{Reply, Request, Response, Router, ServerConfig, Sse, StatusCode, Ticker};
 use conduit::sse::Event;
 use std::io::{Read, Write};
 use std::sync::mpsc;
@@ -372,4 +372,89 @@ fn options_lists_allowed_methods() {
     let (head, _) = roundtrip(server.local_addr(), b"OPTIONS /a HTTP/1.1\r\nHost: t\r\n\r\n");
     assert_eq!(head.status, StatusCode::NO_CONTENT.as_u16());
     assert_eq!(head.header("allow"), Some("GET, HEAD, OPTIONS"));
+}
+
+/// A handler that answers from another thread after `delay`, with whatever `answer` makes.
+fn deferred_route(delay: Duration, answer: fn() -> Option<Reply>) -> Router {
+    Router::new()
+        .get("/later", move |_: &Request| {
+            let (responder, reply) = Reply::deferred();
+            std::thread::spawn(move || {
+                std::thread::sleep(delay);
+                if let Some(reply) = answer() {
+                    let _ = responder.send(reply);
+                }
+                // Otherwise the responder is dropped without answering.
+            });
+            reply
+        })
+        .get("/now", |_: &Request| Response::text("now"))
+}
+
+#[test]
+fn a_deferred_answer_comes_from_another_thread_and_pipelined_requests_wait_their_turn() {
+    let server = spawn(deferred_route(Duration::from_millis(100), || Some(Response::text("later").into())));
+    let mut conn = Conn::open(server.local_addr());
+    conn.send(b"GET /later HTTP/1.1\r\nHost: t\r\n\r\nGET /now HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(conn.read_response().1, b"later");
+    assert_eq!(conn.read_response().1, b"now");
+}
+
+#[test]
+fn a_deferred_answer_may_be_a_stream() {
+    let server = spawn(deferred_route(Duration::from_millis(20), || Some(Sse::from_iter(numbered(3)).into())));
+    let mut conn = Conn::open(server.local_addr());
+    conn.get("/later");
+    assert_eq!(conn.read_head().status, 200);
+    assert_eq!(ids(&conn.read_chunked_body()), vec![1, 2, 3]);
+}
+
+#[test]
+fn a_responder_dropped_without_answering_gets_500_and_a_slow_one_504() {
+    let server = spawn(deferred_route(Duration::from_millis(10), || None));
+    let (head, _) = roundtrip(server.local_addr(), b"GET /later HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(head.status, 500);
+
+    let mut config = config();
+    config.deferred_timeout = Duration::from_millis(200);
+    let (sent, results) = mpsc::channel();
+    let router = Router::new().get("/later", move |_: &Request| {
+        let (responder, reply) = Reply::deferred();
+        let sent = sent.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(600));
+            let closed = responder.is_closed();
+            sent.send((closed, responder.send(Response::text("too late")).is_ok())).unwrap();
+        });
+        reply
+    });
+    let server = spawn_with(config, router);
+    let started = Instant::now();
+    let (head, _) = roundtrip(server.local_addr(), b"GET /later HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(head.status, 504);
+    assert!(started.elapsed() < Duration::from_millis(550), "answered at the timeout, not when the work ended");
+    assert_eq!(results.recv_timeout(TIMEOUT).unwrap(), (true, false), "the late answer is refused");
+}
+
+#[test]
+fn a_responder_learns_that_its_client_left() {
+    let (sent, results) = mpsc::channel();
+    let router = Router::new().get("/later", move |_: &Request| {
+        let (responder, reply) = Reply::deferred();
+        let sent = sent.clone();
+        std::thread::spawn(move || {
+            let deadline = Instant::now() + TIMEOUT;
+            while !responder.is_closed() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            sent.send(responder.is_closed()).unwrap();
+        });
+        reply
+    });
+    let server = spawn(router);
+    let mut conn = Conn::open(server.local_addr());
+    conn.get("/later");
+    wait_until("the request waits", || server.handle().requests() == 1);
+    drop(conn);
+    assert!(results.recv_timeout(TIMEOUT).unwrap(), "the responder saw the client leave");
 }

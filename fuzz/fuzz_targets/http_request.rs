@@ -1,13 +1,22 @@
 //! The HTTP request parser on arbitrary bytes: it must never panic, must not
 //! claim more bytes than it was given, and must reach the same outcome whether
-//! the bytes arrive at once or in two reads.
+//! the bytes arrive at once or in two reads, and whether they are parsed whole
+//! (`parse`) or head first (`parse_head_first`, accepting every body).
+//! Head first with a body limit of its own, the parser must never hold more
+//! body memory than that limit or the announced length.
 //!
 //! Input layout: byte 0 picks the split position, byte 1 picks default or
-//! small limits (so every limit is exercised), the rest is what the client sent.
+//! small limits (so every limit is exercised) in its low bit and, in the
+//! others, a body limit for `accept_body`; the rest is what the client sent.
 #![no_main]
 
-use conduit_http::{Limits, ParseError, Request, RequestParser, Status};
+// The server-like driver the property tests use too.
+#[path = "../../crates/conduit-http/tests/support/head_first.rs"]
+mod support;
+
+use conduit_http::{Limits, ParseError, RequestParser, Status};
 use libfuzzer_sys::fuzz_target;
+use support::{Outcome, head_first};
 
 fn limits(selector: u8) -> Limits {
     if selector & 1 == 0 {
@@ -17,7 +26,7 @@ fn limits(selector: u8) -> Limits {
     }
 }
 
-fn check(outcome: &Result<Status<Request>, ParseError>, len: usize) {
+fn check(outcome: &Outcome, len: usize) {
     if let Ok(Status::Complete(_, consumed)) = outcome {
         assert!(*consumed <= len, "consumed {consumed} of {len}");
     }
@@ -55,6 +64,12 @@ fuzz_target!(|input: &[u8]| {
     if !early_uri_too_long {
         assert_eq!(whole, split, "split at {at}");
     }
+
+    // Head first, accepting every body: exactly what `parse` gave for the same two reads.
+    let limits = limits(*selector);
+    assert_eq!(head_first(&limits, buf, &[at, buf.len()], usize::MAX), split, "head first, split at {at}");
+    // With a body limit of its own: no panic, and the memory bounds checked inside.
+    let _ = head_first(&limits, buf, &[at, buf.len()], usize::from(*selector >> 1));
 
     // A parser resets itself after an outcome, so it can take the next request.
     if let Ok(Status::Complete(_, consumed)) = &whole {

@@ -1,12 +1,43 @@
 // The Chat panel: a POST answered with a stream (fetch + the page's own SSE parser), with the API token typed
-// into the page as a person would.
+// into the page as a person would; a reload mid-reply resumes it, and Stop cancels it on the server.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { logEntries, recordStates, sleep, useExample, waitState, withPage } from './harness.mjs';
+import {
+  connectionNotes, logEntries, recordStates, sleep, useExample, waitState, withPage,
+} from './harness.mjs';
 
 const h = useExample();
 const panel = '#panel-chat';
-const HEX_ID = /^[0-9a-f]{16}$/;
+const CONVERSATION_ID = /^[0-9a-f]{16}$/;
+const MESSAGE_ID = /^[0-9a-f]{32}$/;
+
+/** The reply the example's simulated model gives to `message`. */
+const expectedReply = (message) => `You said: "${message}". This reply is streamed by Conduit one token at a time `
+  + 'over Server-Sent Events. A worker thread publishes each token to a hub topic of this message\'s own, so the '
+  + 'reply goes on if you reload the page or lose the connection, and picks up where you left it.';
+
+/** The whole reply as the server keeps it, read from its start (the stream ends after its last event). */
+async function serverReply(messageId) {
+  const res = await fetch(`${h.server.url}api/chat/stream/${messageId}`, {
+    headers: { Authorization: `Bearer ${h.token}` }, signal: AbortSignal.timeout(10_000),
+  });
+  assert.equal(res.status, 200);
+  return (await res.text()).split('\n\n').filter((block) => block.includes('data: ')).map((block) => {
+    const field = (name) => block.split('\n').find((l) => l.startsWith(`${name}: `))?.slice(name.length + 2);
+    return { type: field('event') ?? 'message', id: field('id'), data: JSON.parse(field('data')) };
+  });
+}
+
+const tokensOf = (events) => events.filter((e) => e.type === 'message').map((e) => e.data.token).join('');
+
+/** Waits until the assistant's reply has at least `n` words. */
+function waitWords(page, n, timeout = 5_000) {
+  return page.waitForFunction(
+    ([sel, n]) => (document.querySelector(sel)?.textContent.trim().split(/\s+/).length ?? 0) >= n,
+    [`${panel} .bubble.assistant`, n],
+    { timeout },
+  );
+}
 
 /** Types `message` and sends it with the Send button (or Enter); resolves to the request's JSON body. */
 async function send(page, message, { enter = false } = {}) {
@@ -33,10 +64,10 @@ test('Chat: a reply streams into a bubble, and a second message continues the co
       const reply = page.locator(`${panel} .bubble.assistant`).first();
       const text = await reply.textContent();
       assert.ok(text.startsWith(`You said: "${first}".`), text);
-      assert.match(await reply.getAttribute('data-message-id'), HEX_ID);
+      assert.match(await reply.getAttribute('data-message-id'), MESSAGE_ID);
       assert.equal(await reply.getAttribute('data-state'), 'complete');
       const conversation = (await page.locator(`${panel} .conversation-id`).textContent()).trim();
-      assert.match(conversation, HEX_ID);
+      assert.match(conversation, CONVERSATION_ID);
 
       // The log (behind "Event log") holds the stream, and the bubble is exactly its tokens.
       const rows = await logEntries(page, panel);
@@ -57,39 +88,98 @@ test('Chat: a reply streams into a bubble, and a second message continues the co
       assert.equal(await page.locator(`${panel} .bubble.assistant`).count(), 2);
       const secondReply = page.locator(`${panel} .bubble.assistant`).nth(1);
       assert.ok((await secondReply.textContent()).startsWith(`You said: "${second}".`));
-      assert.match(await secondReply.getAttribute('data-message-id'), HEX_ID);
+      assert.match(await secondReply.getAttribute('data-message-id'), MESSAGE_ID);
       assert.notEqual(await secondReply.getAttribute('data-message-id'), await reply.getAttribute('data-message-id'));
       assert.equal((await page.locator(`${panel} .conversation-id`).textContent()).trim(), conversation);
       assert.equal(await page.locator(`${panel} .bubble.error`).count(), 0);
     });
   });
 
-test('Chat: Stop ends the reply part-way and the bubble stops growing', { timeout: 30_000 }, async () => {
-  await withPage(h.browser, h.server.url, async (page) => {
-    await page.fill('#token', h.token);
-    // A long message makes a long reply (it quotes the message), so Stop surely comes before its end.
-    const message = `Please stop me after a few words. ${'This sentence only makes the reply longer. '.repeat(8)}`.trim();
-    await send(page, message);
-    const reply = page.locator(`${panel} .bubble.assistant`);
-    await page.waitForFunction(
-      (sel) => (document.querySelector(sel)?.textContent.trim().split(/\s+/).length ?? 0) >= 4,
-      `${panel} .bubble.assistant`,
-      { timeout: 5_000 },
-    );
-    await page.click(`${panel} [data-action="stop"]`);
-    await waitState(page, panel, 'stopped', 3_000);
-    assert.equal(await reply.getAttribute('data-state'), 'stopped');
-    const stoppedAt = await reply.textContent();
-    await sleep(800);                         // the reply would otherwise gain a word every 40 ms
-    assert.equal(await reply.textContent(), stoppedAt, 'no more words after Stop');
-    const head = `You said: "${message}". `;
-    assert.ok(stoppedAt.length < head.length && head.startsWith(stoppedAt), `stopped part-way: ${stoppedAt}`);
-    assert.ok(stoppedAt.trim().split(/\s+/).length >= 4, stoppedAt);
-    assert.equal(await reply.getAttribute('data-message-id'), null);
-    assert.ok(await page.locator(`${panel} [data-action="send"]`).isEnabled(), 'ready for the next message');
-    assert.equal(await page.locator(`${panel} .bubble.error`).count(), 0);
+test('Chat: Stop cancels the reply on the server with DELETE, and the server stops generating it',
+  { timeout: 30_000 }, async () => {
+    await withPage(h.browser, h.server.url, async (page) => {
+      await page.fill('#token', h.token);
+      // A long message makes a long reply (it quotes the message), so Stop surely comes before its end.
+      const message = `Please stop me after a few words. ${'This sentence only makes the reply longer. '.repeat(8)}`.trim();
+      await send(page, message);
+      const reply = page.locator(`${panel} .bubble.assistant`);
+      await waitWords(page, 4);
+      const messageId = await reply.getAttribute('data-message-id');
+      assert.match(messageId, MESSAGE_ID);
+      const cancel = page.waitForRequest((r) => r.method() === 'DELETE' && r.url().endsWith(`/api/chat/stream/${messageId}`));
+      await page.click(`${panel} [data-action="stop"]`);
+      assert.equal((await (await cancel).response()).status(), 204);
+      await waitState(page, panel, 'stopped', 5_000);
+      assert.equal(await reply.getAttribute('data-state'), 'stopped');
+      const stoppedAt = await reply.textContent();
+      await sleep(800);                         // the reply would otherwise gain a word every 40 ms
+      assert.equal(await reply.textContent(), stoppedAt, 'no more words after Stop');
+      const full = expectedReply(message);
+      assert.ok(stoppedAt.length < full.length && full.startsWith(stoppedAt), `stopped part-way: ${stoppedAt}`);
+
+      // The server's side: the reply ends with stream_end "cancelled", the page shows every token it holds,
+      // and nothing more is generated.
+      const events = await serverReply(messageId);
+      assert.deepEqual(events.at(-1), { type: 'stream_end', id: events.at(-1).id,
+        data: { message_id: messageId, status: 'cancelled' } });
+      assert.equal(tokensOf(events), stoppedAt);
+      await sleep(500);
+      assert.equal((await serverReply(messageId)).length, events.length, 'the generation ended');
+      const rows = await logEntries(page, panel);
+      assert.equal(rows.at(-1).type, 'stream_end');
+      assert.ok(await page.locator(`${panel} [data-action="send"]`).isEnabled(), 'ready for the next message');
+      assert.equal(await page.locator(`${panel} .bubble.error`).count(), 0);
+    });
   });
-});
+
+test('Chat: reloading the page mid-reply, the reply carries on with every token exactly once',
+  { timeout: 60_000 }, async () => {
+    await withPage(h.browser, h.server.url, async (page) => {
+      await page.fill('#token', h.token);
+      const message = `Keep answering while I reload. ${'This sentence only makes the reply longer. '.repeat(6)}`.trim();
+      await send(page, message);
+      const reply = page.locator(`${panel} .bubble.assistant`);
+      await waitWords(page, 6);
+      const messageId = await reply.getAttribute('data-message-id');
+      const conversation = (await page.locator(`${panel} .conversation-id`).textContent()).trim();
+      assert.match(messageId, MESSAGE_ID);
+      assert.equal(await page.locator(`${panel} .status`).getAttribute('data-state'), 'streaming', 'mid-reply');
+
+      const resume = page.waitForRequest((r) => r.method() === 'GET' && r.url().endsWith(`/api/chat/stream/${messageId}`));
+      await page.reload();
+      const lastEventId = (await (await resume).allHeaders())['last-event-id'];
+      assert.match(lastEventId ?? '', /^\d+$/, 'the resume names the last event the page had');
+      await waitState(page, panel, 'complete', 20_000);
+
+      // The page shows the conversation it had, and the whole reply, each token once.
+      assert.equal(await page.locator(`${panel} .bubble.user`).textContent(), message);
+      assert.equal(await reply.count(), 1);
+      const text = await reply.textContent();
+      assert.equal(text, expectedReply(message));
+      assert.equal(await reply.getAttribute('data-message-id'), messageId);
+      assert.equal((await page.locator(`${panel} .conversation-id`).textContent()).trim(), conversation);
+
+      // Resumed, not restarted: after the reload the page received exactly the events after the last one it
+      // had, and the text it kept plus theirs is all the server generated.
+      const server = await serverReply(messageId);
+      assert.equal(tokensOf(server), text);
+      const at = server.findIndex((e) => e.id === lastEventId);
+      assert.ok(at > 0, `the server holds event ${lastEventId}`);
+      const rows = await logEntries(page, panel);
+      assert.deepEqual(rows.map((r) => r.id), server.slice(at + 1).map((e) => e.id));
+      assert.equal(rows.at(-1).type, 'stream_end');
+      const kept = tokensOf(server.slice(0, at + 1));
+      assert.equal(kept + tokensOf(rows.map((r) => ({ type: r.type, data: JSON.parse(r.data) }))), text);
+      const notes = (await connectionNotes(page, panel)).map((n) => n.what);
+      assert.deepEqual(notes, ['page reloaded', 'resumed']);
+
+      // A second reload finds nothing to resume: the conversation is shown as it ended.
+      await page.reload();
+      await page.locator(`${panel} .bubble.assistant[data-state="complete"]`).waitFor();
+      assert.equal(await page.locator(`${panel} .bubble.assistant`).textContent(), text);
+      assert.equal(await page.locator(`${panel} .status`).getAttribute('data-state'), 'idle');
+    });
+  });
 
 test('Chat: a wrong token shows the 401 error', { timeout: 30_000 }, async () => {
   await withPage(h.browser, h.server.url, async (page) => {

@@ -119,9 +119,12 @@ export async function stopGracefully(server) {
   assert.match(server.stderr(), /shutting down/);
 }
 
-/** Headless Chromium from Debian, with a fresh temporary profile (deleted when it closes). */
-export function launchBrowser() {
-  return chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS, timeout: 30_000 });
+/**
+ * Headless Chromium from Debian, with a fresh temporary profile (deleted when it closes). `args` are added to
+ * CHROMIUM_ARGS (tests/deploy pins its test certificate this way).
+ */
+export function launchBrowser({ args = [] } = {}) {
+  return chromium.launch({ executablePath: CHROMIUM, args: [...CHROMIUM_ARGS, ...args], timeout: 30_000 });
 }
 
 /**
@@ -190,10 +193,16 @@ export async function recordStates(page, selector) {
   return () => page.evaluate((sel) => window.__states[sel], selector);
 }
 
-/** The rows of a panel's event log: [{ type, id, data }] (id null when the event had none). */
+/** The event rows of a panel's log: [{ type, id, data }] (id null when the event had none). */
 export function logEntries(page, panel) {
-  return page.$$eval(`${panel} ol.log > li`, (lis) =>
+  return page.$$eval(`${panel} ol.log > li:not(.connection)`, (lis) =>
     lis.map((li) => ({ type: li.dataset.type, id: li.dataset.id ?? null, data: li.dataset.data })));
+}
+
+/** The log's rows about the connection itself (lost, reconnected, resumed...): [{ what, text }]. */
+export function connectionNotes(page, panel) {
+  return page.$$eval(`${panel} ol.log > li.connection`, (lis) =>
+    lis.map((li) => ({ what: li.dataset.connection, text: li.querySelector('.log-data').textContent })));
 }
 
 /** Waits until the log of `panel` has at least `n` rows matching `rowSelector` (e.g. `[data-type="time"]`). */

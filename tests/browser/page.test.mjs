@@ -5,7 +5,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
 import {
-  ARTIFACTS, logEntries, recordStates, sleep, stopGracefully, useExample, VIEWPORT,
+  ARTIFACTS, connectionNotes, logEntries, recordStates, sleep, stopGracefully, useExample, VIEWPORT,
   waitLogRows, waitState, withPage,
 } from './harness.mjs';
 
@@ -35,6 +35,46 @@ test('the page loads with its header and every panel idle', { timeout: 30_000 },
     }
   });
 });
+
+test('the first screen says what SSE is and shows the demos, not an empty chat box', { timeout: 30_000 }, async () => {
+  await withPage(h.browser, h.server.url, async (page) => {
+    const intro = (await page.locator('.intro').textContent()).replace(/\s+/g, ' ');
+    assert.match(intro, /Server-Sent Events \(SSE\)/);
+    assert.match(intro, /Start/);
+    assert.match(intro, /reload the page mid-reply/);
+    const conversation = await page.locator('#panel-chat .conversation').boundingBox();
+    assert.ok(conversation.height <= 120, `the empty conversation is ${conversation.height}px high`);
+    // The first demo panels start within the first screen.
+    for (const key of ['time', 'count']) {
+      const box = await page.locator(`#panel-${key}`).boundingBox();
+      assert.ok(box.y + 120 < VIEWPORT.height, `${key} starts at ${box.y}px of ${VIEWPORT.height}`);
+    }
+  });
+});
+
+test('a stream stuck behind the browser\'s six connections per origin says why, and connects once one is free',
+  { timeout: 30_000 }, async () => {
+    await withPage(h.browser, h.server.url, async (page) => {
+      // Six open streams to the same origin use up what HTTP/1.1 allows.
+      await page.evaluate(() => {
+        window.__held = Array.from({ length: 6 }, () => new EventSource('/time'));
+      });
+      await page.waitForFunction(() => window.__held.every((es) => es.readyState === EventSource.OPEN));
+      const panel = '#panel-time';
+      const hint = page.locator(`${panel} .hint`);
+      await page.click(`${panel} [data-action="start"]`);
+      await waitState(page, panel, 'connecting');
+      assert.ok(await hint.isHidden(), 'no explanation at once');
+      await hint.waitFor({ state: 'visible', timeout: 8_000 });
+      assert.match(await hint.textContent(), /six HTTP\/1\.1 connections/);
+      assert.equal(await page.locator(`${panel} .status`).getAttribute('data-state'), 'connecting');
+      // One freed connection is enough.
+      await page.evaluate(() => window.__held.pop().close());
+      await waitState(page, panel, 'open', 5_000);
+      assert.ok(await hint.isHidden(), 'the explanation goes once connected');
+      await page.evaluate(() => window.__held.forEach((es) => es.close()));
+    });
+  });
 
 test('Time: Start shows the server clock every second; Stop ends it', { timeout: 30_000 }, async () => {
   await withPage(h.browser, h.server.url, async (page) => {
@@ -150,8 +190,12 @@ test('Counter with "drop after": the browser reconnects with Last-Event-ID and s
       const reconnects = history.filter((s) => s === 'reconnecting').length;
       assert.ok(reconnects >= 2, `two drops seen as "reconnecting": ${history.join(' → ')}`);
       assert.equal(history.at(-1), 'complete');
-      // The browser's own reconnections, each resuming after the last count it saw.
+      // The browser's own reconnections, each resuming after the last count it saw, and the log says so.
       assert.deepEqual(await Promise.all(requests), [null, '4', '8']);
+      const notes = await connectionNotes(page, panel);
+      assert.deepEqual(notes.map((n) => n.what), ['connection lost', 'reconnected', 'connection lost', 'reconnected']);
+      assert.match(notes[0].text, /Last-Event-ID: 4$/);
+      assert.match(notes[3].text, /after event 8$/);
     });
   });
 

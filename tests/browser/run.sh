@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # End-to-end browser tests of the example server's page: headless Chromium (Debian's) driven by playwright-core
 # from Node's built-in test runner. Installs what is missing, builds the example, runs tests/browser/*.test.mjs.
-# Works on a clean checkout; exits non-zero on any failure.
+# Works on a clean checkout; exits non-zero on any failure. Arguments, if any, are the test files to run instead
+# (tests/deploy/run.sh runs its own with this set-up).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+[ "$#" -gt 0 ] || set -- tests/browser/*.test.mjs
 
 if [ ! -x /usr/bin/chromium ]; then
     echo "== installing Debian's chromium"
@@ -33,8 +35,8 @@ bin="${CARGO_TARGET_DIR:-target}/debug/examples/sse_simple_server"
 case "$bin" in /*) ;; *) bin="$PWD/$bin" ;; esac
 [ -x "$bin" ] || { echo "the example binary is not at $bin" >&2; exit 1; }
 
-echo "== browser tests (node --test tests/browser/*.test.mjs)"
+echo "== browser tests (node --test $*)"
 # One file at a time: each starts its own server and browser, and the timing checks stay honest on 2 cores.
 # Every test has its own time limit; `timeout` bounds the whole run (its signal reaches the whole group).
 CONDUIT_EXAMPLE_BIN="$bin" timeout --kill-after=10 300 \
-    node --test --test-concurrency=1 --test-timeout=60000 tests/browser/*.test.mjs
+    node --test --test-concurrency=1 --test-timeout=60000 "$@"

@@ -58,3 +58,31 @@ test('Topic: events published through the form arrive in the log with their ids 
       await waitState(page, panel, 'closed', 2_000);
     });
   });
+
+test('Topic: long JSON in the log wraps between its fields, never inside one', { timeout: 30_000 }, async () => {
+  await withPage(h.browser, h.server.url, async (page) => {
+    const topic = `wrap-${randomBytes(6).toString('hex')}`;
+    await page.fill('#token', h.token);
+    await page.fill('#topic-name', topic);
+    await page.click(`${panel} [data-action="start"]`);
+    await waitState(page, panel, 'open', 3_000);
+    const json = JSON.stringify({ items: Array.from({ length: 24 }, (_, i) => ({ name: `item-${i}`, value: i * 1000 })) });
+    const id = await publish(page, topic, json);
+    const data = page.locator(`${panel} ol.log > li[data-id="${id}"] .log-data`);
+    await data.waitFor({ timeout: 5_000 });
+    assert.equal(await data.textContent(), json, 'the text is the data, unchanged');
+    // Each piece between commas is on one line, and the whole takes several.
+    const layout = await data.evaluate((el) => {
+      const lines = (node) => {
+        const range = document.createRange();
+        range.selectNodeContents(node);
+        return new Set([...range.getClientRects()].filter((r) => r.width > 0).map((r) => Math.round(r.top))).size;
+      };
+      const pieces = [...el.childNodes].filter((n) => n.nodeType === Node.TEXT_NODE);
+      return { pieces: pieces.length, split: pieces.filter((n) => lines(n) > 1).length, lines: lines(el) };
+    });
+    assert.ok(layout.pieces > 40, `${layout.pieces} pieces`);
+    assert.ok(layout.lines > 2, `${layout.lines} lines`);
+    assert.equal(layout.split, 0, 'no piece is broken across lines');
+  });
+});

@@ -2,8 +2,9 @@
 #![allow(dead_code)]
 
 use conduit::server::{Hub, Router, Server, ServerConfig, SpawnedServer};
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 pub const TIMEOUT: Duration = Duration::from_secs(10);
@@ -51,6 +52,33 @@ pub fn ids(body: &[u8]) -> Vec<u64> {
         .lines()
         .filter_map(|l| l.strip_prefix("id: "))
         .map(|v| v.parse().unwrap())
+        .collect()
+}
+
+/// One event of a decoded stream body, as the tests read it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Block {
+    /// The `event:` name, `message` if there is none.
+    pub event: String,
+    pub id: Option<String>,
+    /// The first `data:` line.
+    pub data: String,
+}
+
+/// The events of a decoded stream body whose events have one data line each, in order; comments and blocks
+/// without data are skipped.
+pub fn events(body: impl AsRef<[u8]>) -> Vec<Block> {
+    std::str::from_utf8(body.as_ref())
+        .unwrap()
+        .split_terminator("\n\n")
+        .filter_map(|block| {
+            let field = |name: &str| block.lines().find_map(|l| l.strip_prefix(name)).map(str::to_owned);
+            Some(Block {
+                event: field("event: ").unwrap_or_else(|| "message".to_owned()),
+                id: field("id: "),
+                data: field("data: ")?,
+            })
+        })
         .collect()
 }
 
@@ -216,4 +244,48 @@ pub fn roundtrip(addr: SocketAddr, raw: &[u8]) -> (Head, Vec<u8>) {
     let mut conn = Conn::open(addr);
     conn.send(raw);
     conn.read_response()
+}
+
+/// The example server as a process on a free loopback port (`--addr 127.0.0.1:0` and `args`), found from the
+/// address it logs. It is killed with SIGKILL when dropped, so it never outlives the test.
+pub struct ExampleProcess {
+    pub child: Child,
+    pub addr: SocketAddr,
+}
+
+impl ExampleProcess {
+    pub fn start(args: &[&str]) -> ExampleProcess {
+        let mut child = Command::new(env!("CARGO"))
+            .args(["run", "--quiet", "--example", "sse_simple_server", "--", "--addr", "127.0.0.1:0"])
+            .args(args)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn the example");
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let process = |addr| ExampleProcess { child, addr };
+        let addr = loop {
+            let line = lines.next().expect("the example logs its address").expect("read stderr");
+            if let Some(rest) = line.split("Conduit demo on http://").nth(1) {
+                break rest.trim_end_matches('/').parse().expect("address");
+            }
+        };
+        // Keep draining its log so it never blocks on a full pipe.
+        std::thread::spawn(move || lines.for_each(drop));
+        process(addr)
+    }
+
+    /// SIGKILL, and wait for it.
+    pub fn kill_9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for ExampleProcess {
+    fn drop(&mut self) {
+        self.kill_9();
+    }
 }

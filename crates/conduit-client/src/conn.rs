@@ -2,12 +2,11 @@
 //! decoder in whatever framing the server chose.
 
 use crate::error::ClientError;
+use crate::transport::{Connector, Transport};
 use crate::url::Url;
 use conduit_http::{ChunkedConfig, ChunkedDecoder, Method, ResponseHead, StatusCode};
 use conduit_sse::{DecodeError, Decoder};
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, TcpStream, ToSocketAddrs};
-use std::time::Duration;
 
 /// The largest response head accepted (status line and headers).
 pub(crate) const MAX_HEAD_BYTES: usize = 64 * 1024;
@@ -129,17 +128,10 @@ pub(crate) enum BodyError {
 /// An open response whose head said `200 text/event-stream`.
 #[derive(Debug)]
 pub(crate) struct Connection {
-    stream: TcpStream,
+    stream: Transport,
     framing: Framing,
     /// Body bytes that arrived together with the head; fed before reading the socket again.
     early_body: Vec<u8>,
-}
-
-/// Connection settings.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Timeouts {
-    pub(crate) connect: Duration,
-    pub(crate) read: Option<Duration>,
 }
 
 impl Connection {
@@ -148,18 +140,19 @@ impl Connection {
     /// # Errors
     ///
     /// [`ClientError::Io`] for network trouble; [`ClientError::NoContent`], [`ClientError::Http`] and
-    /// [`ClientError::ContentType`] for refusals; [`ClientError::Protocol`] for a head that is not HTTP.
+    /// [`ClientError::ContentType`] for refusals; [`ClientError::Protocol`] for a head that is not HTTP; for
+    /// `https`, the TLS errors of [`Connector::connect`].
     pub(crate) fn open(
         request: &RequestSpec,
         last_event_id: &str,
-        timeouts: Timeouts,
+        connector: &Connector,
         buf: &mut [u8],
     ) -> Result<Connection, ClientError> {
-        let mut stream = connect(&request.url, timeouts)?;
+        let mut stream = connector.connect(&request.url)?;
         let mut out = Vec::with_capacity(256 + request.body.as_ref().map_or(0, Vec::len));
         request.write(last_event_id, &mut out);
-        stream.write_all(&out).map_err(timeout_error)?;
-        stream.flush().map_err(timeout_error)?;
+        stream.write_all(&out).map_err(ClientError::from_io)?;
+        stream.flush().map_err(ClientError::from_io)?;
         let (head, early_body) = read_head(&mut stream, buf)?;
         Ok(Connection { stream, framing: head.framing, early_body })
     }
@@ -183,7 +176,7 @@ impl Connection {
             match self.stream.read(buf) {
                 Ok(n) => break n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(BodyError::Broken(timeout_error(e).into())),
+                Err(e) => return Err(BodyError::Broken(ClientError::from_io(e))),
             }
         };
         if n == 0 {
@@ -224,39 +217,10 @@ impl Connection {
         }
     }
 
-    /// Shuts the socket down both ways.
-    pub(crate) fn shutdown(&self) {
-        let _ = self.stream.shutdown(Shutdown::Both);
+    /// Ends the connection (with `close_notify` first over TLS).
+    pub(crate) fn shutdown(self) {
+        self.stream.shutdown();
     }
-}
-
-/// A read or write that timed out reports `WouldBlock` on Unix and `TimedOut` on Windows; say what happened.
-fn timeout_error(e: io::Error) -> io::Error {
-    if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) {
-        io::Error::new(io::ErrorKind::TimedOut, "no data from the server within the timeout")
-    } else {
-        e
-    }
-}
-
-fn connect(url: &Url, timeouts: Timeouts) -> Result<TcpStream, ClientError> {
-    let mut last_error = None;
-    for addr in url.socket_host().to_socket_addrs()? {
-        match TcpStream::connect_timeout(&addr, timeouts.connect) {
-            Ok(stream) => {
-                stream.set_read_timeout(timeouts.read)?;
-                stream.set_write_timeout(Some(timeouts.read.unwrap_or(timeouts.connect)))?;
-                stream.set_nodelay(true)?;
-                return Ok(stream);
-            }
-            Err(e) => last_error = Some(e),
-        }
-    }
-    Err(ClientError::Io(
-        last_error.unwrap_or_else(|| {
-            io::Error::new(io::ErrorKind::NotFound, format!("{url}: the host resolved to no address"))
-        }),
-    ))
 }
 
 /// The parts of a response head the client acts on.
@@ -267,7 +231,7 @@ struct Head {
 
 /// Reads until a complete final (non-1xx) response head is in, checks it, and returns it with the body bytes
 /// that followed it in the same reads.
-fn read_head(stream: &mut TcpStream, buf: &mut [u8]) -> Result<(Head, Vec<u8>), ClientError> {
+fn read_head(stream: &mut Transport, buf: &mut [u8]) -> Result<(Head, Vec<u8>), ClientError> {
     let mut received: Vec<u8> = Vec::new();
     loop {
         // Parse what is buffered first: after a 1xx the final head may already be here.
@@ -292,7 +256,7 @@ fn read_head(stream: &mut TcpStream, buf: &mut [u8]) -> Result<(Head, Vec<u8>), 
             match stream.read(buf) {
                 Ok(n) => break n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(timeout_error(e).into()),
+                Err(e) => return Err(ClientError::from_io(e)),
             }
         };
         if n == 0 {

@@ -14,9 +14,9 @@ use std::{fmt, io};
 /// use conduit_client::{ClientError, EventSource};
 ///
 /// // Refused before any connection is attempted.
-/// let err = EventSource::get("https://example.com/events").connect().unwrap_err();
+/// let err = EventSource::get("ftp://example.com/events").connect().unwrap_err();
 /// assert!(matches!(err, ClientError::InvalidUrl(_)));
-/// assert!(err.to_string().contains("https is not supported"));
+/// assert!(err.to_string().contains("unsupported scheme"));
 ///
 /// let err = EventSource::get("http://127.0.0.1:8000/events")
 ///     .header("Authorization", "Bearer x\r\nX-Injected: 1")
@@ -27,7 +27,8 @@ use std::{fmt, io};
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum ClientError {
-    /// The URL is not `http://host[:port]/path?query`; the message says why.
+    /// The URL is not `http://` or `https://host[:port]/path?query` (`https` needs the `tls` feature); the
+    /// message says why.
     InvalidUrl(String),
     /// A request header has an invalid name or value, or one the client manages itself (`Content-Length`,
     /// `Transfer-Encoding`, `Last-Event-ID`); the message says which.
@@ -49,6 +50,19 @@ pub enum ClientError {
     Protocol(String),
     /// The stream broke the decoder's bounds (an event larger than the limit).
     Decode(DecodeError),
+    /// The server's TLS certificate was refused: not issued by a trusted root, expired, or not valid for the
+    /// URL's host. Final, like a wrong content type: a reconnection refused this way ends the stream.
+    #[cfg(feature = "tls")]
+    Certificate(rustls::CertificateError),
+    /// The TLS handshake failed otherwise (the server aborted it with an alert, no protocol version or cipher
+    /// suite in common), or the session broke (a record that fails to decrypt). Final while connecting; a
+    /// session that breaks in the middle of a stream is reconnected like any dropped connection.
+    #[cfg(feature = "tls")]
+    Tls(rustls::Error),
+    /// The TLS settings given to the builder cannot be used: the CA file is missing, unreadable, or holds no
+    /// valid certificate; the message names it.
+    #[cfg(feature = "tls")]
+    TlsConfig(String),
     /// Reconnecting failed `attempts` times in a row; `last` is the last attempt's error.
     ReconnectsExhausted {
         /// Consecutive failed attempts.
@@ -63,6 +77,32 @@ impl ClientError {
     /// the server (status, content type) is not.
     pub(crate) fn is_retryable(&self) -> bool {
         matches!(self, ClientError::Io(_) | ClientError::Protocol(_))
+    }
+
+    /// What an I/O error means to the client: a TLS failure surfaces as its own variant, and a read that timed
+    /// out says so whatever the platform calls it.
+    pub(crate) fn from_io(err: io::Error) -> Self {
+        #[cfg(feature = "tls")]
+        if let Some(tls) = err.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()) {
+            return ClientError::from_tls(tls.clone());
+        }
+        // A read or write that timed out reports `WouldBlock` on Unix and `TimedOut` on Windows.
+        if matches!(err.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) {
+            return ClientError::Io(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "no data from the server within the timeout",
+            ));
+        }
+        ClientError::Io(err)
+    }
+
+    /// A rustls error, with a refused certificate apart.
+    #[cfg(feature = "tls")]
+    pub(crate) fn from_tls(err: rustls::Error) -> Self {
+        match err {
+            rustls::Error::InvalidCertificate(cert) => ClientError::Certificate(cert),
+            other => ClientError::Tls(other),
+        }
     }
 }
 
@@ -84,6 +124,12 @@ impl fmt::Display for ClientError {
             }
             ClientError::Protocol(message) => write!(f, "HTTP protocol error: {message}"),
             ClientError::Decode(err) => write!(f, "event stream decode error: {err}"),
+            #[cfg(feature = "tls")]
+            ClientError::Certificate(err) => write!(f, "the server's TLS certificate was refused: {err}"),
+            #[cfg(feature = "tls")]
+            ClientError::Tls(err) => write!(f, "TLS error: {err}"),
+            #[cfg(feature = "tls")]
+            ClientError::TlsConfig(message) => write!(f, "invalid TLS settings: {message}"),
             ClientError::ReconnectsExhausted { attempts, last } => {
                 write!(f, "gave up after {attempts} failed reconnection attempts; last: {last}")
             }
@@ -96,6 +142,8 @@ impl std::error::Error for ClientError {
         match self {
             ClientError::Io(err) => Some(err),
             ClientError::Decode(err) => Some(err),
+            #[cfg(feature = "tls")]
+            ClientError::Tls(err) => Some(err),
             ClientError::ReconnectsExhausted { last, .. } => Some(&**last),
             _ => None,
         }

@@ -1,12 +1,14 @@
 //! # conduit-client
 //!
-//! A blocking Server-Sent Events client: [`EventSource`] reads a `text/event-stream` over a plain `http://`
-//! [`TcpStream`](std::net::TcpStream) and behaves as a browser's `EventSource` does. It is meant for Rust
-//! services that consume streams, and for tests and benchmarks of servers such as `conduit-server`.
+//! A blocking Server-Sent Events client: [`EventSource`] reads a `text/event-stream` over `http://` (a
+//! [`TcpStream`](std::net::TcpStream)) or `https://` (rustls over it) and behaves as a browser's `EventSource`
+//! does. It is meant for Rust services that consume streams, upstream SSE APIs included, and for tests and
+//! benchmarks of servers such as `conduit-server`.
 //!
 //! ```text
 //!  conduit-server  Server, Router, Sse streams   <-- HTTP/1.1 -->   conduit-client  EventSource   <- this crate
-//!        |                                                                 |        (blocking, std TcpStream)
+//!        |                                                                 |   (blocking, std TcpStream,
+//!        |                                                                 |    rustls for https)
 //!        +-----------------------------------+  +--------------------------+
 //!                                            v  v
 //!  conduit-sse     Event, encoder, keep-alive  |  Decoder, MessageEvent       (sans-I/O, shared)
@@ -32,6 +34,11 @@
 //!   event is discarded and the client waits the retry time (the server's `retry:`, else 3 s), doubling it for
 //!   each consecutive failed attempt up to a cap, then reconnects with `Last-Event-ID`. `POST` bodies are sent
 //!   again.
+//! - `https://` (the default `tls` feature) uses rustls with the `ring` provider: the URL's host goes out as
+//!   SNI and the certificate must be valid for it, ALPN offers `http/1.1`, and the roots trusted are Mozilla's
+//!   (webpki-roots) unless the builder is given a CA file (`EventSourceBuilder::tls_ca_file`), a root store
+//!   (`tls_roots`) or a whole rustls configuration (`tls_config`). A refused certificate is a final
+//!   `ClientError::Certificate`, never retried; reconnection with `Last-Event-ID` works as over TCP.
 //! - Comments and keep-alives are invisible. Everything is bounded: the response head (64 KiB), chunk-size
 //!   lines, trailers and, through the decoder, event size.
 //!
@@ -74,8 +81,14 @@
 mod conn;
 mod error;
 mod source;
+#[cfg(feature = "tls")]
+mod tls;
+mod transport;
 mod url;
 
 pub use conduit_sse::{DecodeError, MessageEvent};
 pub use error::ClientError;
+/// The TLS library behind `https://`, for building a `RootCertStore` or `ClientConfig` of the same version.
+#[cfg(feature = "tls")]
+pub use rustls;
 pub use source::{EventSource, EventSourceBuilder};

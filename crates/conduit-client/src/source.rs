@@ -1,13 +1,18 @@
 //! [`EventSource`] and its builder: the reconnecting stream.
 
-use crate::conn::{BodyError, Connection, Pumped, RequestSpec, Timeouts, check_header};
+use crate::conn::{BodyError, Connection, Pumped, RequestSpec, check_header};
 use crate::error::ClientError;
+#[cfg(feature = "tls")]
+use crate::tls::Trust;
+use crate::transport::{Connector, Timeouts};
 use crate::url::Url;
 use conduit_http::Method;
 use conduit_sse::{Decoder, MessageEvent};
 use std::fmt;
 use std::iter::FusedIterator;
 use std::time::Duration;
+#[cfg(feature = "tls")]
+use std::{path::PathBuf, sync::Arc};
 
 /// Size of the buffer each socket read fills.
 const READ_BUFFER: usize = 16 * 1024;
@@ -72,6 +77,7 @@ impl Config {
 pub struct EventSource {
     request: RequestSpec,
     config: Config,
+    connector: Connector,
     decoder: Decoder,
     conn: Option<Connection>,
     /// Set when the stream is over for good; queued events are still handed out first.
@@ -85,7 +91,7 @@ pub struct EventSource {
 }
 
 impl EventSource {
-    /// Starts building a `GET` stream from `url` (`http://host[:port]/path?query`).
+    /// Starts building a `GET` stream from `url` (`http://host[:port]/path?query`, or `https://`).
     ///
     /// The request carries `Accept: text/event-stream` and `Cache-Control: no-cache`. An invalid URL is reported
     /// by [`connect`](EventSourceBuilder::connect).
@@ -130,7 +136,8 @@ impl EventSource {
     ///
     /// Errors are final; later calls return `Ok(None)`.
     ///
-    /// - [`ClientError::Http`] or [`ClientError::ContentType`] when a reconnection is refused;
+    /// - [`ClientError::Http`] or [`ClientError::ContentType`] when a reconnection is refused, and with TLS
+    ///   `ClientError::Certificate` or `ClientError::Tls` when its handshake fails;
     /// - [`ClientError::ReconnectsExhausted`] after [`max_reconnects`](EventSourceBuilder::max_reconnects)
     ///   consecutive failed attempts;
     /// - [`ClientError::Decode`] when an event exceeds the size limit;
@@ -259,7 +266,7 @@ impl EventSource {
 
     fn open(&mut self) -> Result<Connection, ClientError> {
         self.decoder.reset_stream();
-        Connection::open(&self.request, self.decoder.last_event_id(), self.config.timeouts(), &mut self.buf)
+        Connection::open(&self.request, self.decoder.last_event_id(), &self.connector, &mut self.buf)
     }
 }
 
@@ -316,6 +323,8 @@ pub struct EventSourceBuilder {
     body: Option<Vec<u8>>,
     last_event_id: String,
     config: Config,
+    #[cfg(feature = "tls")]
+    trust: Trust,
 }
 
 impl EventSourceBuilder {
@@ -328,6 +337,8 @@ impl EventSourceBuilder {
             body,
             last_event_id: String::new(),
             config: Config::default(),
+            #[cfg(feature = "tls")]
+            trust: Trust::default(),
         }
     }
 
@@ -412,13 +423,53 @@ impl EventSourceBuilder {
         self
     }
 
+    /// Trusts the CA certificates in the PEM file at `path` for `https`, instead of Mozilla's roots
+    /// (webpki-roots, the default). The file is read by [`connect`](Self::connect). Replaces any trust set
+    /// before.
+    ///
+    /// ```no_run
+    /// use conduit_client::EventSource;
+    ///
+    /// let events = EventSource::get("https://sse.internal:8443/stream?topic=jobs")
+    ///     .tls_ca_file("/etc/conduit/internal-ca.pem")
+    ///     .connect()?; // a certificate not issued by that CA: ClientError::Certificate
+    /// # Ok::<(), conduit_client::ClientError>(())
+    /// ```
+    #[cfg(feature = "tls")]
+    #[must_use]
+    pub fn tls_ca_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.trust = Trust::CaFile(path.into());
+        self
+    }
+
+    /// Trusts these root certificates for `https`, instead of Mozilla's roots. Replaces any trust set before.
+    #[cfg(feature = "tls")]
+    #[must_use]
+    pub fn tls_roots(mut self, roots: rustls::RootCertStore) -> Self {
+        self.trust = Trust::Roots(Arc::new(roots));
+        self
+    }
+
+    /// Uses this rustls configuration for `https` as it is (its roots, client certificate, protocol versions).
+    /// Its ALPN list should offer `http/1.1` or nothing: a server that picks another protocol is refused with
+    /// [`ClientError::Protocol`]. Replaces any trust set before.
+    #[cfg(feature = "tls")]
+    #[must_use]
+    pub fn tls_config(mut self, config: Arc<rustls::ClientConfig>) -> Self {
+        self.trust = Trust::Config(config);
+        self
+    }
+
     /// Opens the first connection and checks the response.
     ///
     /// Nothing is retried here: whatever goes wrong is returned at once, so a misconfigured client fails fast.
     ///
     /// # Errors
     ///
-    /// - [`ClientError::InvalidUrl`] or [`ClientError::InvalidHeader`] for a bad URL or header;
+    /// - [`ClientError::InvalidUrl`] or [`ClientError::InvalidHeader`] for a bad URL or header (an `https` URL
+    ///   without the `tls` feature included);
+    /// - with `https`: `ClientError::TlsConfig` if the CA file cannot be used, `ClientError::Certificate` if the
+    ///   server's certificate is refused, `ClientError::Tls` if the handshake fails otherwise;
     /// - [`ClientError::Io`] if the host cannot be resolved or reached, or does not answer in time;
     /// - [`ClientError::NoContent`] if the server answers 204 (nothing to stream);
     /// - [`ClientError::Http`] for any other status but 200;
@@ -429,6 +480,15 @@ impl EventSourceBuilder {
         if let Some(message) = self.header_error {
             return Err(ClientError::InvalidHeader(message));
         }
+        #[cfg(not(feature = "tls"))]
+        if url.is_https() {
+            return Err(ClientError::InvalidUrl(format!("{url}: https needs conduit-client's `tls` feature")));
+        }
+        let connector = Connector {
+            timeouts: self.config.timeouts(),
+            #[cfg(feature = "tls")]
+            tls: if url.is_https() { Some(self.trust.client_config()?) } else { None },
+        };
         let mut decoder = match self.config.max_event_size {
             Some(max) => Decoder::with_max_event_size(max),
             None => Decoder::new(),
@@ -438,6 +498,7 @@ impl EventSourceBuilder {
             last_event_id: self.last_event_id,
             request: RequestSpec { method: self.method, url, headers: self.headers, body: self.body },
             config: self.config,
+            connector,
             decoder,
             conn: None,
             over: false,
@@ -461,7 +522,7 @@ impl fmt::Debug for EventSourceBuilder {
             .field("body_len", &self.body.as_ref().map(Vec::len))
             .field("last_event_id", &self.last_event_id)
             .field("config", &self.config)
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 
@@ -476,6 +537,11 @@ mod tests {
                 url: Url::parse("http://127.0.0.1/").unwrap(),
                 headers: Vec::new(),
                 body: None,
+            },
+            connector: Connector {
+                timeouts: config.timeouts(),
+                #[cfg(feature = "tls")]
+                tls: None,
             },
             config,
             decoder: Decoder::new(),
@@ -527,8 +593,11 @@ mod tests {
 
     #[test]
     fn builder_reports_bad_input_without_connecting() {
-        let err = EventSource::get("https://example.com/").connect().unwrap_err();
-        assert!(matches!(err, ClientError::InvalidUrl(ref m) if m.contains("https")), "{err}");
+        #[cfg(not(feature = "tls"))]
+        {
+            let err = EventSource::get("https://example.com/").connect().unwrap_err();
+            assert!(matches!(err, ClientError::InvalidUrl(ref m) if m.contains("`tls` feature")), "{err}");
+        }
         let err = EventSource::get("http://127.0.0.1:1/")
             .header("X-Ok", "1")
             .header("X Bad", "1")

@@ -1,11 +1,13 @@
-//! `http://host[:port]/path?query` URLs: exactly what a request needs, nothing more.
+//! `http://` and `https://host[:port]/path?query` URLs: exactly what a request needs, nothing more.
 
 use std::fmt::Write as _;
 use std::net::Ipv6Addr;
 
-/// A parsed `http://` URL.
+/// A parsed `http://` or `https://` URL.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Url {
+    /// `https`: the connection speaks TLS.
+    https: bool,
     /// The host as written, without the brackets of an IPv6 literal.
     host: String,
     /// Whether `host` is an IPv6 literal (bracketed in `Host` and in display).
@@ -15,11 +17,13 @@ pub(crate) struct Url {
     target: String,
 }
 
-/// The port when the URL names none.
-const DEFAULT_PORT: u16 = 80;
+/// The port when an `http` URL names none.
+const HTTP_PORT: u16 = 80;
+/// The port when an `https` URL names none.
+const HTTPS_PORT: u16 = 443;
 
 impl Url {
-    /// Parses `http://host[:port][/path][?query][#fragment]`.
+    /// Parses `http://host[:port][/path][?query][#fragment]`, or the same with `https`.
     ///
     /// The host is a name (ASCII letters, digits, `-`, `.`, `_`), an IPv4 address, or a bracketed IPv6
     /// address. The fragment is dropped, as browsers do. Spaces, control characters, non-ASCII bytes and
@@ -27,17 +31,15 @@ impl Url {
     ///
     /// # Errors
     ///
-    /// A message saying what is wrong: another scheme (`https` included: there is no TLS here), credentials,
-    /// an empty or malformed host, a port outside `1..=65535`.
+    /// A message saying what is wrong: another scheme, credentials, an empty or malformed host, a port outside
+    /// `1..=65535`.
     pub(crate) fn parse(input: &str) -> Result<Url, String> {
         let Some((scheme, rest)) = input.split_once("://") else {
-            return Err(format!("{input:?} is not an absolute URL: expected http://host[:port]/path"));
+            return Err(format!("{input:?} is not an absolute URL: expected http[s]://host[:port]/path"));
         };
-        if scheme.eq_ignore_ascii_case("https") {
-            return Err(format!("{input:?}: https is not supported (this client speaks plain HTTP, without TLS)"));
-        }
-        if !scheme.eq_ignore_ascii_case("http") {
-            return Err(format!("{input:?}: unsupported scheme {scheme:?}, only http is supported"));
+        let https = scheme.eq_ignore_ascii_case("https");
+        if !https && !scheme.eq_ignore_ascii_case("http") {
+            return Err(format!("{input:?}: unsupported scheme {scheme:?}, only http and https are supported"));
         }
         let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
         let (authority, after) = rest.split_at(end);
@@ -77,7 +79,7 @@ impl Url {
         };
         let port = match port {
             // `http://host:/` means the default port, as in browsers.
-            None | Some("") => DEFAULT_PORT,
+            None | Some("") => default_port(https),
             Some(digits) => {
                 parse_port(digits).ok_or_else(|| format!("{input:?}: {digits:?} is not a port (1 to 65535)"))?
             }
@@ -96,7 +98,18 @@ impl Url {
                 target.push(char::from(b));
             }
         }
-        Ok(Url { host: host.to_owned(), ipv6, port, target })
+        Ok(Url { https, host: host.to_owned(), ipv6, port, target })
+    }
+
+    /// True for `https`.
+    pub(crate) fn is_https(&self) -> bool {
+        self.https
+    }
+
+    /// The host as written (an IPv6 address without brackets): the name a certificate must be valid for.
+    #[cfg_attr(not(feature = "tls"), allow(dead_code))]
+    pub(crate) fn host(&self) -> &str {
+        &self.host
     }
 
     /// The host to connect to (IPv6 without brackets) and the port.
@@ -104,10 +117,10 @@ impl Url {
         (&self.host, self.port)
     }
 
-    /// The `Host` header value: the port is omitted when it is 80.
+    /// The `Host` header value: the port is omitted when it is the scheme's default.
     pub(crate) fn host_header(&self) -> String {
         let mut host = if self.ipv6 { format!("[{}]", self.host) } else { self.host.clone() };
-        if self.port != DEFAULT_PORT {
+        if self.port != default_port(self.https) {
             let _ = write!(host, ":{}", self.port);
         }
         host
@@ -121,8 +134,13 @@ impl Url {
 
 impl std::fmt::Display for Url {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "http://{}{}", self.host_header(), self.target)
+        let scheme = if self.https { "https" } else { "http" };
+        write!(f, "{scheme}://{}{}", self.host_header(), self.target)
     }
+}
+
+fn default_port(https: bool) -> u16 {
+    if https { HTTPS_PORT } else { HTTP_PORT }
 }
 
 fn parse_port(digits: &str) -> Option<u16> {
@@ -144,6 +162,7 @@ mod tests {
     fn ok(input: &str) -> (String, u16, String, String) {
         let url = Url::parse(input).unwrap_or_else(|e| panic!("{input}: {e}"));
         let (host, port) = url.socket_host();
+        assert_eq!(url.is_https(), input.to_ascii_lowercase().starts_with("https"), "{input}");
         (host.to_owned(), port, url.target().to_owned(), url.host_header())
     }
 
@@ -166,6 +185,12 @@ mod tests {
             ("http://h/\"<>`{}\x01", "h", 80, "/%22%3C%3E%60%7B%7D%01", "h"),
             ("http://h/%41?a=%20", "h", 80, "/%41?a=%20", "h"),
             ("http://my_host-1.internal:65535/", "my_host-1.internal", 65535, "/", "my_host-1.internal:65535"),
+            ("https://example.com/events", "example.com", 443, "/events", "example.com"),
+            ("HTTPS://example.com:443/", "example.com", 443, "/", "example.com"),
+            ("https://example.com:80/", "example.com", 80, "/", "example.com:80"),
+            ("https://example.com:8443?x=1", "example.com", 8443, "/?x=1", "example.com:8443"),
+            ("https://[::1]/s", "::1", 443, "/s", "[::1]"),
+            ("https://localhost:/", "localhost", 443, "/", "localhost"),
         ];
         for &(input, host, port, target, host_header) in cases {
             assert_eq!(ok(input), (host.to_owned(), port, target.to_owned(), host_header.to_owned()), "{input}");
@@ -178,7 +203,9 @@ mod tests {
             ("", "not an absolute URL"),
             ("example.com/x", "not an absolute URL"),
             ("localhost:8080/x", "not an absolute URL"),
-            ("https://example.com/", "https is not supported"),
+            ("httpx://example.com/", "unsupported scheme"),
+            ("https//example.com/", "not an absolute URL"),
+            ("https://", "host is empty"),
             ("ftp://example.com/", "unsupported scheme"),
             ("ws://example.com/", "unsupported scheme"),
             ("http://", "host is empty"),
@@ -213,5 +240,7 @@ mod tests {
     fn displays_normalized() {
         let url = Url::parse("HTTP://[::1]:81/a b#x").unwrap();
         assert_eq!(url.to_string(), "http://[::1]:81/a%20b");
+        let url = Url::parse("HTTPS://Example.com:443/x").unwrap();
+        assert_eq!((url.to_string(), url.host()), ("https://Example.com/x".to_owned(), "Example.com"));
     }
 }

@@ -1,6 +1,9 @@
 //! The client against hand-written servers that answer with exact bytes: every body framing, silence, drops
 //! in the middle of an event, and broken HTTP.
 
+mod common;
+
+use common::{accept_before, read_request_head};
 use conduit_client::{ClientError, EventSource, EventSourceBuilder};
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -29,18 +32,9 @@ impl RawServer {
         thread::spawn(move || {
             let deadline = Instant::now() + 4 * TIMEOUT;
             for responder in responders {
-                let mut stream = loop {
-                    match listener.accept() {
-                        Ok((stream, _)) => break stream,
-                        Err(e) if e.kind() == ErrorKind::WouldBlock && Instant::now() < deadline => {
-                            thread::sleep(Duration::from_millis(2));
-                        }
-                        Err(_) => return,
-                    }
+                let Some(mut stream) = accept_before(&listener, deadline, TIMEOUT) else {
+                    return;
                 };
-                stream.set_nonblocking(false).unwrap();
-                stream.set_read_timeout(Some(TIMEOUT)).unwrap();
-                stream.set_write_timeout(Some(TIMEOUT)).unwrap();
                 let Some(head) = read_request_head(&mut stream) else {
                     return;
                 };
@@ -61,18 +55,6 @@ impl RawServer {
     fn head(&self) -> String {
         self.heads.recv_timeout(TIMEOUT).expect("no request arrived")
     }
-}
-
-fn read_request_head(stream: &mut TcpStream) -> Option<String> {
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        match stream.read(&mut byte) {
-            Ok(1) => head.push(byte[0]),
-            _ => return None,
-        }
-    }
-    String::from_utf8(head).ok()
 }
 
 /// Writes `parts` one at a time, pausing between them so they arrive in separate reads.

@@ -415,7 +415,6 @@ fn invalid_urls_are_refused_before_connecting() {
     for url in [
         "",
         "localhost:8000/events",
-        "https://127.0.0.1:8000/events",
         "ws://127.0.0.1:8000/events",
         "http://",
         "http://:8000/",

@@ -12,8 +12,8 @@ use crate::target::hex_value;
 ///
 /// [`ChunkedConfig::strict`] is for input a server must not misread (request
 /// bodies); [`ChunkedConfig::lenient`] for what a client receives (response
-/// bodies). They differ only in line ends; both enforce the same grammar and
-/// the same kinds of bounds.
+/// bodies). They differ in line ends and in chunk extensions, which strict
+/// mode holds to their grammar; both enforce the same kinds of bounds.
 ///
 /// ```
 /// use conduit_http::{ChunkedConfig, ChunkedDecoder};
@@ -24,7 +24,7 @@ use crate::target::hex_value;
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ChunkedConfig {
-    lenient_line_ends: bool,
+    lenient: bool,
     max_size_line: usize,
     max_trailer_bytes: usize,
     max_body_bytes: Option<u64>,
@@ -37,13 +37,16 @@ impl ChunkedConfig {
     pub const DEFAULT_MAX_TRAILER_BYTES: usize = 16 * 1024;
 
     /// Every line must end in CRLF; a bare LF is an error
-    /// ([`ChunkedErrorKind::BareLf`]). Lenient line ends are where request
+    /// ([`ChunkedErrorKind::BareLf`]). Chunk extensions must follow RFC 9112
+    /// §7.1.1, `*( BWS ";" BWS name [ BWS "=" BWS ( token / quoted-string ) ] )`
+    /// ([`ChunkedErrorKind::InvalidExtension`]). Lenient line ends, and
+    /// extensions two parsers may end in different places, are where request
     /// smuggling starts, so a server should read request bodies this way.
     ///
     /// Default bounds, no bound on the decoded size.
     pub const fn strict() -> Self {
         ChunkedConfig {
-            lenient_line_ends: false,
+            lenient: false,
             max_size_line: Self::DEFAULT_MAX_SIZE_LINE,
             max_trailer_bytes: Self::DEFAULT_MAX_TRAILER_BYTES,
             max_body_bytes: None,
@@ -51,12 +54,13 @@ impl ChunkedConfig {
     }
 
     /// Lines may end in CRLF or in a bare LF, which RFC 9112 §2.2 allows a
-    /// recipient to accept; meant for clients reading responses. A CR that is
+    /// recipient to accept, and anything but control characters may follow a
+    /// chunk size's `;`; meant for clients reading responses. A CR that is
     /// not followed by LF is still an error.
     ///
     /// Default bounds, no bound on the decoded size.
     pub const fn lenient() -> Self {
-        ChunkedConfig { lenient_line_ends: true, ..Self::strict() }
+        ChunkedConfig { lenient: true, ..Self::strict() }
     }
 
     /// Bounds each chunk-size line (digits, extensions and line end) to
@@ -83,9 +87,10 @@ impl ChunkedConfig {
         ChunkedConfig { max_body_bytes: Some(bytes), ..self }
     }
 
-    /// True if a bare LF ends a line ([`ChunkedConfig::lenient`]).
+    /// True for [`ChunkedConfig::lenient`]: a bare LF ends a line and chunk
+    /// extensions are not held to their grammar.
     pub const fn is_lenient(&self) -> bool {
-        self.lenient_line_ends
+        self.lenient
     }
 
     /// The bound on a chunk-size line, in bytes.
@@ -120,8 +125,8 @@ pub enum ChunkedErrorKind {
     /// A chunk size that does not fit in 64 bits.
     SizeOverflow,
     /// Something other than `[ BWS ";" extensions ]` after a chunk size:
-    /// trailing whitespace, a stray byte or CR, a control character in an
-    /// extension.
+    /// trailing whitespace, a stray byte or CR; with
+    /// [`ChunkedConfig::lenient`], a control character in an extension.
     InvalidSizeLine,
     /// A chunk-size line longer than [`ChunkedConfig::max_size_line`].
     SizeLineTooLong,
@@ -138,6 +143,10 @@ pub enum ChunkedErrorKind {
     TrailersTooLarge,
     /// A body longer than [`ChunkedConfig::max_body_bytes`].
     BodyTooLarge,
+    /// With [`ChunkedConfig::strict`], chunk extensions that do not follow
+    /// their grammar: an empty name, a stray byte, an unclosed quoted string,
+    /// whitespace at the end of the line.
+    InvalidExtension,
 }
 
 impl ChunkedErrorKind {
@@ -152,6 +161,7 @@ impl ChunkedErrorKind {
             ChunkedErrorKind::InvalidTrailer => "invalid trailer field",
             ChunkedErrorKind::TrailersTooLarge => "trailers too large",
             ChunkedErrorKind::BodyTooLarge => "body too large",
+            ChunkedErrorKind::InvalidExtension => "invalid chunk extension",
         }
     }
 }
@@ -211,7 +221,9 @@ enum State {
 }
 
 /// The grammar of a chunk-size line before its line end:
-/// `1*HEXDIG [ BWS ";" chunk-ext ]`.
+/// `1*HEXDIG [ BWS ";" chunk-ext ]`; with [`ChunkedConfig::strict`], each
+/// extension is `BWS name [ BWS "=" BWS ( token / quoted-string ) ]`, and
+/// further ones follow after `BWS ";"`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum SizeScan {
     /// No byte yet.
@@ -220,14 +232,30 @@ enum SizeScan {
     Digits,
     /// Whitespace after the digits; only a `;` may end it.
     Space,
-    /// After the `;`: anything but control characters.
+    /// Lenient: after the `;`, anything but control characters.
     Extension,
+    /// Strict: after a `;`, before the extension's name.
+    ExtStart,
+    ExtName,
+    /// Whitespace after a name: `=` or `;` must follow.
+    ExtNameSpace,
+    /// After the `=`, before the value.
+    ExtValueStart,
+    ExtToken,
+    /// Inside a quoted-string; `escape` just after a backslash.
+    ExtQuoted {
+        escape: bool,
+    },
+    /// Just after a quoted-string's closing quote.
+    ExtQuoteEnd,
+    /// Whitespace after a value: only a `;` may end it.
+    ExtValueSpace,
     /// Broken; the error is reported when the line ends.
     Bad(ChunkedErrorKind),
 }
 
 impl SizeScan {
-    fn next(self, b: u8, size: &mut u64) -> SizeScan {
+    fn next(self, b: u8, size: &mut u64, lenient: bool) -> SizeScan {
         match self {
             SizeScan::Start | SizeScan::Digits => match hex_value(b) {
                 Some(digit) => match size.checked_mul(16).and_then(|s| s.checked_add(u64::from(digit))) {
@@ -238,29 +266,62 @@ impl SizeScan {
                     None => SizeScan::Bad(ChunkedErrorKind::SizeOverflow),
                 },
                 None if self == SizeScan::Start => SizeScan::Bad(ChunkedErrorKind::MissingSize),
-                None => SizeScan::after_size(b),
+                None => SizeScan::after_size(b, lenient),
             },
-            SizeScan::Space => SizeScan::after_size(b),
+            SizeScan::Space => SizeScan::after_size(b, lenient),
             SizeScan::Extension if is_ctl(b) => SizeScan::Bad(ChunkedErrorKind::InvalidSizeLine),
             SizeScan::Extension => SizeScan::Extension,
             SizeScan::Bad(kind) => SizeScan::Bad(kind),
+            strict => strict.next_strict(b),
         }
     }
 
-    fn after_size(b: u8) -> SizeScan {
+    fn after_size(b: u8, lenient: bool) -> SizeScan {
         match b {
             b' ' | b'\t' => SizeScan::Space,
-            b';' => SizeScan::Extension,
+            b';' if lenient => SizeScan::Extension,
+            b';' => SizeScan::ExtStart,
             _ => SizeScan::Bad(ChunkedErrorKind::InvalidSizeLine),
+        }
+    }
+
+    /// One byte of the strict extension grammar.
+    fn next_strict(self, b: u8) -> SizeScan {
+        let space = b == b' ' || b == b'\t';
+        match (self, b) {
+            (SizeScan::ExtStart, _) if space => SizeScan::ExtStart,
+            (SizeScan::ExtStart | SizeScan::ExtName, _) if is_tchar(b) => SizeScan::ExtName,
+            (SizeScan::ExtName | SizeScan::ExtNameSpace, _) if space => SizeScan::ExtNameSpace,
+            (SizeScan::ExtName | SizeScan::ExtNameSpace, b'=') => SizeScan::ExtValueStart,
+            (SizeScan::ExtValueStart, _) if space => SizeScan::ExtValueStart,
+            (SizeScan::ExtValueStart, b'"') => SizeScan::ExtQuoted { escape: false },
+            (SizeScan::ExtValueStart | SizeScan::ExtToken, _) if is_tchar(b) => SizeScan::ExtToken,
+            (SizeScan::ExtQuoted { escape: false }, b'"') => SizeScan::ExtQuoteEnd,
+            (SizeScan::ExtQuoted { escape: false }, b'\\') => SizeScan::ExtQuoted { escape: true },
+            // qdtext, and after a backslash also `"` and `\`: any of HTAB, SP, VCHAR and obs-text.
+            (SizeScan::ExtQuoted { .. }, _) if !is_ctl(b) => SizeScan::ExtQuoted { escape: false },
+            (SizeScan::ExtToken | SizeScan::ExtQuoteEnd | SizeScan::ExtValueSpace, _) if space => {
+                SizeScan::ExtValueSpace
+            }
+            (SizeScan::ExtName | SizeScan::ExtNameSpace | SizeScan::ExtToken, b';') => SizeScan::ExtStart,
+            (SizeScan::ExtQuoteEnd | SizeScan::ExtValueSpace, b';') => SizeScan::ExtStart,
+            _ => SizeScan::Bad(ChunkedErrorKind::InvalidExtension),
         }
     }
 
     /// The verdict on a complete line.
     fn finish(self) -> Result<(), ChunkedErrorKind> {
         match self {
-            SizeScan::Digits | SizeScan::Extension => Ok(()),
+            SizeScan::Digits | SizeScan::Extension | SizeScan::ExtName | SizeScan::ExtToken | SizeScan::ExtQuoteEnd => {
+                Ok(())
+            }
             SizeScan::Start => Err(ChunkedErrorKind::MissingSize),
             SizeScan::Space => Err(ChunkedErrorKind::InvalidSizeLine),
+            SizeScan::ExtStart
+            | SizeScan::ExtNameSpace
+            | SizeScan::ExtValueStart
+            | SizeScan::ExtQuoted { .. }
+            | SizeScan::ExtValueSpace => Err(ChunkedErrorKind::InvalidExtension),
             SizeScan::Bad(kind) => Err(kind),
         }
     }
@@ -410,17 +471,18 @@ impl ChunkedDecoder {
                 if b == b'\n' {
                     return self.end_size_line(scan, size, cr);
                 }
+                let lenient = self.config.lenient;
                 if cr {
-                    scan = scan.next(b'\r', &mut size);
+                    scan = scan.next(b'\r', &mut size, lenient);
                 }
                 if b != b'\r' {
-                    scan = scan.next(b, &mut size);
+                    scan = scan.next(b, &mut size, lenient);
                 }
                 State::SizeLine { scan, size, cr: b == b'\r' }
             }
             State::DataEnd => match b {
                 b'\r' => State::DataLf,
-                b'\n' if self.config.lenient_line_ends => self.start_size_line(),
+                b'\n' if self.config.lenient => self.start_size_line(),
                 b'\n' => return Err(ChunkedErrorKind::BareLf),
                 _ => return Err(ChunkedErrorKind::DataNotTerminated),
             },
@@ -487,7 +549,7 @@ impl ChunkedDecoder {
     }
 
     fn check_line_end(&self, cr: bool) -> Result<(), ChunkedErrorKind> {
-        if cr || self.config.lenient_line_ends { Ok(()) } else { Err(ChunkedErrorKind::BareLf) }
+        if cr || self.config.lenient { Ok(()) } else { Err(ChunkedErrorKind::BareLf) }
     }
 }
 

@@ -43,6 +43,14 @@ pub enum ParseError {
     InvalidTarget(&'static str),
     /// An HTTP version other than 1.0 or 1.1. 505.
     UnsupportedVersion,
+    /// An HTTP/1.1 request without `Host`, any request with more than one,
+    /// or a `Host` that is not `uri-host [":" port]` (RFC 9112 §3.2); the
+    /// text says which. 400.
+    InvalidHost(&'static str),
+    /// More than one field of a name the server reads one value of, named
+    /// here as in [`SINGLETON_FIELDS`](crate::SINGLETON_FIELDS): taking the
+    /// first (or the last) would be a guess another hop may not share. 400.
+    DuplicateField(&'static str),
 }
 
 impl ParseError {
@@ -56,7 +64,9 @@ impl ParseError {
             | ParseError::InvalidContentLength
             | ParseError::ConflictingFraming
             | ParseError::InvalidChunk
-            | ParseError::InvalidTarget(_) => StatusCode::BAD_REQUEST,
+            | ParseError::InvalidTarget(_)
+            | ParseError::InvalidHost(_)
+            | ParseError::DuplicateField(_) => StatusCode::BAD_REQUEST,
             ParseError::UnsupportedTransferEncoding => StatusCode::NOT_IMPLEMENTED,
             ParseError::UnsupportedVersion => StatusCode::HTTP_VERSION_NOT_SUPPORTED,
         }
@@ -79,6 +89,8 @@ impl fmt::Display for ParseError {
             ParseError::InvalidChunk => f.write_str("invalid chunked body"),
             ParseError::InvalidTarget(why) => write!(f, "invalid request target: {why}"),
             ParseError::UnsupportedVersion => f.write_str("unsupported HTTP version"),
+            ParseError::InvalidHost(why) => write!(f, "invalid Host: {why}"),
+            ParseError::DuplicateField(name) => write!(f, "more than one {name} header field"),
         }
     }
 }
@@ -103,6 +115,8 @@ mod tests {
             (ParseError::InvalidChunk, 400),
             (ParseError::InvalidTarget("x"), 400),
             (ParseError::UnsupportedVersion, 505),
+            (ParseError::InvalidHost("x"), 400),
+            (ParseError::DuplicateField("Origin"), 400),
         ];
         for (err, code) in table {
             assert_eq!(err.status().as_u16(), code, "{err:?}");
@@ -115,5 +129,10 @@ mod tests {
     fn display_carries_the_reason() {
         assert_eq!(ParseError::Malformed("invalid header name").to_string(), "malformed request: invalid header name");
         assert_eq!(ParseError::InvalidTarget("fragment").to_string(), "invalid request target: fragment");
+        assert_eq!(
+            ParseError::InvalidHost("missing Host header field").to_string(),
+            "invalid Host: missing Host header field"
+        );
+        assert_eq!(ParseError::DuplicateField("Authorization").to_string(), "more than one Authorization header field");
     }
 }

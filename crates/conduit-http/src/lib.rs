@@ -26,6 +26,18 @@
 //! pipelined requests may already be waiting behind them. On an error, send
 //! the response named by [`ParseError::status`] and close the connection.
 //!
+//! A server that wants to refuse a request before reading its body (a 401,
+//! 404 or 413 from the head alone), give each route its own body limit, or
+//! count body memory against a budget calls
+//! [`RequestParser::parse_head_first`] instead: it stops at every head with
+//! the [`AnnouncedBody`], and reads the body only after
+//! [`RequestParser::accept_body`]; its documentation shows the server loop.
+//!
+//! Every HTTP/1.1 request must carry exactly one valid `Host`, and the
+//! fields in [`SINGLETON_FIELDS`] must not repeat. [`Request::host`] and
+//! [`Request::port`] say where a request was sent; [`AllowedHosts`] checks
+//! them against the names a server answers to.
+//!
 //! # Decoding chunked bodies
 //!
 //! [`ChunkedDecoder`] decodes the chunked transfer coding from bytes fed in
@@ -77,8 +89,13 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+// Lets the unit tests share helpers written against the public API (`tests/support/`) with the integration tests.
+#[cfg(test)]
+extern crate self as conduit_http;
+
 mod chunked;
 mod error;
+mod host;
 mod parser;
 mod request;
 mod response;
@@ -87,7 +104,8 @@ mod target;
 
 pub use chunked::{ChunkedConfig, ChunkedDecoder, ChunkedError, ChunkedErrorKind};
 pub use error::ParseError;
-pub use parser::{Limits, RequestParser, Status};
+pub use host::{AllowedHosts, HostPatternError};
+pub use parser::{AnnouncedBody, Limits, Parsed, RequestParser, SINGLETON_FIELDS, Status};
 pub use request::{Headers, Method, Request, Version};
 pub use response::{
     BodyFraming, CHUNK_END, HeaderError, LAST_CHUNK, ResponseHead, chunk_overhead, write_chunk, write_chunk_header,

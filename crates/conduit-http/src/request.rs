@@ -1,9 +1,11 @@
 //! Parsed requests and their parts.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use crate::ParseError;
-use crate::target::parse_target;
+use crate::host::split_authority;
+use crate::target::{absolute_form_authority, parse_target, percent_decode, split_target};
 
 /// A request method.
 ///
@@ -176,6 +178,8 @@ pub struct Request {
     query: Vec<(String, String)>,
     headers: Headers,
     body: Vec<u8>,
+    /// Values a router matched in the path; this crate never sets them, since it does not route.
+    params: Vec<(String, String)>,
 }
 
 impl Request {
@@ -199,11 +203,16 @@ impl Request {
         headers: Headers,
     ) -> Result<Request, ParseError> {
         let decoded = parse_target(&target)?;
-        Ok(Request { method, version, target, path: decoded.path, query: decoded.query, headers, body: Vec::new() })
-    }
-
-    pub(crate) fn set_body(&mut self, body: Vec<u8>) {
-        self.body = body;
+        Ok(Request {
+            method,
+            version,
+            target,
+            path: decoded.path,
+            query: decoded.query,
+            headers,
+            body: Vec::new(),
+            params: Vec::new(),
+        })
     }
 
     /// The request method.
@@ -227,6 +236,50 @@ impl Request {
         &self.path
     }
 
+    /// The path as sent, still percent-encoded and without the query, e.g. `"/a%20b"`; `/` for an
+    /// absolute-form target without a path, `*` for an asterisk-form one. Where `/` separates segments, unlike
+    /// in [`path`](Self::path), where an encoded `%2F` looks the same as a separator.
+    pub fn raw_path(&self) -> &str {
+        if self.target == "*" {
+            return "*";
+        }
+        // The target was split successfully when the request was built.
+        split_target(&self.target).map_or("/", |(path, _)| path)
+    }
+
+    /// The segments of the path between its `/` separators, each percent-decoded on its own, so a segment
+    /// may contain a `/` that was sent as `%2F`: `"/a/b%2Fc/"` has the segments `a`, `b/c` and `""`. Empty
+    /// for an asterisk-form target.
+    pub fn path_segments(&self) -> impl Iterator<Item = Cow<'_, str>> {
+        let raw = self.raw_path().strip_prefix('/');
+        raw.into_iter().flat_map(|path| path.split('/')).map(|segment| {
+            if segment.contains('%') {
+                // The whole path decoded to UTF-8 when the request was built, and a `/` cannot split a UTF-8
+                // sequence, so every segment decodes too.
+                Cow::Owned(percent_decode(segment, false).unwrap_or_else(|_| segment.to_owned()))
+            } else {
+                Cow::Borrowed(segment)
+            }
+        })
+    }
+
+    /// The value a router matched for path parameter `name` (say `id` in a route `/items/{id}`), or `None`
+    /// when the route had no such parameter. The HTTP layer never sets these: they are set by whatever
+    /// routes the request.
+    pub fn param(&self, name: &str) -> Option<&str> {
+        self.params.iter().find(|(key, _)| key == name).map(|(_, value)| value.as_str())
+    }
+
+    /// Every path parameter, in the order of the route's pattern.
+    pub fn params(&self) -> &[(String, String)] {
+        &self.params
+    }
+
+    /// Replaces the path parameters; for routers, and for tests calling handlers directly.
+    pub fn set_params(&mut self, params: Vec<(String, String)>) {
+        self.params = params;
+    }
+
     /// The first value of query parameter `name`, percent-decoded with `+`
     /// read as a space.
     pub fn query(&self, name: &str) -> Option<&str> {
@@ -241,6 +294,37 @@ impl Request {
     /// The header fields.
     pub fn headers(&self) -> &Headers {
         &self.headers
+    }
+
+    /// The host the request was sent to, as sent (compare it ASCII
+    /// case-insensitively; an IPv6 address keeps its brackets, `[::1]`).
+    ///
+    /// It comes from the target when that is absolute-form
+    /// (`GET http://host:port/path`), which RFC 9112 §3.2.2 puts before
+    /// `Host`, and from the `Host` field otherwise. `None` when there is
+    /// neither (HTTP/1.0 may omit `Host`), or, on a request that was built
+    /// rather than parsed, when `Host` is repeated or invalid; the parser
+    /// refuses such requests. [`AllowedHosts`](crate::AllowedHosts) checks
+    /// it against a list.
+    pub fn host(&self) -> Option<&str> {
+        self.authority().map(|(host, _)| host)
+    }
+
+    /// The port that goes with [`Request::host`], if one was given.
+    pub fn port(&self) -> Option<u16> {
+        self.authority().and_then(|(_, port)| port)
+    }
+
+    fn authority(&self) -> Option<(&str, Option<u16>)> {
+        if let Some(authority) = absolute_form_authority(&self.target) {
+            return split_authority(authority.as_bytes()).ok();
+        }
+        let mut hosts = self.headers.get_all("host");
+        let host = hosts.next()?;
+        if hosts.next().is_some() {
+            return None;
+        }
+        split_authority(trim_ows(host)).ok()
     }
 
     /// Shorthand for `headers().get(name)`.
@@ -274,7 +358,9 @@ impl Request {
         self
     }
 
-    /// Replaces the body, for tests and direct handler calls.
+    /// Replaces the body: joins a head and its body from
+    /// [`RequestParser::parse_head_first`](crate::RequestParser::parse_head_first),
+    /// and serves tests and direct handler calls.
     #[must_use]
     pub fn with_body(mut self, body: impl Into<Vec<u8>>) -> Request {
         self.body = body.into();
@@ -396,8 +482,61 @@ mod tests {
         assert_eq!(req.headers().len(), 1);
         assert_eq!(req.body(), b"payload");
 
+        assert_eq!(req.raw_path(), "/a%20b");
+        assert_eq!(req.param("id"), None);
+        let mut req = req;
+        req.set_params(vec![("id".into(), "7".into())]);
+        assert_eq!((req.param("id"), req.params().len()), (Some("7"), 1));
+
         for bad in ["", "nope", "/%zz", "/#x"] {
             assert!(matches!(Request::new(Method::Get, bad), Err(ParseError::InvalidTarget(_))));
+        }
+    }
+
+    #[test]
+    fn host_and_port() {
+        /// Target, `Host` values, and the host and port they name.
+        type HostCase = (&'static str, &'static [&'static str], Option<&'static str>, Option<u16>);
+        let table: &[HostCase] = &[
+            ("/", &["example.com"], Some("example.com"), None),
+            ("/", &[" Example.com:8080 "], Some("Example.com"), Some(8080)),
+            ("/", &["[::1]:8000"], Some("[::1]"), Some(8000)),
+            ("/", &["h:"], Some("h"), None),
+            ("/", &[], None, None),
+            ("/", &["a", "b"], None, None),
+            ("/", &["a b"], None, None),
+            ("/", &["a:99999"], None, None),
+            // The absolute-form target's authority comes first.
+            ("http://target.test:81/x", &["header.test"], Some("target.test"), Some(81)),
+            ("http://target.test?q", &[], Some("target.test"), None),
+            ("*", &["star.test:1"], Some("star.test"), Some(1)),
+        ];
+        for &(target, hosts, host, port) in table {
+            let mut req = Request::new(Method::Get, target).unwrap();
+            for value in hosts {
+                req = req.with_header("Host", value);
+            }
+            assert_eq!((req.host(), req.port()), (host, port), "{target} {hosts:?}");
+        }
+    }
+
+    #[test]
+    fn raw_paths_and_their_segments() {
+        let table: &[(&str, &str, &[&str])] = &[
+            ("/", "/", &[""]),
+            ("*", "*", &[]),
+            ("/a/b", "/a/b", &["a", "b"]),
+            ("/a/b/", "/a/b/", &["a", "b", ""]),
+            ("/a%2Fb/c?x=/y", "/a%2Fb/c", &["a/b", "c"]),
+            ("/caf%C3%A9//x", "/caf%C3%A9//x", &["café", "", "x"]),
+            ("/%2E%2E/x", "/%2E%2E/x", &["..", "x"]),
+            ("http://h:1/p/q?z", "/p/q", &["p", "q"]),
+            ("http://h?z", "/", &[""]),
+        ];
+        for (target, raw, segments) in table {
+            let req = Request::new(Method::Get, target).unwrap();
+            assert_eq!(req.raw_path(), *raw, "{target}");
+            assert_eq!(req.path_segments().collect::<Vec<_>>(), *segments, "{target}");
         }
     }
 

@@ -1,6 +1,7 @@
 //! Splitting and percent-decoding a request-target.
 
 use crate::ParseError;
+use crate::host::split_authority;
 
 /// A request-target split into its decoded path and query pairs.
 #[derive(Debug, PartialEq, Eq)]
@@ -31,14 +32,16 @@ pub(crate) fn parse_target(target: &str) -> Result<Target, ParseError> {
     if target == "*" {
         return Ok(Target { path: "*".to_owned(), query: Vec::new() });
     }
+    let (raw_path, raw_query) = split_target(target)?;
+    Ok(Target { path: percent_decode(raw_path, false)?, query: parse_query(raw_query)? })
+}
+
+/// The still-encoded path and query of an origin-form or absolute-form target. Absolute-form
+/// `http://host?x` has no path at all; its path is `/`.
+pub(crate) fn split_target(target: &str) -> Result<(&str, &str), ParseError> {
     let origin = if target.starts_with('/') { target } else { strip_absolute_form(target)? };
-    let (raw_path, raw_query) = match origin.split_once('?') {
-        Some((path, query)) => (path, query),
-        None => (origin, ""),
-    };
-    // Absolute-form "http://host?x" has no path at all; its path is "/".
-    let path = if raw_path.is_empty() { "/".to_owned() } else { percent_decode(raw_path, false)? };
-    Ok(Target { path, query: parse_query(raw_query)? })
+    let (raw_path, raw_query) = origin.split_once('?').unwrap_or((origin, ""));
+    Ok((if raw_path.is_empty() { "/" } else { raw_path }, raw_query))
 }
 
 /// Returns the part of an absolute-form target after its authority (may be
@@ -49,12 +52,30 @@ fn strip_absolute_form(target: &str) -> Result<&str, ParseError> {
     if !(scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https")) {
         return Err(NOT_ORIGIN);
     }
-    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(authority_end);
+    let (authority, tail) = split_at_path(rest);
     if authority.is_empty() {
         return Err(ParseError::InvalidTarget("absolute-form target without host"));
     }
+    // The authority stands in for `Host` (RFC 9112 §3.2.2), so it is held to the same grammar; userinfo,
+    // which RFC 9110 §4.2.4 forbids in http URIs, fails it.
+    split_authority(authority.as_bytes())
+        .map_err(|_| ParseError::InvalidTarget("invalid authority in absolute-form target"))?;
     Ok(tail)
+}
+
+/// Splits what follows `scheme://` into the authority and the rest.
+fn split_at_path(after_scheme: &str) -> (&str, &str) {
+    after_scheme.split_at(after_scheme.find(['/', '?']).unwrap_or(after_scheme.len()))
+}
+
+/// The authority of an absolute-form target (`http://host:port/...`), which
+/// takes precedence over `Host` (RFC 9112 §3.2.2); `None` for other forms.
+pub(crate) fn absolute_form_authority(target: &str) -> Option<&str> {
+    if target.starts_with('/') {
+        return None;
+    }
+    let (_, rest) = target.split_once("://")?;
+    Some(split_at_path(rest).0)
 }
 
 fn parse_query(raw: &str) -> Result<Vec<(String, String)>, ParseError> {
@@ -137,6 +158,7 @@ mod tests {
             ("http://example.com/x?y=1", "/x", &[("y", "1")]),
             ("HTTPS://example.com:8443", "/", &[]),
             ("http://example.com?y=1", "/", &[("y", "1")]),
+            ("http://[::1]:8000/x", "/x", &[]),
         ];
         for (raw, path, query) in table {
             let got = parse_target(raw).unwrap_or_else(|e| panic!("{raw}: {e}"));
@@ -153,6 +175,10 @@ mod tests {
             "example.com:443",
             "ftp://example.com/",
             "http:///nohost",
+            "http://user@example.com/",
+            "http://a b/",
+            "http://example.com:http/",
+            "http://:80/",
             "/a#frag",
             "/%zz",
             "/%4",

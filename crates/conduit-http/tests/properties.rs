@@ -3,14 +3,17 @@
 //! Requests are generated as a model (method, decoded path and query, headers,
 //! body) together with one of the many ways of writing them on the wire, then
 //! parsed back under arbitrary segmentation. Arbitrary and mutated inputs check
-//! that the parser never panics and that segmentation never changes the outcome.
+//! that the parser never panics and that segmentation never changes the outcome,
+//! nor does parsing head first (`parse_head_first`) rather than whole.
 
-use conduit_http::{Limits, Method, ParseError, Request, RequestParser, Status};
+#[path = "support/head_first.rs"]
+mod support;
+
+use conduit_http::{Limits, Method, ParseError, Request, RequestParser, SINGLETON_FIELDS, Status};
 use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::sample::{Index, select};
-
-type Outcome = Result<Status<Request>, ParseError>;
+use support::{Outcome, head_first};
 
 const TCHARS: &[u8] = b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 const STANDARD_METHODS: [&str; 7] = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"];
@@ -207,6 +210,11 @@ struct Spec {
     framing: Framing,
     /// Where among the headers the framing header goes.
     framing_at: Index,
+    /// The `Host` field, always sent with HTTP/1.1 and with HTTP/1.0 if `host_in_http10`, and where among the
+    /// headers it goes.
+    host: Header,
+    host_in_http10: bool,
+    host_at: Index,
     line_ends: Vec<&'static str>,
 }
 
@@ -237,6 +245,10 @@ impl Spec {
         if let Some(header) = framing_header {
             let at = self.framing_at.index(headers.len() + 1);
             headers.insert(at, header);
+        }
+        if !http10 || self.host_in_http10 {
+            let at = self.host_at.index(headers.len() + 1);
+            headers.insert(at, self.host.clone());
         }
 
         let mut wire = String::new();
@@ -350,26 +362,58 @@ fn header_value() -> impl Strategy<Value = String> {
 
 fn header() -> impl Strategy<Value = Header> {
     (token(1..16), header_value(), ows(), ows()).prop_map(|(name, value, before, after)| {
-        // The framing headers are only generated together with a body.
-        let name = if name.eq_ignore_ascii_case("content-length") || name.eq_ignore_ascii_case("transfer-encoding") {
-            format!("X-{name}")
-        } else {
-            name
-        };
+        // The framing headers are only generated together with a body, Host once per request, and the fields that
+        // must not repeat never.
+        let special = ["content-length", "transfer-encoding", "host"].iter().chain(SINGLETON_FIELDS);
+        let name =
+            if special.clone().any(|special| name.eq_ignore_ascii_case(special)) { format!("X-{name}") } else { name };
         Header { name, value, before, after }
+    })
+}
+
+/// A valid `uri-host [":" port]`.
+fn host() -> impl Strategy<Value = Header> {
+    let value = prop_oneof![
+        select(
+            &[
+                "h",
+                "example.com",
+                "EXAMPLE.com:8080",
+                "127.0.0.1:8000",
+                "[::1]",
+                "[::1]:80",
+                "a-b_c~d.e:",
+                "x%41!$&'()*+,;="
+            ][..]
+        )
+        .prop_map(str::to_owned),
+        ("[a-z0-9.-]{1,20}", prop::option::of(0u16..)).prop_map(|(name, port)| match port {
+            Some(port) => format!("{name}:{port}"),
+            None => name,
+        }),
+    ];
+    (value, ows(), ows()).prop_map(|(value, before, after)| Header { name: "Host".to_owned(), value, before, after })
+}
+
+/// One chunk extension in the RFC 9112 §7.1.1 grammar, whitespace included.
+fn extension() -> impl Strategy<Value = String> {
+    let qdtext = "[\t !#-\\[\\]-~]";
+    let quoted_pair = "[\t -~]".prop_map(|ch| format!("\\{ch}"));
+    let quoted = vec(prop_oneof![4 => qdtext.boxed(), 1 => quoted_pair.boxed()], 0..12)
+        .prop_map(|pieces| format!("\"{}\"", pieces.concat()));
+    let value = prop_oneof![token(1..8), quoted];
+    (ows(), ows(), token(1..8), prop::option::of((ows(), ows(), value))).prop_map(|(before, after, name, value)| {
+        match value {
+            Some((ws1, ws2, value)) => format!("{before};{after}{name}{ws1}={ws2}{value}"),
+            None => format!("{before};{after}{name}"),
+        }
     })
 }
 
 fn chunk() -> impl Strategy<Value = Chunk> {
     let extension = prop_oneof![
         2 => Just(None),
-        1 => (ows(), token(1..8), prop::option::of(token(1..8))).prop_map(|(bws, name, value)| {
-            Some(match value {
-                Some(value) => format!("{bws};{name}={value}"),
-                None => format!("{bws};{name}"),
-            })
-        }),
-        1 => "[ -~]{0,20}".prop_map(|quoted| Some(format!(";q=\"{}\"", quoted.replace(['"', '\\'], "")))),
+        2 => vec(extension(), 1..3).prop_map(|exts| Some(exts.concat())),
     ];
     (0usize..3, any::<bool>(), extension).prop_map(|(zero_pad, upper_hex, extension)| Chunk {
         zero_pad,
@@ -414,18 +458,34 @@ fn spec_with(framing: impl Strategy<Value = Framing>) -> impl Strategy<Value = S
         vec(header(), 0..20),
         framing,
         any::<Index>(),
+        (host(), any::<bool>(), any::<Index>()),
         vec(prop_oneof![4 => Just("\r\n"), 1 => Just("\n")], 1..6),
     )
-        .prop_map(|(leading, method, target, http10, headers, framing, framing_at, line_ends)| Spec {
-            leading,
-            method,
-            target,
-            http10,
-            headers,
-            framing,
-            framing_at,
-            line_ends,
-        })
+        .prop_map(
+            |(
+                leading,
+                method,
+                target,
+                http10,
+                headers,
+                framing,
+                framing_at,
+                (host, host_in_http10, host_at),
+                line_ends,
+            )| Spec {
+                leading,
+                method,
+                target,
+                http10,
+                headers,
+                framing,
+                framing_at,
+                host,
+                host_in_http10,
+                host_at,
+                line_ends,
+            },
+        )
 }
 
 /// Any valid request, with or without a body.
@@ -618,6 +678,17 @@ fn check_request(got: &Request, want: &Generated) -> Result<(), TestCaseError> {
         got.headers().iter().map(|(name, value)| (name.to_owned(), value.to_vec())).collect();
     prop_assert_eq!(&headers, &want.headers);
     prop_assert_eq!(got.body(), want.body.as_slice());
+    let host = want.headers.iter().find(|(name, _)| name == "Host").map(|(_, value)| String::from_utf8_lossy(value));
+    let (host, port) = match host.as_deref() {
+        None => (None, None),
+        Some(value) => {
+            let split = if value.starts_with('[') { value.find(']').map(|i| i + 1) } else { value.find(':') };
+            let (host, port) = value.split_at(split.unwrap_or(value.len()));
+            (Some(host.to_owned()), port.strip_prefix(':').and_then(|port| port.parse::<u16>().ok()))
+        }
+    };
+    prop_assert_eq!(got.host().map(str::to_owned), host);
+    prop_assert_eq!(got.port(), port);
     Ok(())
 }
 
@@ -636,6 +707,8 @@ fn check_split_consistency(limits: &Limits, input: &[u8], splits: &[Index]) -> R
     if !early_uri_too_long {
         prop_assert_eq!(&split, &whole, "cuts {:?}", cuts);
     }
+    // Deciding from the head changes nothing when every body is accepted: the head is scanned the same way.
+    prop_assert_eq!(&head_first(limits, input, &cuts, usize::MAX), &split, "head first, cuts {:?}", cuts);
     // Whatever follows a complete request is the next one; parsing on must not panic either.
     let _ = drive(limits, input, &cuts);
     Ok(())
@@ -682,6 +755,26 @@ proptest! {
                 }
                 other => prop_assert!(false, "split: {:?}", other),
             }
+        }
+    }
+
+    /// Head first, a valid request comes out the same (head, then body) under any split; with a body limit below
+    /// its body's length it is refused with 413, and at exactly that length accepted.
+    #[test]
+    fn a_valid_request_round_trips_head_first(req in request(), splits in splits(), cut in any::<Index>()) {
+        let cuts = cuts(&splits, req.wire.len());
+        match head_first(&Limits::default(), &req.wire, &cuts, usize::MAX) {
+            Ok(Status::Complete(got, used)) => {
+                prop_assert_eq!(used, req.wire.len());
+                check_request(&got, &req)?;
+            }
+            other => prop_assert!(false, "{:?}", other),
+        }
+        if !req.body.is_empty() {
+            let below = cut.index(req.body.len());
+            prop_assert_eq!(head_first(&Limits::default(), &req.wire, &cuts, below), Err(ParseError::BodyTooLarge));
+            let exact = head_first(&Limits::default(), &req.wire, &cuts, req.body.len());
+            prop_assert!(matches!(exact, Ok(Status::Complete(..))), "{:?}", exact);
         }
     }
 

@@ -3,6 +3,9 @@
 use crate::send::Sender;
 use crate::slab::{ConnId, Slab};
 use crate::timer::{TimerId, Timers};
+#[cfg(feature = "tls")]
+use crate::tls::TlsConfig;
+use crate::tls::{self, TlsFailure, TlsSession};
 use crate::write_queue::{QueueFull, WriteQueue};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
@@ -56,6 +59,13 @@ pub struct LoopConfig {
     /// An open connection with output waiting whose socket accepts none of it for this long is closed: a client
     /// that stays connected but stops reading cannot hold its connection for ever. `None` never closes.
     pub write_timeout: Option<Duration>,
+    /// Serve every accepted connection over TLS with this configuration; `None` serves plain TCP. Handlers see
+    /// plaintext either way. On a TLS connection the write queue holds plaintext not yet handed to the TLS
+    /// session, so `write_queue_limit`, `low_water`, [`Context::queued`] and [`Handler::on_drained`] count
+    /// plaintext; the session holds at most 32 KiB of records beyond it. A connection refused at
+    /// `max_connections` is closed without `overload_response`, which would not be TLS.
+    #[cfg(feature = "tls")]
+    pub tls: Option<TlsConfig>,
 }
 
 impl Default for LoopConfig {
@@ -76,6 +86,8 @@ impl Default for LoopConfig {
             messages_per_turn: 256,
             flush_timeout: Duration::from_secs(10),
             write_timeout: Some(Duration::from_secs(60)),
+            #[cfg(feature = "tls")]
+            tls: None,
         }
     }
 }
@@ -89,6 +101,8 @@ pub enum CloseReason {
     Io(io::ErrorKind),
     /// The loop is stopping.
     Shutdown,
+    /// The connection's TLS handshake or session failed (TLS listeners only).
+    Tls(TlsFailure),
 }
 
 /// A write was refused.
@@ -147,6 +161,9 @@ enum LoopTimer {
     Linger(ConnId),
     /// Checks that a blocked connection's socket has taken some output since the timer was armed.
     Stall(ConnId),
+    /// A TLS connection's handshake deadline.
+    #[cfg_attr(not(feature = "tls"), allow(dead_code))]
+    Handshake(ConnId),
     ResumeAccept,
 }
 
@@ -176,6 +193,15 @@ struct Conn {
     written: u64,
     /// While output waits on an open connection: the stall timer and `written` when it was armed.
     stall: Option<(TimerId, u64)>,
+    /// The TLS session of a connection accepted by a TLS listener.
+    tls: Option<Box<TlsSession>>,
+}
+
+impl Conn {
+    /// True while output waits: queued, or (with TLS) records the session has not written yet.
+    fn has_output(&self) -> bool {
+        !self.queue.is_empty() || self.tls.as_ref().is_some_and(|tls| tls.wants_write())
+    }
 }
 
 #[derive(Debug)]
@@ -395,7 +421,8 @@ impl<M> Context<'_, M> {
         }
     }
 
-    /// Pending output of a connection, or `None` if it is closed.
+    /// Pending output of a connection, or `None` if it is closed. On a TLS connection: plaintext not yet
+    /// handed to its session, which holds at most 32 KiB of records beyond it.
     pub fn queued(&self, conn: ConnId) -> Option<usize> {
         self.core.conns.get(conn).map(|c| c.queue.len())
     }
@@ -516,6 +543,9 @@ impl<M> Core<M> {
                 if let Some((timer, _)) = c.stall.take() {
                     self.timers.cancel(timer);
                 }
+                if let Some(timer) = c.tls.as_mut().and_then(|tls| tls.take_deadline()) {
+                    self.timers.cancel(timer);
+                }
                 c.phase = Phase::Closing;
                 self.to_close.push((conn, reason));
             }
@@ -546,7 +576,11 @@ impl<M> Core<M> {
         if matches!(c.phase, Phase::Closing | Phase::Lingering(_)) {
             return;
         }
-        match c.queue.write_to(&mut Sender(&c.stream)) {
+        let result = match c.tls.as_mut() {
+            Some(tls) => tls.flush(&mut c.queue, &mut c.stream, matches!(c.phase, Phase::FlushThenClose(_))),
+            None => c.queue.write_to(&mut Sender(&c.stream)),
+        };
+        match result {
             Ok(n) => c.written += n as u64,
             Err(e) => {
                 log::debug!("connection {conn}: write failed: {e}");
@@ -554,7 +588,7 @@ impl<M> Core<M> {
                 return;
             }
         }
-        let empty = c.queue.is_empty();
+        let empty = !c.has_output();
         match (empty, c.stall, self.config.write_timeout) {
             (true, Some((timer, _)), _) => {
                 self.timers.cancel(timer);
@@ -592,13 +626,67 @@ impl<M> Core<M> {
         self.flush(conn);
         let Some(c) = self.conns.get(conn) else { return };
         let Some(after) = self.config.write_timeout else { return };
-        if c.written == mark && !c.queue.is_empty() && c.phase == Phase::Open {
+        if c.written == mark && c.has_output() && c.phase == Phase::Open {
             log::warn!(
                 "closing connection {conn} to {}: {} bytes waiting and none taken for {after:?}",
                 c.peer,
                 c.queue.len()
             );
             self.schedule_close(conn, CloseReason::Io(io::ErrorKind::TimedOut));
+        }
+    }
+
+    /// True if this loop's listener serves TLS.
+    fn is_tls(&self) -> bool {
+        #[cfg(feature = "tls")]
+        return self.config.tls.is_some();
+        #[cfg(not(feature = "tls"))]
+        false
+    }
+
+    /// Gives a connection just accepted by a TLS listener its session, and arms its handshake deadline.
+    #[cfg(feature = "tls")]
+    fn start_tls(&mut self, conn: ConnId) -> Result<(), rustls::Error> {
+        let Some(config) = &self.config.tls else { return Ok(()) };
+        let timer = self.timers.once(self.now + config.handshake_timeout(), LoopTimer::Handshake(conn));
+        match TlsSession::new(config, timer) {
+            Ok(session) => {
+                if let Some(c) = self.conns.get_mut(conn) {
+                    c.tls = Some(Box::new(session));
+                }
+                Ok(())
+            }
+            Err(e) => {
+                self.timers.cancel(timer);
+                Err(e)
+            }
+        }
+    }
+
+    /// After a TLS connection's input was read: a handshake that completed no longer needs its deadline and
+    /// lets queued output flow; records the handshake produced must be written.
+    fn after_tls_read(&mut self, conn: ConnId) {
+        let Some(c) = self.conns.get_mut(conn) else { return };
+        let Some(tls) = c.tls.as_mut() else { return };
+        let mut dirty = tls.wants_write();
+        if !tls.is_handshaking() {
+            if let Some(timer) = tls.take_deadline() {
+                self.timers.cancel(timer);
+                dirty = true;
+            }
+        }
+        if dirty {
+            Context::mark_dirty(self, conn);
+        }
+    }
+
+    /// A handshake deadline fired: the connection is closed if its handshake is still not complete.
+    fn handshake_expired(&mut self, conn: ConnId) {
+        let Some(c) = self.conns.get_mut(conn) else { return };
+        let Some(tls) = c.tls.as_mut() else { return };
+        if tls.take_deadline().is_some() && tls.is_handshaking() {
+            log::debug!("connection {conn} to {}: TLS handshake not complete in time", c.peer);
+            self.schedule_close(conn, CloseReason::Tls(TlsFailure::HandshakeTimeout));
         }
     }
 
@@ -863,7 +951,9 @@ impl<H: Handler> EventLoop<H> {
         if self.core.conns.len() >= config.max_connections {
             log::warn!("refusing {peer}: {} connections open (the maximum)", config.max_connections);
             // Best effort: a fresh socket's send buffer takes a short response whole, and this must not block.
-            let _ = io::Write::write(&mut stream, &config.overload_response);
+            if !self.core.is_tls() {
+                let _ = io::Write::write(&mut stream, &config.overload_response);
+            }
             let _ = stream.shutdown(Shutdown::Both);
             return;
         }
@@ -889,6 +979,7 @@ impl<H: Handler> EventLoop<H> {
             read_closed: false,
             written: 0,
             stall: None,
+            tls: None,
         };
         let id = self.core.conns.insert(conn);
         let c = self.core.conns.get_mut(id).expect("just inserted");
@@ -897,11 +988,26 @@ impl<H: Handler> EventLoop<H> {
             self.core.conns.remove(id);
             return;
         }
+        #[cfg(feature = "tls")]
+        if let Err(e) = self.core.start_tls(id) {
+            log::warn!("starting TLS with {peer} failed: {e}");
+            if let Some(mut c) = self.core.conns.remove(id) {
+                let _ = self.core.poll.registry().deregister(&mut c.stream);
+            }
+            return;
+        }
         let mut cx = Context { core: &mut self.core };
         self.handler.on_connect(&mut cx, id);
     }
 
     fn read(&mut self, id: ConnId) {
+        self.read_input(id);
+        if self.core.is_tls() {
+            self.core.after_tls_read(id);
+        }
+    }
+
+    fn read_input(&mut self, id: ConnId) {
         let mut budget = self.core.config.read_budget;
         loop {
             let Some(c) = self.core.conns.get_mut(id) else {
@@ -920,7 +1026,12 @@ impl<H: Handler> EventLoop<H> {
                 return;
             }
             let lingering = matches!(c.phase, Phase::Lingering(_));
-            match c.stream.read(&mut self.read_buf) {
+            // A lingering connection's input is discarded unread, TLS or not.
+            let result = match c.tls.as_mut() {
+                Some(tls) if !lingering => tls.read(&mut c.stream, &mut self.read_buf),
+                _ => c.stream.read(&mut self.read_buf),
+            };
+            match result {
                 Ok(0) => {
                     c.read_closed = true;
                     if lingering {
@@ -950,7 +1061,8 @@ impl<H: Handler> EventLoop<H> {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
                     log::debug!("connection {id}: read failed: {e}");
-                    self.core.schedule_close(id, CloseReason::Io(e.kind()));
+                    let reason = tls::failure_of(&e).map_or(CloseReason::Io(e.kind()), CloseReason::Tls);
+                    self.core.schedule_close(id, reason);
                     return;
                 }
             }
@@ -967,6 +1079,7 @@ impl<H: Handler> EventLoop<H> {
                 }
                 LoopTimer::Linger(conn) => self.core.schedule_close(conn, CloseReason::Local),
                 LoopTimer::Stall(conn) => self.core.check_stall(conn, timer),
+                LoopTimer::Handshake(conn) => self.core.handshake_expired(conn),
                 LoopTimer::ResumeAccept => {
                     self.core.accept_paused = false;
                     self.core.accept_pending = true;

@@ -11,6 +11,7 @@
 //!  conduit-http     requests in, response heads out  (sans-I/O)
 //!        |
 //!  conduit-net      EventLoop: sockets, WriteQueue, Timers, Remote   <- this crate
+//!                   TLS (feature `tls`): rustls sessions driven sans-I/O
 //! ```
 //!
 //! The loop knows nothing of HTTP. An application implements [`Handler`]; the loop calls it with a
@@ -46,6 +47,16 @@
 //! event_loop.run()?;
 //! # Ok::<(), std::io::Error>(())
 //! ```
+//!
+//! ## TLS
+//!
+//! With the `tls` feature, a loop whose [`LoopConfig`] has `tls: Some(TlsConfig)` serves every
+//! connection over TLS (rustls with the `ring` provider, ALPN `http/1.1`). The same [`Handler`] works
+//! unchanged: it is called as for TCP (`on_connect` at the accept, `on_data` with plaintext once the handshake
+//! is done) and its writes go through the connection's session; `close_after_flush` ends the session with
+//! `close_notify`. A handshake not complete within `TlsConfig::with_handshake_timeout` (10 s by default), or
+//! one that fails (plaintext HTTP sent to the port, a client refusing the certificate), closes that
+//! connection alone with [`CloseReason::Tls`] and a [`TlsFailure`] naming the cause.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
@@ -54,10 +65,18 @@ mod listener;
 mod send;
 mod slab;
 mod timer;
+mod tls;
 mod write_queue;
 
 pub use event_loop::{CloseReason, Context, EventLoop, Handler, LoopConfig, Remote, SendError, WriteError};
 pub use listener::bind;
+/// The TLS library the loop drives, for building a [`TlsConfig`] by hand
+/// ([`TlsConfig::from_server_config`]) with the same version of it.
+#[cfg(feature = "tls")]
+pub use rustls;
 pub use slab::ConnId;
 pub use timer::{TimerId, Timers};
+pub use tls::TlsFailure;
+#[cfg(feature = "tls")]
+pub use tls::{DEFAULT_HANDSHAKE_TIMEOUT, TlsConfig, TlsConfigError};
 pub use write_queue::{QueueFull, WriteQueue};

@@ -2,14 +2,14 @@
 
 use crate::response::Response;
 use conduit_http::{Request, StatusCode};
+use subtle::ConstantTimeEq;
 
 /// Compares two secrets in time that depends only on their lengths, so an attacker timing responses learns
 /// nothing about how many leading bytes of a guess were right.
+///
+/// The comparison is `subtle`'s, which keeps the optimiser from turning it back into an early exit.
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    a.ct_eq(b).into()
 }
 
 /// The token of an `Authorization: Bearer <token>` header (scheme matched case-insensitively).
@@ -50,9 +50,26 @@ mod tests {
             (b"abc", b"ab", false),
             (b"", b"", true),
             (b"x", b"", false),
+            (b"", b"x", false),
+            (b"abc", b"abcd", false),
+            (b"xbc", b"abc", false),
+            (b"\x80bc", b"\x00bc", false),
+            (b"ab\x01", b"ab\x00", false),
+            (b"\xff\xff", b"\xff\xff", true),
         ];
         for (a, b, want) in cases {
             assert_eq!(constant_time_eq(a, b), *want, "{a:?} {b:?}");
+            assert_eq!(constant_time_eq(b, a), *want, "{b:?} {a:?}");
+        }
+        // A long secret that differs in any one bit of any one byte.
+        let secret: Vec<u8> = (0..=255).collect();
+        assert!(constant_time_eq(&secret, &secret.clone()));
+        for at in 0..secret.len() {
+            for bit in 0..8 {
+                let mut guess = secret.clone();
+                guess[at] ^= 1 << bit;
+                assert!(!constant_time_eq(&secret, &guess), "byte {at} bit {bit}");
+            }
         }
     }
 

@@ -55,6 +55,8 @@ pub struct ServerConfig {
     /// Sent to every open stream when the server shuts down, before the stream ends: for example an event
     /// with a `retry:` telling clients when to reconnect.
     pub shutdown_event: Option<conduit_sse::Event>,
+    /// How long a [deferred reply](crate::Reply::deferred) may take; past it the request gets `504`.
+    pub deferred_timeout: Duration,
 }
 
 impl Default for ServerConfig {
@@ -78,6 +80,7 @@ impl Default for ServerConfig {
             write_timeout: Some(Duration::from_secs(60)),
             cors: None,
             shutdown_event: None,
+            deferred_timeout: Duration::from_secs(30),
         }
     }
 }

@@ -5,6 +5,8 @@
 //!   Reading ---------------------> Reading <---------------------------------------+
 //!      |  stream started                                                            |
 //!      +-------------------------> Streaming --------------------------------------+
+//!      |  deferred reply            ^  the answer is a stream (or a response: back to Reading)
+//!      +-------------------------> Waiting
 //!      |  error / last response                  | stream ends without reuse, shutdown
 //!      +-------------------------> Closing <-----+
 //! ```
@@ -13,8 +15,9 @@
 //! `idle_timeout` while waiting for it. The [`Conns`] table is indexed like the loop's own slab.
 
 use crate::message::LoopContext;
+use crate::reply::Deferred;
 use crate::streaming::Stream;
-use conduit_http::{ParseError, Request, RequestParser, Status};
+use conduit_http::{ParseError, Request, RequestParser, Status, Version};
 use conduit_net::{ConnId, TimerId};
 use std::time::Duration;
 
@@ -22,10 +25,22 @@ use std::time::Duration;
 pub(crate) enum State {
     /// Waiting for (the rest of) a request head or body.
     Reading,
+    /// Waiting for a handler's deferred answer from another thread.
+    Waiting(Box<Waiting>),
     /// Sending an event stream.
     Streaming(Box<Stream>),
     /// The last response is queued; the connection closes once it is sent.
     Closing,
+}
+
+/// A request whose handler answers later.
+pub(crate) struct Waiting {
+    pub(crate) deferred: Deferred,
+    pub(crate) version: Version,
+    pub(crate) keep_alive: bool,
+    pub(crate) head_only: bool,
+    /// Armed for `deferred_timeout`.
+    pub(crate) timer: TimerId,
 }
 
 /// One connection as the server sees it.

@@ -2,18 +2,20 @@
 //! preflight never reaches a handler), then the router runs the handler, whose panic becomes a `500`.
 
 use crate::cors::{self, CorsConfig};
-use crate::response::{Reply, Response};
+use crate::reply::Reply;
+use crate::response::Response;
 use crate::router::Router;
 use conduit_http::{Request, StatusCode};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-/// The reply to `req`: the CORS answer, or the handler's reply with any CORS headers added.
-pub(crate) fn dispatch(router: &Router, cors: Option<&CorsConfig>, req: &Request) -> Reply {
+/// The reply to `req`: the CORS answer, or the handler's reply with any CORS headers added. The router sets
+/// the request's path parameters.
+pub(crate) fn dispatch(router: &Router, cors: Option<&CorsConfig>, req: &mut Request) -> Reply {
     let verdict = match req.header("origin") {
-        Some(_) => cors::check(cors, req, &router.allowed(req.path())),
+        Some(_) => cors::check(cors, req, &router.allowed(req)),
         None => cors::Verdict::SameOrigin,
     };
-    let run = || match catch_unwind(AssertUnwindSafe(|| router.handle(req))) {
+    let mut run = || match catch_unwind(AssertUnwindSafe(|| router.handle_in_place(req))) {
         Ok(reply) => reply,
         Err(_) => {
             log::error!("handler for {} {} panicked", req.method(), req.path());
@@ -23,15 +25,6 @@ pub(crate) fn dispatch(router: &Router, cors: Option<&CorsConfig>, req: &Request
     match verdict {
         cors::Verdict::Answer(response) => Reply::Response(response),
         cors::Verdict::SameOrigin => run(),
-        cors::Verdict::Allowed(headers) => match run() {
-            Reply::Response(mut r) => {
-                r.headers.extend(headers);
-                Reply::Response(r)
-            }
-            Reply::Stream(mut sse) => {
-                sse.headers.extend(headers);
-                Reply::Stream(sse)
-            }
-        },
+        cors::Verdict::Allowed(headers) => headers.iter().fold(run(), |reply, (name, value)| reply.header(name, value)),
     }
 }

@@ -5,7 +5,12 @@
 //! the backlog through a cursor as fast as it drains its socket). New subscribers start catching up; a live
 //! subscriber whose queue passes the high-water mark drops back to catching up instead of growing its queue,
 //! and is cut off only if the backlog evicts events it has not read yet.
+//!
+//! On an external backbone a subscription may have to *wait* before it starts: until its topics have joined
+//! (their tails are in the cache), and, for a position older than the cache, until the backbone's history has
+//! come back. Its stream is open meanwhile (keep-alives flow); the `reset`, if any, opens it when it starts.
 
+use crate::backbone::{BackboneError, BackboneEvent, HistoryAnswer};
 use crate::connection::{Conns, State};
 use crate::framing::frame_range;
 use crate::hub::valid_topic;
@@ -18,6 +23,9 @@ use conduit_net::ConnId;
 use conduit_sse::{Backlog, Event, ResumePlan, SharedEvent, plan_resume};
 use std::sync::Arc;
 
+/// Events asked of the backbone's history at once, for a resume older than the cache.
+const HISTORY_BATCH: usize = 512;
+
 /// Where a new subscription starts.
 pub(crate) struct Start {
     /// The event that opens the stream when its resume cannot be lossless.
@@ -27,9 +35,9 @@ pub(crate) struct Start {
 }
 
 /// Checks a subscription against the hub's limits, counts it among its topics' followers, and decides where
-/// it starts (setting its cursor); or returns the response refusing it. A planned subscription must end with
-/// [`unfollow`], whether or not its stream started.
-pub(crate) fn plan(hub: &mut HubState, sub: &mut Subscription) -> Result<Start, Response> {
+/// it starts (setting its cursor): `Ok(None)` when it must wait (see the module notes). Or returns the response
+/// refusing it. An admitted subscription must end with [`unfollow`], whether or not its stream started.
+pub(crate) fn plan(hub: &mut HubState, id: ConnId, sub: &mut Subscription) -> Result<Option<Start>, Response> {
     let config = &hub.config;
     if sub.topics.is_empty() || sub.topics.len() > config.max_topics_per_stream {
         return Err(Response::error(
@@ -60,26 +68,123 @@ pub(crate) fn plan(hub: &mut HubState, sub: &mut Subscription) -> Result<Start, 
     for topic in &sub.topics {
         hub.topic(topic);
     }
-    let backlogs: Vec<&Backlog> = sub.topics.iter().filter_map(|t| hub.topics.get(t)).map(|t| &t.backlog).collect();
-    let plan = plan_resume(&backlogs, sub.last_event_id.as_deref(), hub.published);
-    if matches!(plan, ResumePlan::Reset { .. }) {
-        sub.announced_gap = backlogs.iter().map(|b| b.evicted_through()).max().unwrap_or(0);
+    Ok(decide(hub, id, sub))
+}
+
+/// Decides where an admitted subscription starts, or `None` while it must wait.
+fn decide(hub: &mut HubState, id: ConnId, sub: &mut Subscription) -> Option<Start> {
+    if !hub.all_joined(&sub.topics) || sub.history_after.is_some() {
+        return None;
     }
-    let oldest_id = backlogs.iter().filter_map(|b| b.oldest()).min_by_key(|e| e.seq()).map(|e| e.id().to_owned());
+    let plan = plan_from_cache(hub, sub);
+    if hub.distributed && matches!(plan, ResumePlan::Reset { .. }) {
+        // An id is a position in the backbone's one sequence: one older than the cache (or newer than this node
+        // has read) is asked of the backbone, unless it belongs to an earlier epoch.
+        let position = sub.last_event_id.as_deref().and_then(parse_position).filter(|&n| n > hub.epoch_start);
+        if let Some(after) = position {
+            sub.cursor = after;
+            sub.history_after = Some(after);
+            hub.hub.request_history(id.to_u64(), after, &sub.topics, HISTORY_BATCH);
+            return None;
+        }
+    }
+    Some(settle(hub, sub, plan))
+}
+
+/// Where a subscription starts according to its topics' backlogs.
+fn plan_from_cache(hub: &HubState, sub: &Subscription) -> ResumePlan {
+    let backlogs: Vec<&Backlog> = sub.topics.iter().filter_map(|t| hub.topics.get(t)).map(|t| &t.backlog).collect();
+    match (&sub.last_event_id, sub.from_oldest) {
+        // Everything held: just before the oldest event of any of the topics.
+        (None, true) => ResumePlan::Replay {
+            cursor: backlogs.iter().filter_map(|b| b.oldest()).map(|e| e.seq() - 1).min().unwrap_or(hub.published),
+        },
+        (last, _) => plan_resume(&backlogs, last.as_deref(), hub.published),
+    }
+}
+
+/// Settles a subscription on `plan`: its cursor, and the `reset` that opens its stream if it needs one.
+fn settle(hub: &HubState, sub: &mut Subscription, plan: ResumePlan) -> Start {
+    if matches!(plan, ResumePlan::Reset { .. }) || (sub.from_oldest && sub.last_event_id.is_none()) {
+        // Evictions before the stream opened are announced by the reset, or not the client's loss at all when it
+        // asked for everything held.
+        let backlogs = sub.topics.iter().filter_map(|t| hub.topics.get(t)).map(|t| t.backlog.evicted_through());
+        sub.announced_gap = backlogs.max().unwrap_or(0);
+    }
+    let oldest_id = oldest_held(hub, &sub.topics);
     sub.cursor = plan.cursor();
+    sub.planned = true;
     let reset = match plan {
         ResumePlan::Reset { reason, .. } => {
             Some(reset_notice(reason.as_str(), sub.last_event_id.as_deref(), oldest_id.as_deref()))
         }
         _ => None,
     };
-    Ok(Start { reset, oldest_id })
+    Start { reset, oldest_id }
 }
 
-/// Registers a planned subscription whose stream started with its topics on this loop, catching up.
+/// A decimal sequence number, as the backbone's ids are.
+fn parse_position(id: &str) -> Option<u64> {
+    if id.is_empty() || !id.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    id.parse().ok()
+}
+
+/// The id of the oldest event `topics` hold here.
+fn oldest_held(hub: &HubState, topics: &[Arc<str>]) -> Option<String> {
+    let oldest = topics.iter().filter_map(|t| hub.topics.get(t)).filter_map(|t| t.backlog.oldest());
+    oldest.min_by_key(|e| e.seq()).map(|e| e.id().to_owned())
+}
+
+/// Registers a subscription whose stream started: catching up with its topics if it is planned, waiting
+/// otherwise.
 pub(crate) fn start(hub: &mut HubState, id: ConnId, sub: &Subscription) {
+    if !sub.planned {
+        hub.waiting.insert(id);
+        return;
+    }
     for topic in &sub.topics {
         hub.topic(topic).catching_up.insert(id);
+    }
+}
+
+/// Starts a waiting subscription whose start has been decided: its `reset`, if any, then catching up.
+fn activate(
+    cx: &mut LoopContext<'_>,
+    conns: &mut Conns,
+    hub: &mut HubState,
+    id: ConnId,
+    start: Start,
+    high_water: usize,
+) {
+    hub.waiting.remove(&id);
+    let Some(stream) = conns.stream_mut(id) else { return };
+    let Source::Subscription(sub) = &stream.source else { return };
+    for topic in &sub.topics {
+        hub.topic(topic).catching_up.insert(id);
+    }
+    if let Some(reset) = start.reset {
+        let mut body = Vec::new();
+        reset.encode(&mut body);
+        if !stream.emit(cx, id, &mut body) {
+            return;
+        }
+    }
+    catch_up(cx, conns, hub, id, high_water);
+}
+
+/// Tries again to start the waiting subscriptions.
+fn retry_waiting(cx: &mut LoopContext<'_>, conns: &mut Conns, hub: &mut HubState, high_water: usize) {
+    let waiting: Vec<ConnId> = hub.waiting.iter().copied().collect();
+    for id in waiting {
+        let Some(Source::Subscription(sub)) = conns.stream_mut(id).map(|s| &mut s.source) else {
+            hub.waiting.remove(&id);
+            continue;
+        };
+        if let Some(start) = decide(hub, id, sub) {
+            activate(cx, conns, hub, id, start, high_water);
+        }
     }
 }
 
@@ -88,6 +193,7 @@ pub(crate) fn unfollow(hub: &mut HubState, id: ConnId, sub: &mut Subscription) {
     if !std::mem::take(&mut sub.following) {
         return;
     }
+    hub.waiting.remove(&id);
     hub.hub.unfollow(&sub.topics);
     for topic in &sub.topics {
         if let Some(t) = hub.topics.get_mut(topic) {
@@ -99,19 +205,39 @@ pub(crate) fn unfollow(hub: &mut HubState, id: ConnId, sub: &mut Subscription) {
 }
 
 /// Feeds a subscription that is catching up from its topics' backlogs, up to the high-water mark, and makes
-/// it live once it has read everything held.
+/// it live once it has read everything held. A stream that wrote the event it ends after
+/// ([`Sse::end_after`](crate::Sse::end_after)) is put on `hub.ended` for the caller to end.
 pub(crate) fn catch_up(cx: &mut LoopContext<'_>, conns: &mut Conns, hub: &mut HubState, id: ConnId, high_water: usize) {
     let now = cx.now();
     let Some(mut queued) = cx.queued(id) else { return };
     let Some(stream) = conns.stream_mut(id) else { return };
     let Source::Subscription(sub) = &mut stream.source else { return };
-    if sub.live {
+    if sub.live || !sub.planned {
         return;
     }
     loop {
         if queued >= high_water {
             cx.notify_drained(id);
             return;
+        }
+        // History older than the cache goes first.
+        if let Some(next) = sub.replay.pop_front() {
+            if next.seq() <= sub.cursor {
+                continue;
+            }
+            let range = frame_range(&next, stream.chunked);
+            queued += range.len();
+            if cx.write_shared(id, next.bytes(), range).is_err() {
+                cx.close(id);
+                return;
+            }
+            sub.cursor = next.seq();
+            stream.keep_alive.record_activity(now);
+            if sub.ends_with(next.body()) {
+                hub.ended.push(id);
+                return;
+            }
+            continue;
         }
         let topics = sub.topics.iter().filter_map(|t| hub.topics.get(t));
         if !topics.clone().all(|t| t.backlog.complete_after(sub.cursor.max(sub.announced_gap))) {
@@ -138,12 +264,16 @@ pub(crate) fn catch_up(cx: &mut LoopContext<'_>, conns: &mut Conns, hub: &mut Hu
         queued += len;
         sub.cursor = next.seq();
         stream.keep_alive.record_activity(now);
+        if sub.ends_with(next.body()) {
+            hub.ended.push(id);
+            return;
+        }
     }
 }
 
 /// Keeps a published event in its topic's backlog and delivers it to the topic's live subscribers. One that
 /// cannot take it now drops back to catching up from the backlog, so a slow client never holds up the others
-/// or grows its queue.
+/// or grows its queue. Streams for which this was the event they end after go on `hub.ended`.
 pub(crate) fn deliver(
     cx: &mut LoopContext<'_>,
     conns: &mut Conns,
@@ -162,22 +292,12 @@ pub(crate) fn deliver(
             return;
         }
     };
-    hub.published = event.seq();
+    hub.published = hub.published.max(event.seq());
     let Some(t) = hub.topics.get_mut(&topic) else { return };
     if evicted > 0 {
         // A subscriber still catching up whose next events were just evicted can never be served losslessly:
         // cut it off now, so that it resumes and is told, rather than when it next reads.
-        let through = t.backlog.evicted_through();
-        for &id in &t.catching_up {
-            let behind = conns.get(id).is_some_and(|c| {
-                matches!(&c.state, State::Streaming(s) if matches!(&s.source,
-                    Source::Subscription(sub) if sub.cursor.max(sub.announced_gap) < through))
-            });
-            if behind {
-                log::warn!("stream {id} fell behind the backlog of {topic:?}; closing it so that it resumes");
-                cx.close(id);
-            }
-        }
+        cut_off_behind(cx, conns, t.catching_up.iter(), &topic, t.backlog.evicted_through());
     }
     let mut behind = Vec::new();
     for &id in &t.live {
@@ -194,6 +314,9 @@ pub(crate) fn deliver(
         if fits && cx.write_shared(id, event.bytes(), range).is_ok() {
             sub.cursor = event.seq();
             stream.keep_alive.record_activity(now);
+            if sub.ends_with(event.body()) {
+                hub.ended.push(id);
+            }
         } else {
             sub.live = false;
             behind.push(id);
@@ -209,6 +332,173 @@ pub(crate) fn deliver(
         }
         cx.notify_drained(id);
     }
+}
+
+/// Closes the subscribers among `ids` that have not read everything up to `through`, which the topic's backlog
+/// no longer holds, so that they resume and are told.
+fn cut_off_behind<'a>(
+    cx: &mut LoopContext<'_>,
+    conns: &Conns,
+    ids: impl Iterator<Item = &'a ConnId>,
+    topic: &str,
+    through: u64,
+) {
+    for &id in ids {
+        let behind = conns.get(id).is_some_and(|c| {
+            matches!(&c.state, State::Streaming(s) if matches!(&s.source,
+                Source::Subscription(sub) if sub.planned && sub.cursor.max(sub.announced_gap) < through))
+        });
+        if behind {
+            log::warn!("stream {id} fell behind the backlog of {topic:?}; closing it so that it resumes");
+            cx.close(id);
+        }
+    }
+}
+
+/// Takes what an external backbone read (the same on every loop of every node) into the cache, the live
+/// subscribers and the waiting ones.
+pub(crate) fn on_backbone(
+    cx: &mut LoopContext<'_>,
+    conns: &mut Conns,
+    hub: &mut HubState,
+    event: &BackboneEvent,
+    high_water: usize,
+) {
+    match event {
+        BackboneEvent::Batch { events, gaps, through } => {
+            for (topic, missing_through) in gaps {
+                if let Some(t) = hub.topics.get_mut(topic) {
+                    t.backlog.mark_missing_through(*missing_through);
+                    let followers = t.live.iter().chain(&t.catching_up);
+                    cut_off_behind(cx, conns, followers, topic, *missing_through);
+                }
+            }
+            for (topic, shared) in events {
+                if hub.topics.get(topic).is_some_and(|t| t.joined) {
+                    deliver(cx, conns, hub, Arc::clone(topic), shared.clone(), high_water);
+                }
+            }
+            hub.published = hub.published.max(*through);
+        }
+        BackboneEvent::Joined { topic, tail, missing_through, through } => {
+            hub.published = hub.published.max(*through);
+            let limits = hub.config.backlog;
+            let t = hub.topic(topic);
+            t.backlog = Backlog::new(limits);
+            t.backlog.mark_missing_through(*missing_through);
+            for shared in tail {
+                if let Err(e) = t.backlog.push(shared.clone()) {
+                    log::error!("topic {topic:?}: {e}");
+                }
+            }
+            t.joined = true;
+            // Followers from before (a topic that left and came back) catch up from the new cache, or are cut
+            // off if it no longer holds their position.
+            let followers: Vec<ConnId> = t.live.drain().chain(t.catching_up.drain()).collect();
+            t.catching_up.extend(followers.iter().copied());
+            for id in followers {
+                if let Some(Source::Subscription(sub)) = conns.stream_mut(id).map(|s| &mut s.source) {
+                    sub.live = false;
+                }
+                catch_up(cx, conns, hub, id, high_water);
+            }
+            retry_waiting(cx, conns, hub, high_water);
+        }
+        BackboneEvent::Left { topic } => {
+            if let Some(t) = hub.topics.get_mut(topic) {
+                t.joined = false;
+                if !t.is_followed() {
+                    hub.topics.remove(topic);
+                }
+            }
+        }
+        BackboneEvent::NewEpoch { through } => new_epoch(cx, conns, hub, *through),
+        BackboneEvent::History { token, result } => {
+            on_history(cx, conns, hub, ConnId::from_u64(*token), result, high_water);
+        }
+    }
+}
+
+/// The backbone's history was lost: every cached event is void, every subscriber is told with a `reset` and
+/// continues with the new history once its topics join again.
+fn new_epoch(cx: &mut LoopContext<'_>, conns: &mut Conns, hub: &mut HubState, through: u64) {
+    hub.epoch_start = through;
+    hub.published = through;
+    let limits = hub.config.backlog;
+    let mut followers = Vec::new();
+    for t in hub.topics.values_mut() {
+        t.backlog = Backlog::new(limits);
+        t.backlog.mark_missing_through(through);
+        t.joined = false;
+        let live: Vec<ConnId> = t.live.drain().collect();
+        t.catching_up.extend(live);
+        followers.extend(t.catching_up.iter().copied());
+    }
+    followers.sort_unstable();
+    followers.dedup();
+    for id in followers {
+        let Some(stream) = conns.stream_mut(id) else { continue };
+        let Source::Subscription(sub) = &mut stream.source else { continue };
+        if !sub.planned {
+            continue;
+        }
+        sub.live = false;
+        sub.replay.clear();
+        sub.cursor = through;
+        sub.announced_gap = through;
+        let mut body = Vec::new();
+        reset_notice("new_epoch", None, None).encode(&mut body);
+        stream.emit(cx, id, &mut body);
+    }
+    // Waiting subscriptions decide again once their topics join; an id from before is unknown there.
+    for &id in &hub.waiting {
+        if let Some(Source::Subscription(sub)) = conns.stream_mut(id).map(|s| &mut s.source) {
+            sub.history_after = None;
+            sub.replay.clear();
+        }
+    }
+}
+
+/// History older than the cache came back for a waiting subscription: queue it, ask for more if the cache does
+/// not reach yet, or start.
+fn on_history(
+    cx: &mut LoopContext<'_>,
+    conns: &mut Conns,
+    hub: &mut HubState,
+    id: ConnId,
+    result: &Result<HistoryAnswer, BackboneError>,
+    high_water: usize,
+) {
+    let Some(Source::Subscription(sub)) = conns.stream_mut(id).map(|s| &mut s.source) else { return };
+    let Some(after) = sub.history_after.take() else { return };
+    let answer = match result {
+        Ok(answer) if answer.through >= after => answer,
+        // Unreachable, or the position is past everything the backbone has: decide from the cache alone.
+        other => {
+            if let Err(e) = other {
+                log::warn!("stream {id}: no history from the backbone ({e}); resuming from the cache");
+            }
+            sub.replay.clear();
+            let plan = plan_from_cache(hub, sub);
+            let start = settle(hub, sub, plan);
+            activate(cx, conns, hub, id, start, high_water);
+            return;
+        }
+    };
+    sub.history_lossy |= !answer.complete;
+    sub.replay.extend(answer.events.iter().cloned());
+    let topics = sub.topics.iter().filter_map(|t| hub.topics.get(t));
+    let reached = answer.through >= hub.published || topics.clone().all(|t| t.backlog.complete_after(answer.through));
+    if !reached {
+        sub.history_after = Some(answer.through);
+        hub.hub.request_history(id.to_u64(), answer.through, &sub.topics, HISTORY_BATCH);
+        return;
+    }
+    sub.planned = true;
+    let oldest_id = oldest_held(hub, &sub.topics);
+    let reset =
+        sub.history_lossy.then(|| reset_notice("events_dropped", sub.last_event_id.as_deref(), oldest_id.as_deref()));
+    activate(cx, conns, hub, id, Start { reset, oldest_id }, high_water);
 }
 
 /// The event that opens a stream whose resume was not lossless.

@@ -1,16 +1,18 @@
 //! The broadcast hub's publishing side: named topics, one sequence, events encoded once.
 //!
-//! Publishing happens on any thread: the event is numbered, encoded and framed once under the hub's lock,
-//! then handed to every event loop, so each loop sees events in sequence order. What a loop does with them
-//! (backlogs, live and catching-up subscribers) is in `topics` and `fanout`.
+//! With the embedded backbone, publishing happens on any thread: the event is numbered, encoded and framed
+//! once under the hub's lock, then handed to every event loop, so each loop sees events in sequence order.
+//! With an external [`Backbone`], the backbone numbers the event and every node's reader hands it back to the
+//! loops (see `backbone`). What a loop does with events (backlogs, live and catching-up subscribers) is in
+//! `topics` and `fanout`.
 
+use crate::backbone::{Backbone, BackboneError, BackboneEvent, shared_event};
 use crate::message::Msg;
-use crate::registry::{Registry, RegistryError};
-use conduit_http::{CHUNK_END, write_chunk_header};
+use crate::registry::{HistoryError, Registry, RegistryError};
 use conduit_net::Remote;
-use conduit_sse::{BacklogLimits, Event, SharedEvent};
+use conduit_sse::{BacklogLimits, Decoder, Event, MessageEvent, SharedEvent};
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Hub limits.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -23,7 +25,8 @@ pub struct HubConfig {
     pub max_topics: usize,
     /// Topics that streams follow before anything was published to them, at most. Past it, a subscription that
     /// would create another gets `503`. Kept apart from `max_topics` so that subscribers, who need no token,
-    /// can never fill the table that publishing needs.
+    /// can never fill the table that publishing needs. On an external backbone, where events are not kept in
+    /// this table, every topic a stream follows counts here.
     pub max_unpublished_topics: usize,
     /// Topics one stream may follow at once.
     pub max_topics_per_stream: usize,
@@ -55,6 +58,8 @@ pub enum PublishError {
     Busy,
     /// The topic is new, `max_topics` topics exist and every one has followers: the event could not be kept.
     TooManyTopics,
+    /// The external backbone did not take the event (its store is unreachable, say): try again later.
+    Backbone(BackboneError),
 }
 
 impl std::fmt::Display for PublishError {
@@ -64,6 +69,7 @@ impl std::fmt::Display for PublishError {
             PublishError::NotRunning => "the hub is not attached to a running server",
             PublishError::Busy => "the server is busy; publish again shortly",
             PublishError::TooManyTopics => "too many topics with followers; publish again later",
+            PublishError::Backbone(e) => return e.fmt(f),
         })
     }
 }
@@ -118,14 +124,45 @@ pub struct Hub {
 struct HubShared {
     config: HubConfig,
     publisher: Mutex<Publisher>,
+    /// An external backbone; `None` for the embedded one.
+    backbone: Option<Arc<dyn Backbone>>,
 }
 
 impl Hub {
-    /// A hub that is not yet attached to a server.
+    /// A hub on the embedded backbone (one process), not yet attached to a server.
     pub fn new(config: HubConfig) -> Hub {
-        let registry = Registry::new(config.max_topics, config.max_unpublished_topics);
+        Hub::build(config, None)
+    }
+
+    /// A hub on an external backbone, such as `conduit_redis::RedisBackbone`: events are numbered and kept
+    /// by the backbone's store, so every server on it (every node) delivers the same events in the same order,
+    /// and clients resume on any node. The hub's backlogs become a cache of that history.
+    pub fn with_backbone(config: HubConfig, backbone: impl Backbone + 'static) -> Hub {
+        Hub::build(config, Some(Arc::new(backbone)))
+    }
+
+    fn build(config: HubConfig, backbone: Option<Arc<dyn Backbone>>) -> Hub {
+        let registry = Registry::new(config.max_topics, config.max_unpublished_topics, config.backlog);
         let publisher = Publisher { seq: 0, loops: Vec::new(), registry };
-        Hub { shared: Arc::new(HubShared { config, publisher: Mutex::new(publisher) }) }
+        Hub { shared: Arc::new(HubShared { config, publisher: Mutex::new(publisher), backbone }) }
+    }
+
+    /// Whether the hub can publish and deliver: always with the embedded backbone; with an external one,
+    /// whether its store is reachable (for readiness checks).
+    pub fn backbone_up(&self) -> bool {
+        self.shared.backbone.as_ref().is_none_or(|b| b.is_up())
+    }
+
+    /// Whether the hub runs on an external backbone.
+    pub(crate) fn is_distributed(&self) -> bool {
+        self.shared.backbone.is_some()
+    }
+
+    /// Asks the external backbone for history (see [`Backbone::request_history`]); nothing without one.
+    pub(crate) fn request_history(&self, token: u64, after: u64, topics: &[Arc<str>], max: usize) {
+        if let Some(backbone) = &self.shared.backbone {
+            backbone.request_history(token, after, topics, max);
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Publisher> {
@@ -134,13 +171,35 @@ impl Hub {
 
     /// Counts a new stream among the followers of `topics` (distinct names), or refuses it when that would
     /// create more unpublished topics than allowed.
+    /// An external backbone reads the topics that gain their first follower.
     pub(crate) fn follow(&self, topics: &[Arc<str>]) -> Result<(), RegistryError> {
-        self.lock().registry.follow(topics)
+        let first = self.lock().registry.follow(topics)?;
+        if let Some(backbone) = &self.shared.backbone {
+            first.iter().for_each(|t| backbone.follow(t));
+        }
+        Ok(())
+    }
+
+    /// Up to `limit` events that `topic` holds, oldest first: those after the event with id `after`, or all
+    /// of them. For readers that are not streams (a tool reading a topic, a handler checking whether a reply
+    /// is complete). Events are decoded back into their fields; `last_event_id` is each event's own id.
+    ///
+    /// On an external backbone the history lives in its store, not here: this holds nothing then (a stream's
+    /// resume reads the store).
+    ///
+    /// # Errors
+    /// [`HistoryError::UnknownId`] when `after` is not among the events the topic holds.
+    pub fn history(&self, topic: &str, after: Option<&str>, limit: usize) -> Result<Vec<MessageEvent>, HistoryError> {
+        let held = self.lock().registry.history(topic, after, limit)?;
+        Ok(held.iter().map(decode_held).collect())
     }
 
     /// A stream counted by [`follow`](Self::follow) has ended.
     pub(crate) fn unfollow(&self, topics: &[Arc<str>]) {
-        self.lock().registry.unfollow(topics);
+        let last = self.lock().registry.unfollow(topics);
+        if let Some(backbone) = &self.shared.backbone {
+            last.iter().for_each(|t| backbone.unfollow(t));
+        }
     }
 
     /// The hub's limits.
@@ -148,10 +207,16 @@ impl Hub {
         &self.shared.config
     }
 
-    pub(crate) fn attach(&self, loops: Vec<Remote<Msg>>) -> Result<(), &'static str> {
+    pub(crate) fn attach(&self, loops: Vec<Remote<Msg>>) -> std::io::Result<()> {
         let mut publisher = self.lock();
         if publisher.loops.iter().any(Remote::is_open) {
-            return Err("the hub is already attached to a running server");
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::AlreadyExists,
+                "the hub is already attached to a running server",
+            ));
+        }
+        if let Some(backbone) = &self.shared.backbone {
+            backbone.start(deliver_to(loops.clone()))?;
         }
         publisher.loops = loops;
         Ok(())
@@ -161,7 +226,8 @@ impl Hub {
     /// backlog for clients that resume. Unless the event has an id, the hub gives it the next number of its
     /// sequence (shared by all its topics, so ids increase within every topic, and taken from the clock in
     /// microseconds, so ids of an earlier run of the process are never reused). Returns the event's id.
-    /// Never blocks on subscribers: it numbers the event and hands it to the loops' mailboxes.
+    /// Never blocks on subscribers: it numbers the event and hands it to the loops' mailboxes, under a lock
+    /// held only for that, so async tasks and handlers on the loop may call it directly.
     ///
     /// # Errors
     /// [`PublishError::InvalidTopic`], [`PublishError::NotRunning`] before the server runs or after it stopped,
@@ -170,6 +236,11 @@ impl Hub {
     pub fn publish(&self, topic: &str, event: Event) -> Result<String, PublishError> {
         if !valid_topic(topic, self.shared.config.max_topic_len) {
             return Err(PublishError::InvalidTopic);
+        }
+        if let Some(backbone) = &self.shared.backbone {
+            // Numbered by the store, delivered by the node's reader like every other node's events.
+            let seq = backbone.publish(topic, &event).map_err(PublishError::Backbone)?;
+            return Ok(event.id_str().map_or_else(|| seq.to_string(), str::to_owned));
         }
         let topic: Arc<str> = Arc::from(topic);
         // Numbering and sending under one lock keeps every loop's arrival order equal to sequence order.
@@ -195,8 +266,8 @@ impl Hub {
                 Err(_) => return Err(PublishError::InvalidTopic),
             },
         };
-        let shared = encode_shared(seq, &id, &event);
-        let forgotten = publisher.registry.publish(&topic, seq).map_err(|_| PublishError::TooManyTopics)?;
+        let shared = shared_event(seq, &event);
+        let forgotten = publisher.registry.publish(&topic, &shared).map_err(|_| PublishError::TooManyTopics)?;
         let mut delivered = false;
         for (i, remote) in open.iter().enumerate() {
             if let Some(name) = &forgotten {
@@ -217,16 +288,35 @@ impl Hub {
     }
 }
 
-/// Encodes an event once, framed as one HTTP chunk; HTTP/1.0 subscribers get the unframed range.
-fn encode_shared(seq: u64, id: &str, event: &Event) -> SharedEvent {
-    let len = event.encoded_len();
-    let mut bytes = Vec::with_capacity(len + 20);
-    write_chunk_header(&mut bytes, len);
-    let start = bytes.len();
-    event.encode(&mut bytes);
-    let end = bytes.len();
-    bytes.extend_from_slice(CHUNK_END);
-    SharedEvent::new(seq, id, Arc::from(bytes), start..end)
+/// Hands a backbone's events to every loop, in order. A loop whose mailbox is full makes the backbone wait (it
+/// holds the events, not the loop), up to a bound after which the event is queued anyway: order and
+/// completeness matter more than the mailbox's soft limit.
+fn deliver_to(loops: Vec<Remote<Msg>>) -> crate::backbone::Deliver {
+    const PATIENCE: Duration = Duration::from_secs(1);
+    Box::new(move |event: BackboneEvent| {
+        let event = Arc::new(event);
+        for remote in &loops {
+            let deadline = Instant::now() + PATIENCE;
+            while remote.is_open() && !remote.has_room() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_micros(200));
+            }
+            // A stopped loop is shutting down; the others still get the event.
+            let _ = remote.send_past_limit(Msg::Backbone(Arc::clone(&event)));
+        }
+    })
+}
+
+/// The fields of an event the hub encoded. An event without data dispatches nothing in the SSE algorithm,
+/// so it is read back as an event with empty data.
+fn decode_held(event: &SharedEvent) -> MessageEvent {
+    let mut decoder = Decoder::new();
+    // The hub encoded these bytes itself: they are valid and far below any decoder limit.
+    let _ = decoder.feed(event.body());
+    decoder.next_event().unwrap_or_else(|| MessageEvent {
+        event_type: "message".to_owned(),
+        data: String::new(),
+        last_event_id: event.id().to_owned(),
+    })
 }
 
 #[cfg(test)]
@@ -265,10 +355,11 @@ mod tests {
     }
 
     #[test]
-    fn shared_events_are_framed_once() {
-        let event = Event::new().id("7").unwrap().data("hi");
-        let shared = encode_shared(7, "7", &event);
-        assert_eq!(shared.bytes().as_ref(), b"10\r\nid: 7\ndata: hi\n\n\r\n");
-        assert_eq!(shared.body(), b"id: 7\ndata: hi\n\n");
+    fn held_events_decode_back_into_their_fields() {
+        let event = Event::new().event("token").unwrap().data("a\nb");
+        let held = decode_held(&shared_event(9, &event.id("9").unwrap()));
+        assert_eq!((held.event_type.as_str(), held.data.as_str(), held.last_event_id.as_str()), ("token", "a\nb", "9"));
+        let empty = decode_held(&shared_event(10, &Event::new().id("10").unwrap()));
+        assert_eq!((empty.data.as_str(), empty.last_event_id.as_str()), ("", "10"));
     }
 }

@@ -17,6 +17,11 @@
 //! pulls from as fast as the client reads ([`Sse::from_iter`]). A client that disconnects is noticed at once
 //! (EOF or a failed write); its stream, timers and source are freed and channel senders start failing.
 //!
+//! Async producers need no runtime support from this crate: [`SseSender::send_async`] is a plain
+//! [`Future`](std::future::Future) woken by the loop when the stream has room or its client left, so it runs
+//! under tokio, smol or a hand-written executor alike; and [`Hub::publish`] never waits for subscribers (it
+//! takes a short lock, numbers the event and hands it to the loops), so async code calls it directly.
+//!
 //! ```no_run
 //! use conduit_server::{Request, Response, Router, Server, ServerConfig, Sse};
 //! use conduit_sse::Event;
@@ -45,9 +50,10 @@
 //!  framing      response heads, bodies, chunk framing
 //!  stats        counters the loops share
 //!  topics       the loop's copy of each topic: backlog, live and catching-up followers
-//!  config, auth, cors, hub (publishing side), router, response, sse (the Sse builder), channel (SseSender)
+//!  config, auth, cors, hub (publishing side), router, reply (now or later), response, sse, channel (SseSender)
 //!  registry     which topics exist node-wide, who follows them, which is forgotten to make room
 //!  message      what other threads send a loop (Msg)
+//!  backbone     the Backbone trait an external store (Redis) implements, and what it feeds the loops
 //! ```
 //!
 //! A request arrives in `service`, is parsed by `connection`, answered by `dispatch`; a stream it opens is
@@ -57,10 +63,12 @@
 #![deny(missing_docs)]
 
 // Modules from the bottom up: each uses only those listed before it.
+pub mod backbone;
 mod message;
 mod channel;
 mod sse;
 mod response;
+mod reply;
 mod router;
 mod registry;
 mod hub;
@@ -77,12 +85,15 @@ mod dispatch;
 mod service;
 mod server;
 
-pub use channel::{DEFAULT_CHANNEL_CAPACITY, Disconnected, SseSender, TrySendError};
+pub use backbone::{Backbone, BackboneError, BackboneEvent, Deliver, HistoryAnswer};
+pub use channel::{DEFAULT_CHANNEL_CAPACITY, Disconnected, SendFuture, SseSender, TrySendError};
 pub use conduit_http::{Method, Request, StatusCode};
 pub use config::ServerConfig;
 pub use cors::{CorsConfig, CorsError};
 pub use hub::{Hub, HubConfig, OLDEST_EVENT_ID_HEADER, PublishError};
-pub use response::{Reply, Response};
+pub use registry::HistoryError;
+pub use reply::{Deferred, Reply, Responder};
+pub use response::Response;
 pub use router::Router;
 pub use server::{Server, ServerHandle, SpawnedServer};
 pub use sse::{Sse, Ticker};

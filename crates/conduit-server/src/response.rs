@@ -1,6 +1,5 @@
-//! Ordinary (non-streaming) responses and the reply type handlers return.
+//! Ordinary (non-streaming) responses.
 
-use crate::sse::Sse;
 use conduit_http::{HeaderError, ResponseHead, StatusCode};
 
 /// A complete response with a body of known length.
@@ -41,9 +40,12 @@ impl Response {
             .header("X-Content-Type-Options", "nosniff")
     }
 
-    fn with_body(mut self, content_type: &str, body: Vec<u8>) -> Self {
+    /// Sets the body and its `Content-Type`, for bodies the other constructors do not cover (an image, say).
+    #[must_use]
+    pub fn with_body(mut self, content_type: &str, body: impl Into<Vec<u8>>) -> Self {
+        self.headers.retain(|(name, _)| !name.eq_ignore_ascii_case("content-type"));
         self.headers.push(("Content-Type".into(), content_type.into()));
-        self.body = body;
+        self.body = body.into();
         self
     }
 
@@ -90,36 +92,5 @@ impl Response {
     /// The body.
     pub fn body(&self) -> &[u8] {
         &self.body
-    }
-}
-
-/// What a handler returns: a whole response, or an event stream.
-#[derive(Debug)]
-pub enum Reply {
-    /// A response with a body of known length.
-    Response(Response),
-    /// A `text/event-stream` that stays open while its source produces events.
-    Stream(Sse),
-}
-
-impl From<Response> for Reply {
-    fn from(r: Response) -> Self {
-        Reply::Response(r)
-    }
-}
-
-impl From<Sse> for Reply {
-    fn from(s: Sse) -> Self {
-        Reply::Stream(s)
-    }
-}
-
-/// Lets handlers use `?`: both the success and the error side become the reply.
-impl<T: Into<Reply>, E: Into<Reply>> From<Result<T, E>> for Reply {
-    fn from(r: Result<T, E>) -> Self {
-        match r {
-            Ok(t) => t.into(),
-            Err(e) => e.into(),
-        }
     }
 }

@@ -86,7 +86,7 @@ impl Server {
             event_loops.push(EventLoop::new(listener, loop_config.clone(), service)?);
         }
         let remotes: Vec<Remote<Msg>> = event_loops.iter().map(EventLoop::remote).collect();
-        hub.attach(remotes.clone()).map_err(|e| io::Error::new(io::ErrorKind::AlreadyExists, e))?;
+        hub.attach(remotes.clone())?;
         let handle = ServerHandle { addr, remotes, stats, hub: hub.clone() };
         Ok(Server { event_loops, handle })
     }

@@ -4,13 +4,14 @@
 //! [`fanout`](crate::fanout).
 
 use crate::config::ServerConfig;
-use crate::connection::{Conn, Conns, Next, State};
+use crate::connection::{Conn, Conns, Next, State, Waiting};
 use crate::dispatch::dispatch;
 use crate::fanout;
 use crate::framing::{build_head, encode_response};
 use crate::hub::OLDEST_EVENT_ID_HEADER;
 use crate::message::{LoopContext, Msg};
-use crate::response::{Reply, Response};
+use crate::reply::{Answer, Deferred, Reply};
+use crate::response::Response;
 use crate::router::Router;
 use crate::sse::{Source, Sse};
 use crate::stats::Stats;
@@ -95,13 +96,82 @@ impl Service {
     }
 
     /// Runs a request and sends its reply.
-    fn answer(&mut self, cx: &mut LoopContext<'_>, id: ConnId, req: Request) {
+    fn answer(&mut self, cx: &mut LoopContext<'_>, id: ConnId, mut req: Request) {
         let head_only = req.method() == &Method::Head;
         let keep_alive = req.keep_alive() && !self.shutting_down;
-        match dispatch(&self.router, self.config.cors.as_ref(), &req) {
-            Reply::Response(r) => self.respond(cx, id, req.version(), r, keep_alive, head_only),
-            Reply::Stream(sse) => self.start_stream(cx, id, req.version(), keep_alive, head_only, sse),
+        let reply = dispatch(&self.router, self.config.cors.as_ref(), &mut req);
+        self.send_reply(cx, id, req.version(), keep_alive, head_only, reply);
+    }
+
+    fn send_reply(
+        &mut self,
+        cx: &mut LoopContext<'_>,
+        id: ConnId,
+        version: Version,
+        keep_alive: bool,
+        head_only: bool,
+        reply: Reply,
+    ) {
+        let keep_alive = keep_alive && !self.shutting_down;
+        match reply {
+            Reply::Response(r) => self.respond(cx, id, version, r, keep_alive, head_only),
+            Reply::Stream(sse) => self.start_stream(cx, id, version, keep_alive, head_only, sse),
+            Reply::Deferred(deferred) => self.wait_for(cx, id, version, keep_alive, head_only, deferred),
         }
+    }
+
+    /// A handler answers later: the connection waits (reading nothing further) until the answer comes, the
+    /// responder is dropped (`500`) or `deferred_timeout` passes (`504`).
+    fn wait_for(
+        &mut self,
+        cx: &mut LoopContext<'_>,
+        id: ConnId,
+        version: Version,
+        keep_alive: bool,
+        head_only: bool,
+        deferred: Deferred,
+    ) {
+        match deferred.attach(cx.remote(), id) {
+            Answer::Ready(reply) => {
+                let reply = with_headers(reply, &deferred.headers);
+                self.send_reply(cx, id, version, keep_alive, head_only, reply);
+            }
+            Answer::Abandoned => self.respond(cx, id, version, abandoned(), keep_alive, head_only),
+            Answer::Pending => {
+                let timer = cx.set_timer(cx.now() + self.config.deferred_timeout, id.to_u64());
+                let Some(c) = self.conns.get_mut(id) else { return };
+                c.state = State::Waiting(Box::new(Waiting { deferred, version, keep_alive, head_only, timer }));
+            }
+        }
+    }
+
+    /// The loop was told that a deferred answer is in, or its time is up (`timed_out`).
+    fn deferred_done(&mut self, cx: &mut LoopContext<'_>, id: ConnId, timed_out: bool) {
+        let Some(c) = self.conns.get_mut(id) else { return };
+        let State::Waiting(waiting) = &c.state else { return };
+        let answer = if timed_out { Answer::Abandoned } else { waiting.deferred.take() };
+        if matches!(answer, Answer::Pending) {
+            return;
+        }
+        let State::Waiting(waiting) = std::mem::replace(&mut c.state, State::Reading) else { return };
+        let Waiting { deferred, version, keep_alive, head_only, timer } = *waiting;
+        if !timed_out {
+            cx.cancel_timer(timer);
+        }
+        match answer {
+            Answer::Ready(reply) => {
+                let reply = with_headers(reply, &deferred.headers);
+                self.send_reply(cx, id, version, keep_alive, head_only, reply);
+            }
+            _ if timed_out => {
+                deferred.close();
+                log::warn!("connection {id}: no answer within {:?}", self.config.deferred_timeout);
+                let late = Response::error(StatusCode::GATEWAY_TIMEOUT, "no answer in time");
+                self.respond(cx, id, version, late, keep_alive, head_only);
+            }
+            _ => self.respond(cx, id, version, abandoned(), keep_alive, head_only),
+        }
+        self.process_input(cx, id);
     }
 
     /// After a complete response: wait for the next request, or close once it is sent.
@@ -154,8 +224,10 @@ impl Service {
         headers.extend(sse.headers.iter().cloned());
         let mut reset_event = None;
         if let Source::Subscription(sub) = &mut sse.source {
-            match fanout::plan(&mut self.hub, sub) {
-                Ok(start) => {
+            match fanout::plan(&mut self.hub, id, sub) {
+                // A subscription that waits (on an external backbone) learns its reset when it starts.
+                Ok(None) => {}
+                Ok(Some(start)) => {
                     reset_event = start.reset;
                     if let Some(oldest) = start.oldest_id {
                         headers.push((OLDEST_EVENT_ID_HEADER.to_owned(), oldest));
@@ -213,13 +285,21 @@ impl Service {
         }
     }
 
+    /// Ends the subscriptions that the fan-out found have sent the event they end after.
+    fn end_finished_subscriptions(&mut self, cx: &mut LoopContext<'_>) {
+        for id in std::mem::take(&mut self.hub.ended) {
+            self.finish_stream(cx, id, None);
+        }
+    }
+
     /// Produces what a stream's source has, up to the high-water mark.
     fn pump(&mut self, cx: &mut LoopContext<'_>, id: ConnId) {
         let high_water = self.config.stream_high_water;
         let Some(queued) = cx.queued(id) else { return };
         let Some(stream) = self.conns.stream_mut(id) else { return };
         if matches!(stream.source, Source::Subscription(_)) {
-            return fanout::catch_up(cx, &mut self.conns, &mut self.hub, id, high_water);
+            fanout::catch_up(cx, &mut self.conns, &mut self.hub, id, high_water);
+            return self.end_finished_subscriptions(cx);
         }
         let mut body = std::mem::take(&mut self.scratch);
         let after = stream.pull(queued, high_water, &mut body);
@@ -306,6 +386,8 @@ impl Service {
                 }
                 State::Reading if c.input.is_empty() => cx.close(id),
                 State::Reading | State::Closing => cx.close_after_flush(id),
+                // Answered within the grace period, then closed (`send_reply` no longer keeps connections).
+                State::Waiting(_) => {}
             }
         }
         if cx.connection_count() == 0 {
@@ -315,6 +397,16 @@ impl Service {
             cx.set_timer(at, SHUTDOWN_KEY);
         }
     }
+}
+
+/// `reply` with `headers` added (those a deferred reply collected before its answer came).
+fn with_headers(reply: Reply, headers: &[(String, String)]) -> Reply {
+    headers.iter().fold(reply, |reply, (name, value)| reply.header(name, value))
+}
+
+/// The answer to a request whose responder was dropped without answering.
+fn abandoned() -> Response {
+    Response::error(StatusCode::INTERNAL_SERVER_ERROR, "the handler gave no answer")
 }
 
 impl Handler for Service {
@@ -338,9 +430,9 @@ impl Handler for Service {
                 }
                 self.process_input(cx, id);
             }
-            State::Streaming(_) => {
-                // Clients have nothing to say during a stream except, after a finite one, their next request;
-                // hold that much and no more.
+            State::Streaming(_) | State::Waiting(_) => {
+                // Clients have nothing to say during a stream (or while their answer is prepared) except their
+                // next request; hold that much and no more.
                 if c.input.len() + data.len() > max_buffered {
                     log::debug!("connection {id}: too much input during a stream; closing");
                     cx.close(id);
@@ -353,8 +445,9 @@ impl Handler for Service {
     }
 
     fn on_read_closed(&mut self, cx: &mut Context<'_, Msg>, id: ConnId) {
-        match self.conns.get(id).map(Conn::is_streaming) {
-            // The client of a stream has nothing more to send, so EOF means it left.
+        match self.conns.get(id).map(|c| c.is_streaming() || matches!(c.state, State::Waiting(_))) {
+            // The client of a stream, or of a request being answered later, has nothing more to send, so EOF
+            // means it left (and a deferred answer's responder learns so).
             Some(true) => cx.close(id),
             // A client may half-close after its request: answer it, then close.
             _ => cx.close_after_flush(id),
@@ -383,6 +476,9 @@ impl Handler for Service {
             }
             return;
         }
+        if matches!(&c.state, State::Waiting(w) if w.timer == timer) {
+            return self.deferred_done(cx, id, true);
+        }
         let Some(stream) = c.stream_mut() else { return };
         if stream.is_tick(timer) {
             self.tick(cx, id);
@@ -394,12 +490,19 @@ impl Handler for Service {
     fn on_message(&mut self, cx: &mut Context<'_, Msg>, msg: Msg) {
         match msg {
             Msg::ChannelReady(id) => self.pump(cx, id),
+            Msg::Answer(id) => self.deferred_done(cx, id, false),
             Msg::Shutdown => self.begin_shutdown(cx),
             Msg::Publish { topic, event } => {
                 let high_water = self.config.stream_high_water;
                 fanout::deliver(cx, &mut self.conns, &mut self.hub, topic, event, high_water);
+                self.end_finished_subscriptions(cx);
             }
             Msg::Forget { topic } => self.hub.forget(&topic),
+            Msg::Backbone(event) => {
+                let high_water = self.config.stream_high_water;
+                fanout::on_backbone(cx, &mut self.conns, &mut self.hub, &event, high_water);
+                self.end_finished_subscriptions(cx);
+            }
         }
     }
 
@@ -407,8 +510,13 @@ impl Handler for Service {
         log::trace!("connection {id} closed: {reason:?}");
         let Some(mut c) = self.conns.remove(id) else { return };
         c.disarm_deadline(cx);
-        if let State::Streaming(stream) = &mut c.state {
-            self.release_stream(cx, id, stream);
+        match &mut c.state {
+            State::Streaming(stream) => self.release_stream(cx, id, stream),
+            State::Waiting(waiting) => {
+                cx.cancel_timer(waiting.timer);
+                waiting.deferred.close();
+            }
+            State::Reading | State::Closing => {}
         }
         self.stats.connections.fetch_sub(1, Ordering::Relaxed);
         if self.shutting_down && cx.connection_count() == 0 {

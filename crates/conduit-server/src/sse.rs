@@ -3,7 +3,8 @@
 
 use crate::channel::{Channel, DEFAULT_CHANNEL_CAPACITY, SseSender};
 use conduit_http::Request;
-use conduit_sse::Event;
+use conduit_sse::{Event, SharedEvent};
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -76,6 +77,35 @@ pub(crate) struct Subscription {
     /// Evictions up to this sequence number were announced with a `reset` event when the stream opened; only
     /// later ones mean the client fell behind.
     pub(crate) announced_gap: u64,
+    /// Where it starts is decided (on an external backbone it may wait for its topics or for history).
+    pub(crate) planned: bool,
+    /// Events older than the cache, read from the external backbone, to send before the cache's.
+    pub(crate) replay: VecDeque<SharedEvent>,
+    /// A history request from this position is on its way.
+    pub(crate) history_after: Option<u64>,
+    /// The history showed events after the client's position are gone: the stream opens with a `reset`.
+    pub(crate) history_lossy: bool,
+    /// Without a `Last-Event-ID`, start with the oldest event held rather than with the next one published.
+    pub(crate) from_oldest: bool,
+    /// `event: NAME\n` lines: the stream ends right after an event that has one of these names.
+    pub(crate) end_after: Vec<Box<[u8]>>,
+}
+
+impl Subscription {
+    /// True if `body`, an encoded event, is one after which this stream ends. The encoder writes comment
+    /// lines first, then the `event:` line, so only those are looked at.
+    pub(crate) fn ends_with(&self, body: &[u8]) -> bool {
+        if self.end_after.is_empty() {
+            return false;
+        }
+        let mut rest = body;
+        while rest.first() == Some(&b':') {
+            let Some(end) = rest.iter().position(|&b| b == b'\n' || b == b'\r') else { return false };
+            let skip = if rest[end..].starts_with(b"\r\n") { 2 } else { 1 };
+            rest = &rest[end + skip..];
+        }
+        self.end_after.iter().any(|line| rest.starts_with(line))
+    }
 }
 
 impl Sse {
@@ -136,6 +166,12 @@ impl Sse {
             live: false,
             following: false,
             announced_gap: 0,
+            planned: false,
+            replay: VecDeque::new(),
+            history_after: None,
+            history_lossy: false,
+            from_oldest: false,
+            end_after: Vec::new(),
         }))
     }
 
@@ -166,6 +202,40 @@ impl Sse {
     pub fn resume_from(mut self, last_event_id: Option<&str>) -> Self {
         if let Source::Subscription(sub) = &mut self.source {
             sub.last_event_id = last_event_id.map(str::to_owned);
+        }
+        self
+    }
+
+    /// For a subscription opened without a `Last-Event-ID`: start with the oldest event its topics still hold,
+    /// then the live stream, instead of only the events published from now on. For a topic that stands for one
+    /// piece of work (a chat reply, a job), so a client that has nothing yet gets all of it. Ignored for other
+    /// sources, and when a `Last-Event-ID` is given (the client then resumes after it).
+    #[must_use]
+    pub fn from_oldest(mut self) -> Self {
+        if let Source::Subscription(sub) = &mut self.source {
+            sub.from_oldest = true;
+        }
+        self
+    }
+
+    /// For a subscription: end the stream, cleanly, right after delivering an event whose name (its `event:`
+    /// field) is one of `names`; say the last event of a reply. A client that reconnects after it can then be
+    /// answered `204` by the handler (see [`Hub::history`](crate::Hub::history)), so an `EventSource` stops.
+    /// Names that could not be event names (empty, or with a line break) are ignored. Ignored for other
+    /// sources.
+    #[must_use]
+    pub fn end_after<I, T>(mut self, names: I) -> Self
+    where
+        I: IntoIterator<Item = T>,
+        T: AsRef<str>,
+    {
+        if let Source::Subscription(sub) = &mut self.source {
+            for name in names {
+                let name = name.as_ref();
+                if !name.is_empty() && !name.contains(['\r', '\n']) {
+                    sub.end_after.push(format!("event: {name}\n").into_bytes().into_boxed_slice());
+                }
+            }
         }
         self
     }
@@ -224,5 +294,45 @@ impl Ticker {
     /// Ends the stream after this tick's events.
     pub fn end(&mut self) {
         self.end = true;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn subscription(sse: Sse) -> Subscription {
+        match sse.source {
+            Source::Subscription(sub) => sub,
+            _ => unreachable!("built with Sse::subscribe"),
+        }
+    }
+
+    #[test]
+    fn a_subscription_ends_after_the_events_named_for_it() {
+        let sub = subscription(Sse::subscribe(["t"]).end_after(["stream_end", "error", "", "bad\nname"]));
+        assert_eq!(sub.end_after.len(), 2, "impossible names are ignored");
+        let encoded = |event: Event| {
+            let mut body = Vec::new();
+            event.encode(&mut body);
+            body
+        };
+        let named = |name: &str| Event::new().event(name).unwrap();
+        let cases: Vec<(Vec<u8>, bool)> = vec![
+            (encoded(named("stream_end").id("9").unwrap().data("{}")), true),
+            (encoded(named("error").data("x")), true),
+            (encoded(named("stream_end").comment("first a comment\nof two lines").data("x")), true),
+            (encoded(named("stream_ended").data("x")), false),
+            (encoded(named("message").data("event: stream_end")), false),
+            (encoded(Event::new().data("stream_end")), false),
+            (encoded(Event::new().comment("event: stream_end").data("x")), false),
+            (b": note\r\nevent: error\n\n".to_vec(), true),
+            (b": unterminated".to_vec(), false),
+        ];
+        for (body, ends) in cases {
+            assert_eq!(sub.ends_with(&body), ends, "{:?}", String::from_utf8_lossy(&body));
+        }
+        let plain = subscription(Sse::subscribe(["t"]));
+        assert!(!plain.ends_with(b"event: stream_end\n\n"), "no names: never ends");
     }
 }

@@ -3,6 +3,10 @@
 //! decided node-wide by the hub's registry: a loop creates a topic when an event or a subscription for it
 //! arrives, and drops it when the hub says it was forgotten or when nobody here follows it and it holds
 //! nothing.
+//!
+//! On an external backbone the backlogs are a cache of the backbone's history, and the backbone decides which
+//! topics are cached: a topic is usable once it has *joined* (its tail loaded), on every loop at once, and
+//! stays until it *leaves*.
 
 use crate::hub::{Hub, HubConfig};
 use conduit_net::ConnId;
@@ -18,6 +22,9 @@ pub(crate) struct Topic {
     pub(crate) live: HashSet<ConnId>,
     /// Subscribers reading the backlog through a cursor; each eviction checks that none of them needed it.
     pub(crate) catching_up: HashSet<ConnId>,
+    /// The backlog holds the topic's history up to the loop's position: always, on the embedded backbone; on an
+    /// external one, from the topic's `Joined` until its `Left`.
+    pub(crate) joined: bool,
 }
 
 impl Topic {
@@ -32,23 +39,50 @@ pub(crate) struct HubState {
     pub(crate) hub: Hub,
     pub(crate) config: HubConfig,
     pub(crate) topics: HashMap<Arc<str>, Topic>,
-    /// The newest sequence number the loop has received.
+    /// The newest sequence number the loop has received (on an external backbone: the position it has read
+    /// through).
     pub(crate) published: u64,
+    /// On an external backbone.
+    pub(crate) distributed: bool,
+    /// Positions up to here belong to an earlier epoch of the external backbone's history: unknown here.
+    pub(crate) epoch_start: u64,
+    /// Subscriptions whose stream is open but whose start is not decided yet: their topics have not joined, or
+    /// history older than the cache is on its way.
+    pub(crate) waiting: HashSet<ConnId>,
+    /// Subscriptions that just sent the event they end after ([`Sse::end_after`](crate::Sse::end_after)); the
+    /// dispatcher ends them after each fan-out step.
+    pub(crate) ended: Vec<ConnId>,
 }
 
 impl HubState {
     pub(crate) fn new(hub: Hub) -> Self {
-        HubState { config: hub.config().clone(), hub, topics: HashMap::new(), published: 0 }
+        HubState {
+            config: hub.config().clone(),
+            distributed: hub.is_distributed(),
+            hub,
+            topics: HashMap::new(),
+            published: 0,
+            epoch_start: 0,
+            waiting: HashSet::new(),
+            ended: Vec::new(),
+        }
     }
 
     /// The topic, created if this loop has not seen it yet.
     pub(crate) fn topic(&mut self, name: &Arc<str>) -> &mut Topic {
         let backlog = self.config.backlog;
+        let joined = !self.distributed;
         self.topics.entry(Arc::clone(name)).or_insert_with(|| Topic {
             backlog: Backlog::new(backlog),
             live: HashSet::new(),
             catching_up: HashSet::new(),
+            joined,
         })
+    }
+
+    /// True when every one of `topics` is cached here.
+    pub(crate) fn all_joined(&self, topics: &[Arc<str>]) -> bool {
+        topics.iter().all(|t| self.topics.get(t).is_some_and(|t| t.joined))
     }
 
     /// The hub forgot `name` to make room. A stream here may have started following it since the hub decided
@@ -62,8 +96,11 @@ impl HubState {
 
     /// Drops `name` if nobody here follows it and it holds no event; topics with events stay until the hub
     /// forgets them, for clients that resume.
+    /// On an external backbone a joined topic stays until it leaves, even empty: other loops' followers keep
+    /// it joined.
     pub(crate) fn drop_if_unused(&mut self, name: &Arc<str>) {
-        if self.topics.get(name).is_some_and(|t| !t.is_followed() && t.backlog.is_empty()) {
+        let unused = |t: &Topic| !t.is_followed() && t.backlog.is_empty() && !(self.distributed && t.joined);
+        if self.topics.get(name).is_some_and(unused) {
             self.topics.remove(name);
         }
     }

@@ -180,6 +180,12 @@ impl Backlog {
         self.evicted_through
     }
 
+    /// Records that events up to `seq` are not here although they may exist (a cache that never received
+    /// them, say), so a resume from before `seq` is not lossless. Never lowers what was recorded.
+    pub fn mark_missing_through(&mut self, seq: u64) {
+        self.evicted_through = self.evicted_through.max(seq);
+    }
+
     /// True if no event after `seq` has been evicted, so everything after it is still here.
     pub fn complete_after(&self, seq: u64) -> bool {
         self.evicted_through <= seq
@@ -364,6 +370,17 @@ mod tests {
             ResumePlan::Reset { cursor: 4, reason: ResetReason::EventsDropped }
         );
         assert_eq!(plan_resume(&[&b], Some("4"), 11), ResumePlan::Replay { cursor: 4 });
+    }
+
+    #[test]
+    fn missing_events_make_a_resume_before_them_lossy() {
+        let mut b = Backlog::new(BacklogLimits::default());
+        b.mark_missing_through(4);
+        b.push(ev(6, "6", 1)).unwrap();
+        assert!(!b.complete_after(3) && b.complete_after(4));
+        b.mark_missing_through(2);
+        assert_eq!(b.evicted_through(), 4, "never lowered");
+        assert_eq!(plan_resume(&[&b], Some("6"), 6), ResumePlan::Replay { cursor: 6 });
     }
 
     #[test]

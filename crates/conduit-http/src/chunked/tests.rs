@@ -72,8 +72,8 @@ fn decodes_in_both_modes() {
         (b"A\r\n0123456789\r\n0\r\n\r\nHTTP/1.1", b"0123456789", Some(b"HTTP/1.1")),
         (b"a;name=value;x=\"q\"\r\n0123456789\r\n0\r\n\r\n", b"0123456789", Some(b"")),
         (b"2 \t;ext\r\nhi\r\n0\r\n\r\n", b"hi", Some(b"")),
-        (b"2;\r\nhi\r\n0;last\r\n\r\n", b"hi", Some(b"")),
-        (b"2;a \t\x80\xff\r\nhi\r\n0\r\n\r\n", b"hi", Some(b"")),
+        (b"2 ; a = b ;c= \"x\\\"y;\" \t; d\r\nhi\r\n0;last\r\n\r\n", b"hi", Some(b"")),
+        (b"1;e=\"\"\r\nx\r\n0;q=\"\t\x80\xff\\\x80\"\r\n\r\n", b"x", Some(b"")),
         (b"000002\r\nhi\r\n0\r\nExpires: never\r\nX-A: b\r\n\r\n", b"hi", Some(b"")),
         (b"0\r\nX:\r\nY: a\tb \xff\r\n\r\n", b"", Some(b"")),
         (b"00000000000000000000002\r\nhi\r\n0\r\n\r\n", b"hi", Some(b"")),
@@ -134,9 +134,6 @@ fn rejects_bad_framing_in_both_modes() {
         (b"5 5\r\n", InvalidSizeLine),
         (b"5\r\r\n", InvalidSizeLine),
         (b"5\rhello\r\n", InvalidSizeLine),
-        (b"5;a\x01b\r\n", InvalidSizeLine),
-        (b"5;a\rb\r\n", InvalidSizeLine),
-        (b"5;a\x7f\r\n", InvalidSizeLine),
         (b"5\r\nhello!\r\n", DataNotTerminated),
         (b"5\r\nhello\rx", DataNotTerminated),
         (b"5\r\nhello\r\r\n", DataNotTerminated),
@@ -154,6 +151,65 @@ fn rejects_bad_framing_in_both_modes() {
             let (_, outcome) = decode_every_way(config, wire);
             assert_eq!(outcome, Err(kind), "{:?} {config:?}", String::from_utf8_lossy(wire));
         }
+    }
+}
+
+/// RFC 9112 §7.1.1: `*( BWS ";" BWS name [ BWS "=" BWS ( token / quoted-string ) ] )`, held to in strict mode;
+/// lenient mode only refuses control characters after the `;`.
+#[test]
+fn extensions_follow_their_grammar_when_strict() {
+    // (size line without its CRLF, strict verdict)
+    let cases: &[(&[u8], Result<(), ChunkedErrorKind>)] = &[
+        (b"1;a", Ok(())),
+        (b"1 \t; a", Ok(())),
+        (b"1;a=b", Ok(())),
+        (b"1;a = b", Ok(())),
+        (b"1;a=\"\"", Ok(())),
+        (b"1;a=\"b c;d=e\"", Ok(())),
+        (b"1;a=\"\\\"\\\\\"", Ok(())),
+        (b"1;a=\"\x80\xff\"", Ok(())),
+        (b"1;a=\"x\" ;b", Ok(())),
+        (b"1;a;b=c;d", Ok(())),
+        (b"1;!#$%&'*+-.^_`|~=!#$%&'*+-.^_`|~", Ok(())),
+        (b"1;a=\"x", Err(InvalidExtension)),
+        (b"1;;; a b", Err(InvalidExtension)),
+        (b"1;", Err(InvalidExtension)),
+        (b"1;;a", Err(InvalidExtension)),
+        (b"1; ", Err(InvalidExtension)),
+        (b"1;a ", Err(InvalidExtension)),
+        (b"1;a b", Err(InvalidExtension)),
+        (b"1;a=", Err(InvalidExtension)),
+        (b"1;a= ", Err(InvalidExtension)),
+        (b"1;=b", Err(InvalidExtension)),
+        (b"1;a==b", Err(InvalidExtension)),
+        (b"1;a=b c", Err(InvalidExtension)),
+        (b"1;a=b ", Err(InvalidExtension)),
+        (b"1;a=b\"", Err(InvalidExtension)),
+        (b"1;a=\"x\"y", Err(InvalidExtension)),
+        (b"1;a=\"x\" ", Err(InvalidExtension)),
+        (b"1;a=\"x\\\"", Err(InvalidExtension)),
+        (b"1;a=(b)", Err(InvalidExtension)),
+        (b"1;a/b", Err(InvalidExtension)),
+        (b"1;a,b", Err(InvalidExtension)),
+        (b"1;\xff", Err(InvalidExtension)),
+        (b"1;a=\xff", Err(InvalidExtension)),
+        (b"1;a=\"\x00\"", Err(InvalidExtension)),
+        (b"1;a=\"\\\x01\"", Err(InvalidExtension)),
+        (b"1;a\rb", Err(InvalidExtension)),
+        (b"1;a\x7f", Err(InvalidExtension)),
+    ];
+    for &(line, strict_verdict) in cases {
+        let wire = [line, b"\r\nx\r\n0\r\n\r\n"].concat();
+        let shown = String::from_utf8_lossy(&wire);
+        let want = match strict_verdict {
+            Ok(()) => (b"x".to_vec(), Ok(Some(wire.len()))),
+            Err(kind) => (Vec::new(), Err(kind)),
+        };
+        assert_eq!(decode_every_way(strict(), &wire), want, "strict {shown:?}");
+        // Lenient mode takes everything after the `;` but control characters.
+        let has_ctl = line.iter().any(|&b| is_ctl(b));
+        let want = if has_ctl { (Vec::new(), Err(InvalidSizeLine)) } else { (b"x".to_vec(), Ok(Some(wire.len()))) };
+        assert_eq!(decode_every_way(lenient(), &wire), want, "lenient {shown:?}");
     }
 }
 
@@ -175,7 +231,7 @@ fn line_errors_wait_for_the_line_end() {
 fn size_line_bound_exact_and_one_past() {
     // "5;" + extension + "\r\n" is `len` bytes in all.
     let with_line = |len: usize| [b"5;".as_slice(), &vec![b'e'; len - 4], b"\r\nhello\r\n0\r\n\r\n"].concat();
-    for max in [4, 10, ChunkedConfig::DEFAULT_MAX_SIZE_LINE] {
+    for max in [5, 10, ChunkedConfig::DEFAULT_MAX_SIZE_LINE] {
         for config in [strict(), lenient()] {
             let config = config.with_max_size_line(max);
             let wire = with_line(max);
@@ -323,7 +379,7 @@ fn reference_line(wire: &[u8], start: usize, budget: usize) -> Result<Option<Lin
     }
 }
 
-fn reference_size(line: &[u8]) -> Result<u64, ChunkedErrorKind> {
+fn reference_size(line: &[u8], lenient: bool) -> Result<u64, ChunkedErrorKind> {
     let digits = line.iter().take_while(|b| b.is_ascii_hexdigit()).count();
     if digits == 0 {
         return Err(MissingSize);
@@ -336,9 +392,56 @@ fn reference_size(line: &[u8]) -> Result<u64, ChunkedErrorKind> {
     let after_space = rest.iter().position(|&b| b != b' ' && b != b'\t');
     match after_space {
         None if rest.is_empty() => Ok(size),
-        Some(at) if rest[at] == b';' && !rest[at + 1..].iter().any(|&b| is_ctl(b)) => Ok(size),
+        Some(at) if rest[at] == b';' && lenient && !rest[at + 1..].iter().any(|&b| is_ctl(b)) => Ok(size),
+        Some(at) if rest[at] == b';' && lenient => Err(InvalidSizeLine),
+        Some(at) if rest[at] == b';' && reference_extensions(&rest[at..]) => Ok(size),
+        Some(at) if rest[at] == b';' => Err(InvalidExtension),
         _ => Err(InvalidSizeLine),
     }
+}
+
+/// Whether `ext` (from its first `;`) is `*( BWS ";" BWS name [ BWS "=" BWS value ] )`, read off a slice at a
+/// time.
+fn reference_extensions(mut ext: &[u8]) -> bool {
+    fn skip_space(s: &[u8]) -> &[u8] {
+        let n = s.iter().take_while(|&&b| b == b' ' || b == b'\t').count();
+        &s[n..]
+    }
+    fn skip_token(s: &[u8]) -> Option<&[u8]> {
+        let n = s.iter().take_while(|&&b| is_tchar(b)).count();
+        (n > 0).then(|| &s[n..])
+    }
+    fn skip_quoted(s: &[u8]) -> Option<&[u8]> {
+        let mut i = 1;
+        loop {
+            match *s.get(i)? {
+                b'"' => return Some(&s[i + 1..]),
+                b'\\' if !is_ctl(*s.get(i + 1)?) => i += 2,
+                b if b != b'\\' && !is_ctl(b) => i += 1,
+                _ => return None,
+            }
+        }
+    }
+    while !ext.is_empty() {
+        let Some(rest) = skip_space(ext).strip_prefix(b";") else {
+            return false;
+        };
+        let Some(rest) = skip_token(skip_space(rest)) else {
+            return false;
+        };
+        ext = match skip_space(rest).strip_prefix(b"=") {
+            Some(value) => {
+                let value = skip_space(value);
+                let after = if value.first() == Some(&b'"') { skip_quoted(value) } else { skip_token(value) };
+                let Some(after) = after else {
+                    return false;
+                };
+                after
+            }
+            None => rest,
+        };
+    }
+    true
 }
 
 fn reference_field(line: &[u8]) -> bool {
@@ -363,7 +466,7 @@ fn reference(config: ChunkedConfig, wire: &[u8]) -> Outcome {
         if !line_end_ok(cr) {
             return (data, Err(BareLf));
         }
-        let size = match reference_size(line) {
+        let size = match reference_size(line, config.is_lenient()) {
             Ok(size) => size,
             Err(kind) => return (data, Err(kind)),
         };
@@ -423,6 +526,11 @@ fn random_body(rng: &mut XorShift) -> Vec<u8> {
         b"\r",
         b";",
         b";a=b",
+        b";a=\"q\\\"\"",
+        b"\"",
+        b"\\",
+        b"=",
+        b"a",
         b" ",
         b"\t",
         b"x",

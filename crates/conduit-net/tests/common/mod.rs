@@ -3,6 +3,11 @@
 
 #![allow(dead_code)]
 
+#[cfg(feature = "tls")]
+pub mod pki;
+#[cfg(feature = "tls")]
+pub mod tls;
+
 use conduit_net::{Context, EventLoop, Handler, LoopConfig, Remote};
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};

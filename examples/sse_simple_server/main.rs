@@ -1,0 +1,300 @@
+//! The Conduit demo server: an HTML client page and a few event streams.
+//!
+//! ```text
+//! cargo run --example sse_simple_server                 # http://127.0.0.1:8000
+//! cargo run --example sse_simple_server -- --addr localhost:9000
+//! cargo run --example sse_simple_server -- --help
+//! CONDUIT_ADDR=0.0.0.0:8000 RUST_LOG=debug cargo run --example sse_simple_server
+//! ```
+//!
+//! | route             | what it streams                                                          |
+//! |-------------------|--------------------------------------------------------------------------|
+//! | `/`               | the HTML client page                                                     |
+//! | `/time`           | `time` every second: `{"time":<unix seconds>,"iso":"<RFC 3339>"}`        |
+//! | `/count`          | `counter` `{"count":i}`, ids 1..=n, then `done` (`n`, `interval_ms`, `drop_after`); resumes |
+//! | `/stream/ai`      | a simulated model reply: `token` every 100 ms, then `done`               |
+//! | `/stream/updates` | ten `update` events one second apart, then `done`                        |
+//! | `/stream?topic=t` | hub topic `t` (resumes from `Last-Event-ID`)                             |
+//! | `POST /publish?topic=t` | publish the body to topic `t` (bearer token)                       |
+//! | `POST /api/chat/stream` | a streamed chat reply (bearer token; JSON body); `Conduit-Message-Id` |
+//! | `GET /api/chat/stream/{id}` | resume a reply after `Last-Event-ID`; `204` once it was all read |
+//! | `DELETE /api/chat/stream/{id}` | cancel a reply                                              |
+//!
+//! The bearer token comes from `--token` or `CONDUIT_TOKEN`; without either, a random one is made and printed.
+//! Pages on other origins may use the server when listed with `--cors-origin ORIGIN` (repeatable) or
+//! `CONDUIT_CORS_ORIGINS` (comma-separated; `*` for any). With `--redis redis://host:port` (or
+//! `CONDUIT_REDIS_URL`) the hub runs on Redis Streams: several processes on one Redis serve the same topics, and
+//! `GET /ready` answers 503 while Redis is unreachable. SIGINT or SIGTERM shuts down gracefully: every open
+//! stream gets a `shutdown` event (with `retry:`) and its end, then the process exits 0; a second signal
+//! exits at once.
+
+pub mod chat;
+pub mod demos;
+
+use chat::{Chat, ChatConfig};
+use clap::Parser;
+use conduit::server::auth::require_bearer;
+use conduit::server::{
+    CorsConfig, Hub, HubConfig, PublishError, Request, Response, Router, Server, ServerConfig, Sse, StatusCode,
+};
+use conduit::sse::Event;
+use serde_json::json;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::Arc;
+use std::time::Duration;
+
+const INDEX_HTML: &str = include_str!("assets/index.html");
+const FAVICON_SVG: &str = include_str!("assets/favicon.svg");
+const MAX_PUBLISH_BYTES: usize = 64 * 1024;
+
+/// The Conduit demo server: a page with every demo, event streams, topics with resume, and a streamed chat.
+#[derive(Debug, Parser)]
+#[command(name = "sse_simple_server", version)]
+struct Options {
+    /// Where to listen, as HOST:PORT; host names are resolved (the first address is used).
+    #[arg(long, env = "CONDUIT_ADDR", default_value = "127.0.0.1:8000", value_parser = resolve_addr)]
+    addr: SocketAddr,
+    /// The bearer token for POST /publish and /api/chat/stream; a random one is made and printed if absent.
+    #[arg(long, env = "CONDUIT_TOKEN", hide_env_values = true, value_parser = parse_token)]
+    token: Option<String>,
+    /// An origin whose pages may use the server (repeatable; `*` for any), e.g. http://localhost:3000.
+    #[arg(long = "cors-origin", value_name = "ORIGIN", env = "CONDUIT_CORS_ORIGINS", value_delimiter = ',')]
+    cors_origins: Vec<String>,
+    /// Run the hub on Redis Streams, redis://[[user]:password@]host[:port][/db]: every process on the same
+    /// Redis serves the same topics.
+    #[arg(long, value_name = "URL", env = "CONDUIT_REDIS_URL", hide_env_values = true, value_parser = parse_redis)]
+    redis: Option<conduit::redis::RedisConfig>,
+    /// Chat replies generated at once; more get 503.
+    #[arg(long, value_name = "N", default_value_t = ChatConfig::default().max_replies as u32, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    max_replies: u32,
+    /// Seconds one chat reply may take; past it, it ends with an `error` event.
+    #[arg(long, value_name = "SECONDS", default_value_t = ChatConfig::default().max_reply_time.as_secs(),
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    reply_time_limit: u64,
+}
+
+fn parse_redis(text: &str) -> Result<conduit::redis::RedisConfig, String> {
+    conduit::redis::RedisConfig::from_url(text).map_err(|e| e.to_string())
+}
+
+/// Resolves `HOST:PORT`, names included (`localhost:8001`).
+fn resolve_addr(text: &str) -> Result<SocketAddr, String> {
+    let mut addrs = text.to_socket_addrs().map_err(|e| format!("cannot resolve {text:?}: {e}"))?;
+    addrs.next().ok_or_else(|| format!("{text:?} resolves to no address"))
+}
+
+fn parse_token(text: &str) -> Result<String, String> {
+    if text.is_empty() || text.chars().any(|c| c.is_control() || c == ' ') {
+        return Err("the token must be non-empty, without spaces or control characters".to_owned());
+    }
+    Ok(text.to_owned())
+}
+
+fn main() {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let options = Options::parse();
+    let token_generated = options.token.is_none();
+    let token = match options.token.clone() {
+        Some(token) => token,
+        None => random_hex(16).unwrap_or_else(|e| {
+            eprintln!("cannot make a random token: {e}");
+            std::process::exit(1);
+        }),
+    };
+    let hub = match options.redis.clone().map(conduit::redis::RedisBackbone::new) {
+        None => Hub::new(HubConfig::default()),
+        Some(Ok(backbone)) => Hub::with_backbone(HubConfig::default(), backbone),
+        Some(Err(e)) => {
+            eprintln!("invalid --redis: {e}");
+            std::process::exit(2);
+        }
+    };
+    let mut config = ServerConfig::new(options.addr);
+    let origins: Vec<String> =
+        options.cors_origins.iter().map(|o| o.trim().to_owned()).filter(|o| !o.is_empty()).collect();
+    if !origins.is_empty() {
+        let mut cors = CorsConfig::allow_origins(origins);
+        // Pages on other origins read the id of the reply they started.
+        cors.exposed_headers.push(chat::MESSAGE_ID_HEADER.to_owned());
+        config.cors = Some(cors);
+    }
+    config.shutdown_event =
+        Some(event("shutdown", &json!({ "reason": "the server is shutting down" })).retry(Duration::from_secs(2)));
+    // Every stream starts with `retry:`, so its first bytes leave at once: nginx holds an HTTP/2 response's
+    // headers until body bytes follow, and a quiet stream would look "connecting" until its first event
+    // (deploy/README.md). Three seconds is what Chromium waits anyway.
+    config.retry = Some(Duration::from_secs(3));
+    let chat_config = ChatConfig {
+        max_replies: options.max_replies as usize,
+        max_reply_time: Duration::from_secs(options.reply_time_limit),
+        ..ChatConfig::default()
+    };
+    let server = match Server::bind_with_hub(config, router_with(&token, &hub, chat_config), &hub) {
+        Ok(server) => server,
+        Err(e) => {
+            eprintln!("cannot listen on {}: {e}", options.addr);
+            std::process::exit(1);
+        }
+    };
+    log::info!("Conduit demo on http://{}/", server.local_addr());
+    if token_generated {
+        // Printed, not logged: it is a secret, and this is the one place the user can learn it.
+        println!("API token (for /publish and /api/chat/stream): {token}");
+    }
+    if let Err(e) = shut_down_on_signals(server.handle()) {
+        eprintln!("cannot handle signals: {e}");
+        std::process::exit(1);
+    }
+    if let Err(e) = server.run() {
+        eprintln!("server failed: {e}");
+        std::process::exit(1);
+    }
+}
+
+/// The first SIGINT or SIGTERM starts a graceful shutdown (`run` then returns and the process exits 0); a
+/// second one exits at once.
+fn shut_down_on_signals(handle: conduit::server::ServerHandle) -> std::io::Result<()> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
+    std::thread::Builder::new().name("signals".into()).spawn(move || {
+        let mut received = signals.forever();
+        if let Some(signal) = received.next() {
+            log::info!("signal {signal}: shutting down ({} open streams)", handle.streams());
+            handle.shutdown();
+        }
+        if received.next().is_some() {
+            log::warn!("second signal: exiting now");
+            std::process::exit(130);
+        }
+    })?;
+    Ok(())
+}
+
+/// `bytes` random bytes from the operating system's cryptographic source, as lower-case hex: API tokens must not
+/// be guessable, and ids made this way do not repeat across runs.
+fn random_hex(bytes: usize) -> Result<String, getrandom::Error> {
+    let mut random = vec![0u8; bytes];
+    getrandom::fill(&mut random)?;
+    Ok(random.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// The example's routes with the default chat limits.
+pub fn router(token: &str, hub: &Hub) -> Router {
+    router_with(token, hub, ChatConfig::default())
+}
+
+pub fn router_with(token: &str, hub: &Hub, chat: ChatConfig) -> Router {
+    let token: Arc<str> = Arc::from(token);
+    let chat = Arc::new(Chat::new(hub, Arc::clone(&token), chat));
+    let (resume, cancel) = (Arc::clone(&chat), Arc::clone(&chat));
+    let publish_token = Arc::clone(&token);
+    let ready_hub = hub.clone();
+    let hub = hub.clone();
+    Router::new()
+        // Readiness: 503 while the hub's backbone (Redis, with --redis) is unreachable.
+        .get("/ready", move |_: &Request| match ready_hub.backbone_up() {
+            true => Response::json(&json!({ "backbone": "up" })),
+            false => json_error(StatusCode::SERVICE_UNAVAILABLE, "the backbone is down").header("Retry-After", "1"),
+        })
+        .get("/", |_: &Request| Response::html(INDEX_HTML))
+        .get("/favicon.svg", |_: &Request| favicon())
+        // Browsers ask for /favicon.ico whatever the page says; an SVG answers it as well.
+        .get("/favicon.ico", |_: &Request| favicon())
+        .get("/time", |_: &Request| demos::time_stream())
+        .get("/count", demos::count_stream)
+        .get("/stream/ai", |_: &Request| demos::ai_stream())
+        .get("/stream/updates", |_: &Request| demos::updates_stream())
+        .get("/stream", subscribe)
+        .post("/publish", move |req: &Request| publish(req, &publish_token, &hub))
+        .post("/api/chat/stream", move |req: &Request| chat.start(req))
+        .get("/api/chat/stream/{message_id}", move |req: &Request| resume.resume(req))
+        .delete("/api/chat/stream/{message_id}", move |req: &Request| cancel.cancel(req))
+}
+
+/// True for a topic of the chat's replies, which only the chat routes (with their token) may use.
+fn reserved_topic(topic: &str) -> bool {
+    topic.trim_matches(' ').starts_with(chat::TOPIC_PREFIX)
+}
+
+fn reserved_topic_error() -> Response {
+    Response::error(StatusCode::FORBIDDEN, format_args!("topics starting with {:?} are reserved", chat::TOPIC_PREFIX))
+}
+
+/// `GET /stream?topic=T`: a subscription to hub topics, except the chat's.
+fn subscribe(req: &Request) -> Result<Sse, Response> {
+    let topics = req.query_pairs().iter().filter(|(k, _)| k == "topic").flat_map(|(_, v)| v.split(','));
+    if topics.into_iter().any(reserved_topic) {
+        return Err(reserved_topic_error());
+    }
+    Ok(Sse::subscribe_request(req))
+}
+
+fn favicon() -> Response {
+    Response::new(StatusCode::OK).with_body("image/svg+xml", FAVICON_SVG).header("Cache-Control", "max-age=86400")
+}
+
+fn json_error(status: StatusCode, message: impl std::fmt::Display) -> Response {
+    Response::json(&json!({ "error": message.to_string() })).status(status)
+}
+
+/// `POST /publish?topic=T[&event=NAME]`: the body (UTF-8 text) becomes one event of topic `T`.
+fn publish(req: &Request, token: &str, hub: &Hub) -> Response {
+    if let Err(refused) = require_bearer(req, token) {
+        return refused;
+    }
+    let Some(topic) = req.query("topic") else {
+        return json_error(StatusCode::BAD_REQUEST, "the topic query parameter is required");
+    };
+    if reserved_topic(topic) {
+        return json_error(
+            StatusCode::FORBIDDEN,
+            format_args!("topics starting with {:?} are reserved", chat::TOPIC_PREFIX),
+        );
+    }
+    if req.body().len() > MAX_PUBLISH_BYTES {
+        return json_error(StatusCode::PAYLOAD_TOO_LARGE, format_args!("events are at most {MAX_PUBLISH_BYTES} bytes"));
+    }
+    let Ok(data) = std::str::from_utf8(req.body()) else {
+        return json_error(StatusCode::BAD_REQUEST, "the body must be UTF-8 text");
+    };
+    let mut event = Event::new().data(data);
+    if let Some(name) = req.query("event").filter(|n| !n.is_empty()) {
+        event = match event.event(name) {
+            Ok(e) => e,
+            Err(e) => return json_error(StatusCode::BAD_REQUEST, e),
+        };
+    }
+    match hub.publish(topic, event) {
+        Ok(id) => Response::json(&json!({ "topic": topic, "id": id })).status(StatusCode::ACCEPTED),
+        Err(PublishError::InvalidTopic) => json_error(StatusCode::BAD_REQUEST, "invalid topic name"),
+        Err(e) => json_error(StatusCode::SERVICE_UNAVAILABLE, e).header("Retry-After", "1"),
+    }
+}
+
+fn event(name: &str, data: &serde_json::Value) -> Event {
+    // Names here are literals without line breaks and JSON values always serialize, so neither step can fail.
+    Event::new()
+        .event(name)
+        .and_then(|e| e.json(data))
+        .unwrap_or_else(|e| Event::new().comment(format!("bad event: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn random_hex_is_fresh_lower_case_hex() {
+        let tokens: Vec<String> = (0..8).map(|_| random_hex(16).unwrap()).collect();
+        for token in &tokens {
+            assert_eq!(token.len(), 32, "{token}");
+            assert!(token.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)), "{token}");
+        }
+        let mut unique = tokens.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), tokens.len(), "{tokens:?}");
+        assert_eq!(random_hex(0).unwrap(), "");
+        assert_eq!(random_hex(3).unwrap().len(), 6);
+    }
+}

@@ -1,0 +1,61 @@
+//! The example's command line, as a newcomer meets it: `--help`, host names in `--addr`, clear errors.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Output, Stdio};
+
+fn example() -> Command {
+    let mut command = Command::new(env!("CARGO"));
+    command.args(["run", "--quiet", "--example", "sse_simple_server", "--"]).current_dir(env!("CARGO_MANIFEST_DIR"));
+    command
+}
+
+fn run(args: &[&str]) -> Output {
+    example().args(args).env_remove("CONDUIT_ADDR").env_remove("CONDUIT_TOKEN").output().expect("run the example")
+}
+
+#[test]
+fn help_prints_usage_and_exits_zero() {
+    let out = run(&["--help"]);
+    assert!(out.status.success(), "{out:?}");
+    let usage = String::from_utf8_lossy(&out.stdout);
+    for option in ["--addr", "--token", "--cors-origin", "CONDUIT_ADDR"] {
+        assert!(usage.contains(option), "usage mentions {option}: {usage}");
+    }
+}
+
+#[test]
+fn bad_arguments_are_refused_with_a_reason_and_status_2() {
+    for (args, reason) in [
+        (&["--addr", "no-such-host.invalid:80"][..], "cannot resolve"),
+        (&["--addr", "127.0.0.1"][..], "invalid value"),
+        (&["--token", "has space"][..], "without spaces"),
+        (&["--bogus"][..], "unexpected argument"),
+        (&["--redis", "http://127.0.0.1:6379"][..], "must start with redis://"),
+    ] {
+        let out = run(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {out:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(reason), "{args:?}: {stderr}");
+    }
+}
+
+#[test]
+fn a_host_name_in_addr_is_resolved() {
+    let mut child = example()
+        .args(["--addr", "localhost:0", "--token", "t"])
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn the example");
+    let stderr = child.stderr.take().unwrap();
+    let line = BufReader::new(stderr)
+        .lines()
+        .map_while(Result::ok)
+        .find(|l| l.contains("Conduit demo on http://"))
+        .expect("the example logs its address");
+    let _ = child.kill();
+    let _ = child.wait();
+    let addr = line.split("http://").nth(1).unwrap().trim_end_matches('/');
+    assert!(addr.starts_with("127.0.0.1:") || addr.starts_with("[::1]:"), "{addr}");
+}
