@@ -22,12 +22,14 @@
 //! The address comes from `--addr HOST:PORT` (default `127.0.0.1:18401`), the connection limit from
 //! `--max-connections N` or `CONDUIT_BENCH_MAX_CONNECTIONS` (default 20,000, so the idle scenario's 10,000
 //! streams and the broadcast's 10,000 subscribers fit), the number of event loops from `--workers N` or
-//! `CONDUIT_BENCH_WORKERS` (default: one per core, as axum's multi-threaded runtime gets). Logging is at `warn`
-//! unless `RUST_LOG` says otherwise, so nothing is written per request.
+//! `CONDUIT_BENCH_WORKERS` (default: one per core, as axum's multi-threaded runtime gets), and whether the server
+//! counts its Prometheus metrics from `--metrics on|off` or `CONDUIT_BENCH_METRICS` (default `on`, the library's
+//! default; `GET /metrics` renders them), so that their cost can be measured. Logging is at `warn` unless
+//! `RUST_LOG` says otherwise, so nothing is written per request.
 
 use conduit::server::{
-    Hub, HubConfig, PublishError, Request, Response, Router, Server, ServerConfig, ServerHandle, Sse, StatusCode,
-    Ticker,
+    Hub, HubConfig, Metrics, PublishError, Request, Response, Router, Server, ServerConfig, ServerHandle, Sse,
+    StatusCode, Ticker,
 };
 use conduit::sse::Event;
 use std::net::SocketAddr;
@@ -62,6 +64,7 @@ struct Args {
     addr: SocketAddr,
     max_connections: usize,
     workers: usize,
+    metrics: bool,
 }
 
 fn main() {
@@ -70,7 +73,7 @@ fn main() {
         Ok(args) => args,
         Err(message) => {
             eprintln!("{message}");
-            eprintln!("usage: bench_server [--addr HOST:PORT] [--max-connections N] [--workers N]");
+            eprintln!("usage: bench_server [--addr HOST:PORT] [--max-connections N] [--workers N] [--metrics on|off]");
             std::process::exit(2);
         }
     };
@@ -80,8 +83,13 @@ fn main() {
             args.max_connections
         );
     }
-    let config =
-        ServerConfig { max_connections: args.max_connections, workers: args.workers, ..ServerConfig::new(args.addr) };
+    let metrics = args.metrics.then(Metrics::new);
+    let config = ServerConfig {
+        max_connections: args.max_connections,
+        workers: args.workers,
+        metrics: metrics.clone(),
+        ..ServerConfig::new(args.addr)
+    };
     let hub = Hub::new(HubConfig::default());
     let (start_tx, start_rx) = mpsc::channel();
     let handle = Arc::new(OnceLock::new());
@@ -89,7 +97,11 @@ fn main() {
         eprintln!("cannot start the publisher thread: {e}");
         std::process::exit(1);
     }
-    let server = match Server::bind_with_hub(config, router(start_tx, Arc::clone(&handle)), &hub) {
+    let mut router = router(start_tx, Arc::clone(&handle));
+    if let Some(metrics) = &metrics {
+        router = router.get("/metrics", metrics.handler());
+    }
+    let server = match Server::bind_with_hub(config, router, &hub) {
         Ok(server) => server,
         Err(e) => {
             eprintln!("cannot listen on {}: {e}", args.addr);
@@ -97,7 +109,11 @@ fn main() {
         }
     };
     let _ = handle.set(server.handle());
-    eprintln!("bench_server listening on http://{}/", server.local_addr());
+    eprintln!(
+        "bench_server listening on http://{}/ (metrics {})",
+        server.local_addr(),
+        if args.metrics { "on" } else { "off" }
+    );
     if let Err(e) = server.run() {
         eprintln!("server failed: {e}");
         std::process::exit(1);
@@ -113,6 +129,10 @@ fn parse_args() -> Result<Args, String> {
     let mut workers = match std::env::var("CONDUIT_BENCH_WORKERS") {
         Ok(v) => v.parse().map_err(|_| format!("CONDUIT_BENCH_WORKERS: not a number: {v:?}"))?,
         Err(_) => std::thread::available_parallelism().map_or(1, usize::from),
+    };
+    let mut metrics = match std::env::var("CONDUIT_BENCH_METRICS") {
+        Ok(v) => on_off(&v).ok_or(format!("CONDUIT_BENCH_METRICS: on or off, not {v:?}"))?,
+        Err(_) => true,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -131,11 +151,23 @@ fn parse_args() -> Result<Args, String> {
                 let v = value()?;
                 workers = v.parse().map_err(|_| format!("--workers: not a number: {v:?}"))?;
             }
+            "--metrics" => {
+                let v = value()?;
+                metrics = on_off(&v).ok_or(format!("--metrics: on or off, not {v:?}"))?;
+            }
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
     let addr = addr.parse().map_err(|e| format!("invalid address {addr:?}: {e}"))?;
-    Ok(Args { addr, max_connections, workers: workers.max(1) })
+    Ok(Args { addr, max_connections, workers: workers.max(1), metrics })
+}
+
+fn on_off(value: &str) -> Option<bool> {
+    match value {
+        "on" => Some(true),
+        "off" => Some(false),
+        _ => None,
+    }
 }
 
 fn router(start: Sender<Broadcast>, handle: Arc<OnceLock<ServerHandle>>) -> Router {

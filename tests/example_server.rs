@@ -389,3 +389,29 @@ fn the_page_has_a_favicon() {
         assert!(body.starts_with(b"<svg"));
     }
 }
+
+#[test]
+fn metrics_and_health_checks_are_served() {
+    let hub = Hub::new(HubConfig::default());
+    let mut config = local_config();
+    let router = example::observability(&mut config, example::router(TOKEN, &hub));
+    let server = spawn_with_hub(config, router, &hub);
+    let mut conn = Conn::open(server.local_addr());
+    conn.get("/count?n=2&interval_ms=1");
+    assert_eq!(conn.read_head().status, 200);
+    conn.read_chunked_body();
+    for (path, status, content_type, body_start) in [
+        ("/healthz", 200, "text/plain; charset=utf-8", "ok"),
+        ("/readyz", 200, "text/plain; charset=utf-8", "ready"),
+        ("/metrics", 200, conduit::server::OPENMETRICS_CONTENT_TYPE, "# HELP conduit_connections"),
+    ] {
+        conn.get(path);
+        let (head, body) = conn.read_response();
+        assert_eq!((head.status, head.header("content-type")), (status, Some(content_type)), "{path}");
+        assert!(String::from_utf8(body).unwrap().starts_with(body_start), "{path}");
+    }
+    conn.get("/metrics");
+    let text = String::from_utf8(conn.read_response().1).unwrap();
+    // The two counts and the done event.
+    assert!(text.lines().any(|l| l == "conduit_events_sent_total 3"), "{text}");
+}

@@ -19,12 +19,14 @@
 //! | `POST /api/chat/stream` | a streamed chat reply (bearer token; JSON body); `Conduit-Message-Id` |
 //! | `GET /api/chat/stream/{id}` | resume a reply after `Last-Event-ID`; `204` once it was all read |
 //! | `DELETE /api/chat/stream/{id}` | cancel a reply                                              |
+//! | `GET /metrics`    | Prometheus metrics (OpenMetrics text)                                    |
+//! | `GET /healthz`, `GET /readyz` | liveness and readiness checks (readiness includes Redis with `--redis`) |
 //!
 //! The bearer token comes from `--token` or `CONDUIT_TOKEN`; without either, a random one is made and printed.
 //! Pages on other origins may use the server when listed with `--cors-origin ORIGIN` (repeatable) or
 //! `CONDUIT_CORS_ORIGINS` (comma-separated; `*` for any). With `--redis redis://host:port` (or
 //! `CONDUIT_REDIS_URL`) the hub runs on Redis Streams: several processes on one Redis serve the same topics, and
-//! `GET /ready` answers 503 while Redis is unreachable. SIGINT or SIGTERM shuts down gracefully: every open
+//! `GET /readyz` answers 503 while Redis is unreachable. SIGINT or SIGTERM shuts down gracefully: every open
 //! stream gets a `shutdown` event (with `retry:`) and its end, then the process exits 0; a second signal
 //! exits at once.
 
@@ -35,7 +37,8 @@ use chat::{Chat, ChatConfig};
 use clap::Parser;
 use conduit::server::auth::require_bearer;
 use conduit::server::{
-    CorsConfig, Hub, HubConfig, PublishError, Request, Response, Router, Server, ServerConfig, Sse, StatusCode,
+    CorsConfig, HealthConfig, Hub, HubConfig, Metrics, PublishError, Request, Response, Router, Server, ServerConfig,
+    Sse, StatusCode,
 };
 use conduit::sse::Event;
 use serde_json::json;
@@ -129,7 +132,8 @@ fn main() {
         max_reply_time: Duration::from_secs(options.reply_time_limit),
         ..ChatConfig::default()
     };
-    let server = match Server::bind_with_hub(config, router_with(&token, &hub, chat_config), &hub) {
+    let router = observability(&mut config, router_with(&token, &hub, chat_config));
+    let server = match Server::bind_with_hub(config, router, &hub) {
         Ok(server) => server,
         Err(e) => {
             eprintln!("cannot listen on {}: {e}", options.addr);
@@ -178,6 +182,15 @@ fn random_hex(bytes: usize) -> Result<String, getrandom::Error> {
     Ok(random.iter().map(|b| format!("{b:02x}")).collect())
 }
 
+/// Metrics at `GET /metrics` and the health checks at `/healthz` and `/readyz`; the access log is on by
+/// default (`RUST_LOG=conduit::access=off` silences it).
+pub fn observability(config: &mut ServerConfig, router: Router) -> Router {
+    let metrics = Metrics::new();
+    config.metrics = Some(metrics.clone());
+    config.health = HealthConfig::standard();
+    router.get("/metrics", metrics.handler())
+}
+
 /// The example's routes with the default chat limits.
 pub fn router(token: &str, hub: &Hub) -> Router {
     router_with(token, hub, ChatConfig::default())
@@ -188,14 +201,8 @@ pub fn router_with(token: &str, hub: &Hub, chat: ChatConfig) -> Router {
     let chat = Arc::new(Chat::new(hub, Arc::clone(&token), chat));
     let (resume, cancel) = (Arc::clone(&chat), Arc::clone(&chat));
     let publish_token = Arc::clone(&token);
-    let ready_hub = hub.clone();
     let hub = hub.clone();
     Router::new()
-        // Readiness: 503 while the hub's backbone (Redis, with --redis) is unreachable.
-        .get("/ready", move |_: &Request| match ready_hub.backbone_up() {
-            true => Response::json(&json!({ "backbone": "up" })),
-            false => json_error(StatusCode::SERVICE_UNAVAILABLE, "the backbone is down").header("Retry-After", "1"),
-        })
         .get("/", |_: &Request| Response::html(INDEX_HTML))
         .get("/favicon.svg", |_: &Request| favicon())
         // Browsers ask for /favicon.ico whatever the page says; an SVG answers it as well.

@@ -99,6 +99,9 @@ pub enum CloseReason {
     Local,
     /// A read or write failed: reset by the peer, broken pipe, and the like.
     Io(io::ErrorKind),
+    /// Output waited too long: nothing of it was taken for `write_timeout` on an open connection, or a
+    /// graceful close had not sent it all within `flush_timeout`. The client is connected but not reading.
+    WriteTimeout,
     /// The loop is stopping.
     Shutdown,
     /// The connection's TLS handshake or session failed (TLS listeners only).
@@ -150,6 +153,10 @@ pub trait Handler {
 
     /// A message arrived from another thread.
     fn on_message(&mut self, _cx: &mut Context<'_, Self::Message>, _msg: Self::Message) {}
+
+    /// The turn's work is done and its output flushed: a place to publish what the turn changed (gauges such
+    /// as [`Context::queued_total`]) once per turn instead of once per event.
+    fn on_turn_end(&mut self, _cx: &mut Context<'_, Self::Message>) {}
 
     /// The connection is gone; `conn` will not be seen again. Free what belongs to it.
     fn on_close(&mut self, cx: &mut Context<'_, Self::Message>, conn: ConnId, reason: CloseReason);
@@ -325,6 +332,8 @@ struct Core<M> {
     /// Connections that used up their read budget and still have input.
     pending_reads: Vec<ConnId>,
     to_close: Vec<(ConnId, CloseReason)>,
+    /// Bytes waiting in all the connections' write queues together.
+    queued_total: usize,
     config: LoopConfig,
     now: Instant,
     stopping: bool,
@@ -369,6 +378,7 @@ impl<M> Context<'_, M> {
             c.dirty = true;
             self.core.dirty.push(conn);
         }
+        self.core.queued_total += additional;
         Ok(())
     }
 
@@ -410,7 +420,9 @@ impl<M> Context<'_, M> {
     /// # Errors
     /// As for [`write`](Self::write).
     pub fn write_shared(&mut self, conn: ConnId, bytes: &Arc<[u8]>, range: Range<usize>) -> Result<(), WriteError> {
-        self.queue(conn, range.len(), |q| q.push_shared(Arc::clone(bytes), range))
+        // A range outside the bytes queues nothing, and counts as nothing.
+        let len = if range.end <= bytes.len() { range.len() } else { 0 };
+        self.queue(conn, len, |q| q.push_shared(Arc::clone(bytes), range))
     }
 
     /// Writes what the socket takes now instead of waiting for the end of the turn, for a caller deciding
@@ -425,6 +437,17 @@ impl<M> Context<'_, M> {
     /// handed to its session, which holds at most 32 KiB of records beyond it.
     pub fn queued(&self, conn: ConnId) -> Option<usize> {
         self.core.conns.get(conn).map(|c| c.queue.len())
+    }
+
+    /// Bytes waiting in all the loop's write queues together.
+    pub fn queued_total(&self) -> usize {
+        self.core.queued_total
+    }
+
+    /// True while the loop accepts new connections: it has not stopped accepting and is not pausing after
+    /// running out of file descriptors.
+    pub fn is_accepting(&self) -> bool {
+        self.core.listener.is_some() && !self.core.accept_paused
     }
 
     /// True if `additional` bytes would be accepted by the connection's queue now.
@@ -576,10 +599,13 @@ impl<M> Core<M> {
         if matches!(c.phase, Phase::Closing | Phase::Lingering(_)) {
             return;
         }
+        let before = c.queue.len();
         let result = match c.tls.as_mut() {
             Some(tls) => tls.flush(&mut c.queue, &mut c.stream, matches!(c.phase, Phase::FlushThenClose(_))),
             None => c.queue.write_to(&mut Sender(&c.stream)),
         };
+        // Counted from the queue itself: a write that fails part-way has still consumed what it wrote.
+        self.queued_total -= before - c.queue.len();
         match result {
             Ok(n) => c.written += n as u64,
             Err(e) => {
@@ -632,7 +658,7 @@ impl<M> Core<M> {
                 c.peer,
                 c.queue.len()
             );
-            self.schedule_close(conn, CloseReason::Io(io::ErrorKind::TimedOut));
+            self.schedule_close(conn, CloseReason::WriteTimeout);
         }
     }
 
@@ -752,6 +778,7 @@ impl<H: Handler> EventLoop<H> {
                 drained: Vec::new(),
                 pending_reads: Vec::new(),
                 to_close: Vec::new(),
+                queued_total: 0,
                 config: config.clone(),
                 now: Instant::now(),
                 stopping: false,
@@ -898,6 +925,10 @@ impl<H: Handler> EventLoop<H> {
                 self.handler.on_drained(&mut cx, id);
             }
         }
+        self.settle();
+        let mut cx = Context { core: &mut self.core };
+        self.handler.on_turn_end(&mut cx);
+        // Whatever the handler did there goes out with this turn too.
         self.settle();
         Ok(())
     }
@@ -1077,7 +1108,13 @@ impl<H: Handler> EventLoop<H> {
                     let mut cx = Context { core: &mut self.core };
                     self.handler.on_timer(&mut cx, timer, key);
                 }
-                LoopTimer::Linger(conn) => self.core.schedule_close(conn, CloseReason::Local),
+                LoopTimer::Linger(conn) => {
+                    // Past the flush deadline with output unsent, the client was not reading; after it, the
+                    // linger simply ended.
+                    let unsent = self.core.conns.get(conn).is_some_and(|c| matches!(c.phase, Phase::FlushThenClose(_)));
+                    let reason = if unsent { CloseReason::WriteTimeout } else { CloseReason::Local };
+                    self.core.schedule_close(conn, reason);
+                }
                 LoopTimer::Stall(conn) => self.core.check_stall(conn, timer),
                 LoopTimer::Handshake(conn) => self.core.handshake_expired(conn),
                 LoopTimer::ResumeAccept => {
@@ -1099,6 +1136,7 @@ impl<H: Handler> EventLoop<H> {
             }
             for (id, reason) in closing {
                 if let Some(mut c) = self.core.conns.remove(id) {
+                    self.core.queued_total -= c.queue.len();
                     let _ = self.core.poll.registry().deregister(&mut c.stream);
                     drop(c);
                     let mut cx = Context { core: &mut self.core };

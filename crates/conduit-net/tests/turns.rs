@@ -55,8 +55,10 @@ fn a_burst_of_messages_is_handled_in_bounded_batches_in_order() {
     server.stop();
 }
 
-/// Queues a lot of output on every connection, then closes it gracefully.
-struct Flooder;
+/// Queues a lot of output on every connection, then closes it gracefully; records why each connection closed.
+struct Flooder {
+    closes: Arc<Mutex<Vec<CloseReason>>>,
+}
 
 impl Handler for Flooder {
     type Message = Msg<()>;
@@ -68,14 +70,17 @@ impl Handler for Flooder {
     fn on_message(&mut self, cx: &mut Context<'_, Self::Message>, msg: Self::Message) {
         control(cx, msg);
     }
-    fn on_close(&mut self, _: &mut Context<'_, Self::Message>, _: ConnId, _: CloseReason) {}
+    fn on_close(&mut self, _: &mut Context<'_, Self::Message>, _: ConnId, reason: CloseReason) {
+        self.closes.lock().unwrap().push(reason);
+    }
 }
 
 #[test]
 fn a_graceful_close_to_a_client_that_never_reads_ends_at_the_flush_timeout() {
     let config =
         LoopConfig { flush_timeout: Duration::from_secs(1), write_queue_limit: 32 << 20, ..LoopConfig::default() };
-    let server = start(config, Flooder);
+    let closes = Arc::new(Mutex::new(Vec::new()));
+    let server = start(config, Flooder { closes: Arc::clone(&closes) });
     let client = connect_small_rcvbuf(server.addr, 64 * 1024);
     let opened = Instant::now();
     // Open (with its close deadline armed) until the deadline, then gone: the client never read a byte more
@@ -84,12 +89,16 @@ fn a_graceful_close_to_a_client_that_never_reads_ends_at_the_flush_timeout() {
     poll_until("the closing connection is given up", || server.counts() == (0, 0));
     let held = opened.elapsed();
     assert!(held >= Duration::from_millis(900) && held < Duration::from_secs(5), "held for {held:?}");
+    assert_eq!(*closes.lock().unwrap(), [CloseReason::WriteTimeout], "told apart from an ordinary close");
     drop(client);
     server.stop();
 }
 
-/// Queues a lot of output on every connection and keeps it open.
-struct Holder;
+/// Queues a lot of output on every connection and keeps it open; publishes the loop's queued total each turn.
+struct Holder {
+    closes: Closes,
+    queued_total: Arc<Mutex<usize>>,
+}
 
 impl Handler for Holder {
     type Message = Msg<()>;
@@ -100,25 +109,36 @@ impl Handler for Holder {
     fn on_message(&mut self, cx: &mut Context<'_, Self::Message>, msg: Self::Message) {
         control(cx, msg);
     }
-    fn on_close(&mut self, _: &mut Context<'_, Self::Message>, _: ConnId, _: CloseReason) {}
+    fn on_close(&mut self, _: &mut Context<'_, Self::Message>, _: ConnId, reason: CloseReason) {
+        self.closes.lock().unwrap().push(reason);
+    }
+    fn on_turn_end(&mut self, cx: &mut Context<'_, Self::Message>) {
+        *self.queued_total.lock().unwrap() = cx.queued_total();
+    }
 }
 
-fn holder(write_timeout: Duration) -> common::Server<Holder> {
-    start(
-        LoopConfig { write_timeout: Some(write_timeout), write_queue_limit: 32 << 20, ..LoopConfig::default() },
-        Holder,
-    )
+/// Why each connection closed, as the handler was told.
+type Closes = Arc<Mutex<Vec<CloseReason>>>;
+
+fn holder(write_timeout: Duration) -> (common::Server<Holder>, Closes, Arc<Mutex<usize>>) {
+    let closes = Arc::new(Mutex::new(Vec::new()));
+    let queued_total = Arc::new(Mutex::new(0));
+    let handler = Holder { closes: Arc::clone(&closes), queued_total: Arc::clone(&queued_total) };
+    let config =
+        LoopConfig { write_timeout: Some(write_timeout), write_queue_limit: 32 << 20, ..LoopConfig::default() };
+    (start(config, handler), closes, queued_total)
 }
 
 #[test]
 fn an_open_connection_whose_client_stops_reading_is_closed_after_the_write_timeout() {
-    let server = holder(Duration::from_millis(800));
+    let (server, closes, _) = holder(Duration::from_millis(800));
     let client = connect_small_rcvbuf(server.addr, 64 * 1024);
     let opened = Instant::now();
     poll_until("the connection is accepted", || server.counts() == (1, 1));
     poll_until("the stalled connection is closed", || server.counts() == (0, 0));
     let held = opened.elapsed();
     assert!(held >= Duration::from_millis(700) && held < Duration::from_secs(5), "held for {held:?}");
+    assert_eq!(*closes.lock().unwrap(), [CloseReason::WriteTimeout]);
     drop(client);
     server.stop();
 }
@@ -126,7 +146,7 @@ fn an_open_connection_whose_client_stops_reading_is_closed_after_the_write_timeo
 #[test]
 fn a_slow_reader_that_keeps_reading_is_not_cut_off() {
     use std::io::Read;
-    let server = holder(Duration::from_millis(800));
+    let (server, _, _) = holder(Duration::from_millis(800));
     let mut client = connect_small_rcvbuf(server.addr, 64 * 1024);
     poll_until("the connection is accepted", || server.counts().0 == 1);
     // Well past the write timeout, reading a little every 100 ms: output keeps moving, so it stays.
@@ -141,5 +161,28 @@ fn a_slow_reader_that_keeps_reading_is_not_cut_off() {
     assert_eq!(server.counts().0, 1, "the slow reader was cut off");
     drop(client);
     poll_until("the connection is freed", || server.counts() == (0, 0));
+    server.stop();
+}
+
+#[test]
+fn the_loop_keeps_a_total_of_queued_output_that_falls_as_it_is_sent_and_when_connections_close() {
+    use std::io::Read;
+    let (server, _, queued_total) = holder(Duration::from_secs(30));
+    let total = || *queued_total.lock().unwrap();
+    let sixteen_mib = 16usize << 20;
+    let mut reader = connect_small_rcvbuf(server.addr, 64 * 1024);
+    let idle = connect_small_rcvbuf(server.addr, 64 * 1024);
+    poll_until("both connections queued their output", || server.counts().0 == 2 && total() > sixteen_mib);
+    // The kernel took some of each 16 MiB; the rest waits in the loop's queues.
+    assert!(total() < 2 * sixteen_mib, "{}", total());
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut read = 0;
+    while read < sixteen_mib {
+        read += reader.read(&mut buf).unwrap();
+    }
+    poll_until("what the reader took is no longer counted", || total() < sixteen_mib);
+    drop(reader);
+    drop(idle);
+    poll_until("closing the connections drops what they held", || server.counts().0 == 0 && total() == 0);
     server.stop();
 }

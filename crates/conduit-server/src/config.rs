@@ -1,6 +1,8 @@
 //! Server configuration: every limit the server enforces, with the defaults documented in the README.
 
 use crate::cors::CorsConfig;
+use crate::health::HealthConfig;
+use crate::metrics::Metrics;
 use conduit_http::Limits;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -55,6 +57,18 @@ pub struct ServerConfig {
     /// Sent to every open stream when the server shuts down, before the stream ends: for example an event
     /// with a `retry:` telling clients when to reconnect.
     pub shutdown_event: Option<conduit_sse::Event>,
+    /// After [`ServerHandle::shutdown`](crate::ServerHandle::shutdown), how long the server goes on serving
+    /// (without keep-alive, and with its readiness check answering `503 shutting down`) before it stops
+    /// accepting and ends its streams, so that load balancers stop sending it clients first.
+    pub shutdown_delay: Duration,
+    /// The registry the server counts into ([`Metrics`]); each configuration made by `default()` has a
+    /// registry of its own, and clones of it share that one. `None` counts nothing.
+    pub metrics: Option<Metrics>,
+    /// Liveness and readiness checks, answered by the event loop ahead of the router (off by default).
+    pub health: HealthConfig,
+    /// The level of the access log (`log` target `conduit::access`, one line per request); `None` turns it
+    /// off. Health checks are logged one level lower.
+    pub access_log: Option<log::Level>,
     /// How long a [deferred reply](crate::Reply::deferred) may take; past it the request gets `504`.
     pub deferred_timeout: Duration,
 }
@@ -80,6 +94,10 @@ impl Default for ServerConfig {
             write_timeout: Some(Duration::from_secs(60)),
             cors: None,
             shutdown_event: None,
+            shutdown_delay: Duration::ZERO,
+            metrics: Some(Metrics::new()),
+            health: HealthConfig::default(),
+            access_log: Some(log::Level::Info),
             deferred_timeout: Duration::from_secs(30),
         }
     }

@@ -14,11 +14,14 @@
 //! While `Reading`, one deadline is armed: `request_timeout` once a request's first byte has arrived,
 //! `idle_timeout` while waiting for it. The [`Conns`] table is indexed like the loop's own slab.
 
+use crate::access_log::RequestLog;
 use crate::message::LoopContext;
+use crate::metrics::Disconnect;
 use crate::reply::Deferred;
 use crate::streaming::Stream;
 use conduit_http::{ParseError, Request, RequestParser, Status, Version};
 use conduit_net::{ConnId, TimerId};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 /// A connection's place in the HTTP exchange.
@@ -56,6 +59,11 @@ pub(crate) struct Conn {
     deadline: Option<TimerId>,
     /// The deadline is the idle one (no byte of a next request yet).
     deadline_idle: bool,
+    pub(crate) peer: Option<SocketAddr>,
+    /// Why the server is ending the connection, once it has decided to (see [`Disconnect::of`]).
+    pub(crate) end: Option<Disconnect>,
+    /// The request being answered, while the access log is on.
+    pub(crate) request_log: Option<Box<RequestLog>>,
 }
 
 /// What the buffered input holds next.
@@ -71,7 +79,7 @@ pub(crate) enum Next {
 }
 
 impl Conn {
-    pub(crate) fn new(id: ConnId, parser: RequestParser) -> Conn {
+    pub(crate) fn new(id: ConnId, parser: RequestParser, peer: Option<SocketAddr>) -> Conn {
         Conn {
             id,
             input: Vec::new(),
@@ -79,7 +87,15 @@ impl Conn {
             state: State::Reading,
             deadline: None,
             deadline_idle: false,
+            peer,
+            end: None,
+            request_log: None,
         }
+    }
+
+    /// Notes why the server is ending the connection; the first reason given stands.
+    pub(crate) fn ending(&mut self, why: Disconnect) {
+        self.end.get_or_insert(why);
     }
 
     /// The connection now sends `stream`; its parser is dropped until the stream ends.

@@ -11,7 +11,7 @@
 //! come back. Its stream is open meanwhile (keep-alives flow); the `reset`, if any, opens it when it starts.
 
 use crate::backbone::{BackboneError, BackboneEvent, HistoryAnswer};
-use crate::connection::{Conns, State};
+use crate::connection::Conns;
 use crate::framing::frame_range;
 use crate::hub::valid_topic;
 use crate::message::LoopContext;
@@ -19,7 +19,7 @@ use crate::response::Response;
 use crate::sse::{Source, Subscription};
 use crate::topics::HubState;
 use conduit_http::StatusCode;
-use conduit_net::ConnId;
+use conduit_net::{ConnId, WriteError};
 use conduit_sse::{Backlog, Event, ResumePlan, SharedEvent, plan_resume};
 use std::sync::Arc;
 
@@ -227,10 +227,12 @@ pub(crate) fn catch_up(cx: &mut LoopContext<'_>, conns: &mut Conns, hub: &mut Hu
             }
             let range = frame_range(&next, stream.chunked);
             queued += range.len();
-            if cx.write_shared(id, next.bytes(), range).is_err() {
+            if let Err(e) = cx.write_shared(id, next.bytes(), range) {
+                stream.cut_off = matches!(e, WriteError::Full(_));
                 cx.close(id);
                 return;
             }
+            stream.meter.delivered(next.body_range().len());
             sub.cursor = next.seq();
             stream.keep_alive.record_activity(now);
             if sub.ends_with(next.body()) {
@@ -242,6 +244,7 @@ pub(crate) fn catch_up(cx: &mut LoopContext<'_>, conns: &mut Conns, hub: &mut Hu
         let topics = sub.topics.iter().filter_map(|t| hub.topics.get(t));
         if !topics.clone().all(|t| t.backlog.complete_after(sub.cursor.max(sub.announced_gap))) {
             log::warn!("stream {id} fell behind the backlog of its topics; closing it so that it resumes");
+            stream.cut_off = true;
             cx.close(id);
             return;
         }
@@ -257,13 +260,15 @@ pub(crate) fn catch_up(cx: &mut LoopContext<'_>, conns: &mut Conns, hub: &mut Hu
         };
         let range = frame_range(next, stream.chunked);
         let len = range.len();
-        if cx.write_shared(id, next.bytes(), range).is_err() {
+        if let Err(e) = cx.write_shared(id, next.bytes(), range) {
+            stream.cut_off = matches!(e, WriteError::Full(_));
             cx.close(id);
             return;
         }
         queued += len;
         sub.cursor = next.seq();
         stream.keep_alive.record_activity(now);
+        stream.meter.delivered(next.body_range().len());
         if sub.ends_with(next.body()) {
             hub.ended.push(id);
             return;
@@ -297,7 +302,8 @@ pub(crate) fn deliver(
     if evicted > 0 {
         // A subscriber still catching up whose next events were just evicted can never be served losslessly:
         // cut it off now, so that it resumes and is told, rather than when it next reads.
-        cut_off_behind(cx, conns, t.catching_up.iter(), &topic, t.backlog.evicted_through());
+        let catching_up: Vec<ConnId> = t.catching_up.iter().copied().collect();
+        cut_off_behind(cx, conns, &catching_up, &topic, t.backlog.evicted_through());
     }
     let mut behind = Vec::new();
     for &id in &t.live {
@@ -314,6 +320,7 @@ pub(crate) fn deliver(
         if fits && cx.write_shared(id, event.bytes(), range).is_ok() {
             sub.cursor = event.seq();
             stream.keep_alive.record_activity(now);
+            stream.meter.delivered(event.body_range().len());
             if sub.ends_with(event.body()) {
                 hub.ended.push(id);
             }
@@ -336,21 +343,14 @@ pub(crate) fn deliver(
 
 /// Closes the subscribers among `ids` that have not read everything up to `through`, which the topic's backlog
 /// no longer holds, so that they resume and are told.
-fn cut_off_behind<'a>(
-    cx: &mut LoopContext<'_>,
-    conns: &Conns,
-    ids: impl Iterator<Item = &'a ConnId>,
-    topic: &str,
-    through: u64,
-) {
+fn cut_off_behind(cx: &mut LoopContext<'_>, conns: &mut Conns, ids: &[ConnId], topic: &str, through: u64) {
     for &id in ids {
-        let behind = conns.get(id).is_some_and(|c| {
-            matches!(&c.state, State::Streaming(s) if matches!(&s.source,
-                Source::Subscription(sub) if sub.planned && sub.cursor.max(sub.announced_gap) < through))
-        });
+        let Some(stream) = conns.stream_mut(id) else { continue };
+        let behind = matches!(&stream.source,
+            Source::Subscription(sub) if sub.planned && sub.cursor.max(sub.announced_gap) < through);
         if behind {
             log::warn!("stream {id} fell behind the backlog of {topic:?}; closing it so that it resumes");
-            cx.close(id);
+            stream.cut(cx, id);
         }
     }
 }
@@ -369,8 +369,8 @@ pub(crate) fn on_backbone(
             for (topic, missing_through) in gaps {
                 if let Some(t) = hub.topics.get_mut(topic) {
                     t.backlog.mark_missing_through(*missing_through);
-                    let followers = t.live.iter().chain(&t.catching_up);
-                    cut_off_behind(cx, conns, followers, topic, *missing_through);
+                    let followers: Vec<ConnId> = t.live.iter().chain(&t.catching_up).copied().collect();
+                    cut_off_behind(cx, conns, &followers, topic, *missing_through);
                 }
             }
             for (topic, shared) in events {

@@ -3,7 +3,7 @@
 
 use crate::response::Response;
 use conduit_http::{BodyFraming, CHUNK_END, ResponseHead, StatusCode, Version, write_chunk_header};
-use conduit_net::{ConnId, Context};
+use conduit_net::{ConnId, Context, WriteError};
 use conduit_sse::SharedEvent;
 use std::ops::Range;
 
@@ -39,18 +39,25 @@ pub(crate) fn encode_response(r: &Response, version: Version, keep_alive: bool, 
     buf
 }
 
-/// Frames `bytes` as one chunk when `chunked`, and queues it whole or not at all. False if the connection's
-/// queue refused it.
-pub(crate) fn write_body<M>(cx: &mut Context<'_, M>, id: ConnId, chunked: bool, bytes: &[u8]) -> bool {
+/// Frames `bytes` as one chunk when `chunked`, and queues it whole or not at all.
+///
+/// # Errors
+/// As for [`Context::write`]: the connection is closed (or closing), or its queue is full.
+pub(crate) fn write_body<M>(
+    cx: &mut Context<'_, M>,
+    id: ConnId,
+    chunked: bool,
+    bytes: &[u8],
+) -> Result<(), WriteError> {
     if !chunked {
-        return cx.write(id, bytes).is_ok();
+        return cx.write(id, bytes);
     }
     if bytes.is_empty() {
-        return true;
+        return Ok(());
     }
     let mut header = Vec::with_capacity(18);
     write_chunk_header(&mut header, bytes.len());
-    cx.write_parts(id, &[&header, bytes, CHUNK_END]).is_ok()
+    cx.write_parts(id, &[&header, bytes, CHUNK_END])
 }
 
 /// Batches at least this large are handed to the write queue as they are instead of being copied into it.
@@ -60,25 +67,30 @@ const MOVE_BATCH: usize = 4096;
 /// into the write queue rather than copied (its chunk header queued before it), and `body` gets a new buffer
 /// for the next one: a pulled stream's batches are tens of kilobytes, and copying each one cost a memcpy of
 /// every byte streamed. A small one is copied and `body` keeps its buffer.
-pub(crate) fn write_batch<M>(cx: &mut Context<'_, M>, id: ConnId, chunked: bool, body: &mut Vec<u8>) -> bool {
+pub(crate) fn write_batch<M>(
+    cx: &mut Context<'_, M>,
+    id: ConnId,
+    chunked: bool,
+    body: &mut Vec<u8>,
+) -> Result<(), WriteError> {
     if body.len() < MOVE_BATCH {
-        let ok = write_body(cx, id, chunked, body);
+        let written = write_body(cx, id, chunked, body);
         body.clear();
-        return ok;
+        return written;
     }
     // The next batch will be about as large: room for it and for the event that takes it past the mark.
     let next = Vec::with_capacity(body.len() + 1024);
-    let batch = std::mem::replace(body, next);
+    let mut batch = std::mem::replace(body, next);
     if !chunked {
-        return cx.write_vec(id, batch).is_ok();
+        return cx.write_vec(id, batch);
     }
     let mut header = Vec::with_capacity(18);
     write_chunk_header(&mut header, batch.len());
-    let mut batch = batch;
     batch.extend_from_slice(CHUNK_END);
     // A header queued without its batch leaves the stream unframed, but the caller closes a connection whose
     // queue refused either.
-    cx.write(id, &header).is_ok() && cx.write_vec(id, batch).is_ok()
+    cx.write(id, &header)?;
+    cx.write_vec(id, batch)
 }
 
 /// The part of a shared event a stream sends: all of it (chunk framing included) on chunked streams.

@@ -7,6 +7,7 @@
 //! `topics` and `fanout`.
 
 use crate::backbone::{Backbone, BackboneError, BackboneEvent, shared_event};
+use crate::health::BackboneHealth;
 use crate::message::Msg;
 use crate::registry::{HistoryError, Registry, RegistryError};
 use conduit_net::Remote;
@@ -84,10 +85,26 @@ pub(crate) fn valid_topic(name: &str, max_len: usize) -> bool {
     !name.is_empty() && name.len() <= max_len && !name.chars().any(char::is_control)
 }
 
+/// What a hub has published and holds, for metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct HubStats {
+    /// Events accepted by [`Hub::publish`].
+    pub published: u64,
+    /// Topics known (holding events or followed).
+    pub topics: usize,
+    /// Events held in the topics' backlogs.
+    pub backlog_events: usize,
+    /// Bytes held in the topics' backlogs.
+    pub backlog_bytes: usize,
+}
+
 #[derive(Debug)]
 struct Publisher {
     /// The last sequence number handed out.
     seq: u64,
+    /// Events accepted.
+    published: u64,
     /// The server's event loops; every one keeps every topic's state, so each gets every event.
     loops: Vec<Remote<Msg>>,
     registry: Registry,
@@ -126,6 +143,8 @@ struct HubShared {
     publisher: Mutex<Publisher>,
     /// An external backbone; `None` for the embedded one.
     backbone: Option<Arc<dyn Backbone>>,
+    /// Where a backbone that is not a [`Backbone`] of this crate's kind (or an application) reports its state.
+    health: BackboneHealth,
 }
 
 impl Hub {
@@ -143,14 +162,24 @@ impl Hub {
 
     fn build(config: HubConfig, backbone: Option<Arc<dyn Backbone>>) -> Hub {
         let registry = Registry::new(config.max_topics, config.max_unpublished_topics, config.backlog);
-        let publisher = Publisher { seq: 0, loops: Vec::new(), registry };
-        Hub { shared: Arc::new(HubShared { config, publisher: Mutex::new(publisher), backbone }) }
+        let publisher = Publisher { seq: 0, published: 0, loops: Vec::new(), registry };
+        let health = BackboneHealth::new();
+        Hub { shared: Arc::new(HubShared { config, publisher: Mutex::new(publisher), backbone, health }) }
     }
 
     /// Whether the hub can publish and deliver: always with the embedded backbone; with an external one,
     /// whether its store is reachable (for readiness checks).
     pub fn backbone_up(&self) -> bool {
-        self.shared.backbone.as_ref().is_none_or(|b| b.is_up())
+        self.backbone_state() != Some(false)
+    }
+
+    /// `Some(up)` for an external backbone, or once something reported through
+    /// [`backbone_health`](Self::backbone_health); `None` for the embedded backbone.
+    pub(crate) fn backbone_state(&self) -> Option<bool> {
+        match &self.shared.backbone {
+            Some(backbone) => Some(backbone.is_up() && self.shared.health.is_up() != Some(false)),
+            None => self.shared.health.is_up(),
+        }
     }
 
     /// Whether the hub runs on an external backbone.
@@ -207,6 +236,25 @@ impl Hub {
         &self.shared.config
     }
 
+    /// What the hub has published and holds now.
+    pub fn stats(&self) -> HubStats {
+        let publisher = self.lock();
+        let held = publisher.registry.held();
+        HubStats {
+            published: publisher.published,
+            topics: held.topics,
+            backlog_events: held.events,
+            backlog_bytes: held.bytes,
+        }
+    }
+
+    /// A hook for reporting whether a backbone is up from outside the [`Backbone`] trait (an application's own
+    /// store, say): it keeps a clone and calls [`BackboneHealth::set_up`]; readiness checks and the
+    /// `conduit_backbone_up` metric read it together with an external [`Backbone`]'s own state.
+    pub fn backbone_health(&self) -> &BackboneHealth {
+        &self.shared.health
+    }
+
     pub(crate) fn attach(&self, loops: Vec<Remote<Msg>>) -> std::io::Result<()> {
         let mut publisher = self.lock();
         if publisher.loops.iter().any(Remote::is_open) {
@@ -240,6 +288,7 @@ impl Hub {
         if let Some(backbone) = &self.shared.backbone {
             // Numbered by the store, delivered by the node's reader like every other node's events.
             let seq = backbone.publish(topic, &event).map_err(PublishError::Backbone)?;
+            self.lock().published += 1;
             return Ok(event.id_str().map_or_else(|| seq.to_string(), str::to_owned));
         }
         let topic: Arc<str> = Arc::from(topic);
@@ -278,12 +327,14 @@ impl Hub {
             // that every delivery changes.
             let event = if i == 0 { shared.clone() } else { shared.detached() };
             // A loop that stopped since the check is shutting down; the others still get the event.
-            delivered |= remote.send_past_limit(Msg::Publish { topic: Arc::clone(&topic), event }).is_ok();
+            let msg = Msg::Publish { topic: Arc::clone(&topic), event, published_at: Instant::now() };
+            delivered |= remote.send_past_limit(msg).is_ok();
         }
         if !delivered {
             return Err(PublishError::NotRunning);
         }
         publisher.seq = seq;
+        publisher.published += 1;
         Ok(id)
     }
 }

@@ -48,9 +48,14 @@
 //!  connection   a connection's state machine: Reading / Streaming / Closing, input, request deadlines
 //!  streaming    a stream's source produces events; writing them, keep-alives, the stream's end
 //!  framing      response heads, bodies, chunk framing
-//!  stats        counters the loops share
 //!  topics       the loop's copy of each topic: backlog, live and catching-up followers
-//!  config, auth, cors, hub (publishing side), router, reply (now or later), response, sse, channel (SseSender)
+//!  access_log   one line per request through `log` (target `conduit::access`)
+//!  config       ServerConfig: every limit and setting
+//!  metrics      the Prometheus registry; per-loop counters summed at scrape time
+//!  stats        counters the loops share
+//!  auth, cors, hub (publishing side), router
+//!  health       liveness and readiness checks; BackboneHealth, the hook a hub backbone reports through
+//!  reply (now or later), response, sse (the Sse builder), channel (SseSender)
 //!  registry     which topics exist node-wide, who follows them, which is forgotten to make room
 //!  message      what other threads send a loop (Msg)
 //!  backbone     the Backbone trait an external store (Redis) implements, and what it feeds the loops
@@ -69,14 +74,17 @@ mod channel;
 mod sse;
 mod response;
 mod reply;
+mod health;
 mod router;
 mod registry;
 mod hub;
 mod cors;
 pub mod auth;
-mod config;
-mod topics;
 mod stats;
+mod metrics;
+mod config;
+mod access_log;
+mod topics;
 mod framing;
 mod streaming;
 mod connection;
@@ -85,12 +93,17 @@ mod dispatch;
 mod service;
 mod server;
 
+pub use access_log::TARGET as ACCESS_LOG_TARGET;
 pub use backbone::{Backbone, BackboneError, BackboneEvent, Deliver, HistoryAnswer};
 pub use channel::{DEFAULT_CHANNEL_CAPACITY, Disconnected, SendFuture, SseSender, TrySendError};
 pub use conduit_http::{Method, Request, StatusCode};
 pub use config::ServerConfig;
 pub use cors::{CorsConfig, CorsError};
-pub use hub::{Hub, HubConfig, OLDEST_EVENT_ID_HEADER, PublishError};
+pub use health::{BackboneHealth, HealthConfig};
+pub use hub::{Hub, HubConfig, HubStats, OLDEST_EVENT_ID_HEADER, PublishError};
+pub use metrics::{Metrics, OPENMETRICS_CONTENT_TYPE};
+/// The metrics library [`Metrics`] is built on, for registering an application's own metrics in its registry.
+pub use prometheus_client;
 pub use registry::HistoryError;
 pub use reply::{Deferred, Reply, Responder};
 pub use response::Response;

@@ -6,6 +6,7 @@ use crate::backbone::BackboneEvent;
 use conduit_net::ConnId;
 use conduit_sse::SharedEvent;
 use std::sync::Arc;
+use std::time::Instant;
 
 /// A message in an event loop's mailbox.
 #[derive(Debug)]
@@ -16,8 +17,8 @@ pub(crate) enum Msg {
     Answer(ConnId),
     /// Begin a graceful shutdown.
     Shutdown,
-    /// A hub event, numbered and encoded by the publisher.
-    Publish { topic: Arc<str>, event: SharedEvent },
+    /// A hub event, numbered and encoded by the publisher at `published_at`.
+    Publish { topic: Arc<str>, event: SharedEvent, published_at: Instant },
     /// The hub forgot a topic nobody follows to make room for a new one: drop its backlog.
     Forget { topic: Arc<str> },
     /// What an external backbone read; every loop gets the same ones in the same order.

@@ -60,6 +60,14 @@ impl std::fmt::Display for HistoryError {
 
 impl std::error::Error for HistoryError {}
 
+/// What the registry holds, for metrics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Held {
+    pub(crate) topics: usize,
+    pub(crate) events: usize,
+    pub(crate) bytes: usize,
+}
+
 /// The node-wide topic table.
 #[derive(Debug)]
 pub(crate) struct Registry {
@@ -191,6 +199,16 @@ impl Registry {
         Ok(entry.backlog.iter_after(cursor).take(limit).cloned().collect())
     }
 
+    /// Topics known, and the events and bytes their backlogs hold.
+    pub(crate) fn held(&self) -> Held {
+        let mut held = Held { topics: self.topics.len(), events: 0, bytes: 0 };
+        for entry in self.topics.values() {
+            held.events += entry.backlog.len();
+            held.bytes += entry.backlog.bytes();
+        }
+        held
+    }
+
     /// Published and unpublished topics known.
     #[cfg(test)]
     fn counts(&self) -> (usize, usize) {
@@ -226,6 +244,8 @@ mod tests {
         assert_eq!(r.history("t", Some("1"), 10), Err(HistoryError::UnknownId), "evicted");
         assert_eq!(r.history("nope", None, 10), Ok(vec![]));
         assert_eq!(r.history("nope", Some("1"), 10), Err(HistoryError::UnknownId));
+        let one = ev(1).body().len();
+        assert_eq!(r.held(), Held { topics: 1, events: 3, bytes: 3 * one }, "what the backlog keeps");
     }
 
     fn names(list: &[&str]) -> Vec<Arc<str>> {

@@ -5,6 +5,7 @@ use crate::config::ServerConfig;
 use crate::framing::encode_response;
 use crate::hub::Hub;
 use crate::message::Msg;
+use crate::metrics::{LoopCounters, Metrics};
 use crate::response::Response;
 use crate::router::Router;
 use crate::service::Service;
@@ -76,18 +77,25 @@ impl Server {
         let stats = Arc::new(Stats::default());
         let mut addr = config.addr;
         let mut event_loops = Vec::with_capacity(workers);
+        let mut counters = Vec::new();
         for _ in 0..workers {
             // With several loops each has its own listener on the same port (SO_REUSEPORT); the first one
             // settles the port when the configuration asked for port 0.
             let listener = conduit_net::bind(addr, config.backlog, workers > 1)?;
             addr = listener.local_addr()?;
+            let loop_counters = config.metrics.as_ref().map(|_| Arc::new(LoopCounters::default()));
+            counters.extend(loop_counters.clone());
+            let hub_state = HubState::new(hub.clone());
             let service =
-                Service::new(Arc::clone(&router), config.clone(), Arc::clone(&stats), HubState::new(hub.clone()));
+                Service::new(Arc::clone(&router), config.clone(), Arc::clone(&stats), hub_state, loop_counters);
             event_loops.push(EventLoop::new(listener, loop_config.clone(), service)?);
         }
         let remotes: Vec<Remote<Msg>> = event_loops.iter().map(EventLoop::remote).collect();
         hub.attach(remotes.clone())?;
-        let handle = ServerHandle { addr, remotes, stats, hub: hub.clone() };
+        if let Some(metrics) = &config.metrics {
+            metrics.attach(Arc::clone(&stats), counters, hub.clone());
+        }
+        let handle = ServerHandle { addr, remotes, stats, hub: hub.clone(), metrics: config.metrics.clone() };
         Ok(Server { event_loops, handle })
     }
 
@@ -152,6 +160,7 @@ pub struct ServerHandle {
     remotes: Vec<Remote<Msg>>,
     stats: Arc<Stats>,
     hub: Hub,
+    metrics: Option<Metrics>,
 }
 
 impl ServerHandle {
@@ -174,6 +183,11 @@ impl ServerHandle {
     /// The hub whose topics this server serves.
     pub fn hub(&self) -> &Hub {
         &self.hub
+    }
+
+    /// The registry this server counts into (`ServerConfig::metrics`), or `None` when metrics are off.
+    pub fn metrics(&self) -> Option<&Metrics> {
+        self.metrics.as_ref()
     }
 
     /// Open connections.

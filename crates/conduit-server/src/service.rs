@@ -3,13 +3,16 @@
 //! [`dispatch`](crate::dispatch), streams to [`streaming`](crate::streaming) and hub events to
 //! [`fanout`](crate::fanout).
 
+use crate::access_log::{self, RequestLog, peer};
 use crate::config::ServerConfig;
 use crate::connection::{Conn, Conns, Next, State, Waiting};
 use crate::dispatch::dispatch;
 use crate::fanout;
 use crate::framing::{build_head, encode_response};
+use crate::health::{self, Readiness};
 use crate::hub::OLDEST_EVENT_ID_HEADER;
 use crate::message::{LoopContext, Msg};
+use crate::metrics::{Disconnect, LoopCounters, StreamMeter};
 use crate::reply::{Answer, Deferred, Reply};
 use crate::response::Response;
 use crate::router::Router;
@@ -18,14 +21,18 @@ use crate::stats::Stats;
 use crate::streaming::{After, Stream};
 use crate::topics::HubState;
 use conduit_http::{BodyFraming, Method, ParseError, Request, RequestParser, StatusCode, Version};
-use conduit_net::{CloseReason, ConnId, Context, Handler, TimerId};
+use conduit_net::{CloseReason, ConnId, Context, Handler, TimerId, WriteError};
 use conduit_sse::{Event, KeepAlive, STREAM_HEADERS};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Instant;
 
-/// Timer key of the shutdown grace period; connection timers use [`ConnId::to_u64`], which never equals it in
-/// practice (it would need index and generation both at `u32::MAX`).
+/// Timer keys of the shutdown grace period and of the delay before it; connection timers use
+/// [`ConnId::to_u64`], which never equals them in practice (it would need a generation of `u32::MAX` and an
+/// index within one of it).
 const SHUTDOWN_KEY: u64 = u64::MAX;
+const SHUTDOWN_DELAY_KEY: u64 = u64::MAX - 1;
 
 /// One event loop's server state.
 pub(crate) struct Service {
@@ -37,11 +44,58 @@ pub(crate) struct Service {
     stats: Arc<Stats>,
     hub: HubState,
     shutting_down: bool,
+    /// Asked to shut down, and serving out `shutdown_delay` first (not ready, no keep-alive).
+    draining: bool,
+    /// This loop's metrics, when they are on.
+    counters: Option<Arc<LoopCounters>>,
 }
 
 impl Service {
-    pub(crate) fn new(router: Arc<Router>, config: ServerConfig, stats: Arc<Stats>, hub: HubState) -> Service {
-        Service { router, config, conns: Conns::default(), scratch: Vec::new(), stats, hub, shutting_down: false }
+    pub(crate) fn new(
+        router: Arc<Router>,
+        config: ServerConfig,
+        stats: Arc<Stats>,
+        hub: HubState,
+        counters: Option<Arc<LoopCounters>>,
+    ) -> Service {
+        Service {
+            router,
+            config,
+            conns: Conns::default(),
+            scratch: Vec::new(),
+            stats,
+            hub,
+            shutting_down: false,
+            draining: false,
+            counters,
+        }
+    }
+
+    /// Closes `id` after a write was refused: a full queue means the client is not reading; a closed
+    /// connection is already ending for a reason of its own.
+    fn write_refused(&mut self, cx: &mut LoopContext<'_>, id: ConnId, error: WriteError) {
+        if let (WriteError::Full(full), Some(c)) = (error, self.conns.get_mut(id)) {
+            log::warn!("closing connection {id} to {}: the client is not reading ({full})", peer(c.peer));
+            c.ending(Disconnect::SlowClient);
+        }
+        cx.close(id);
+    }
+
+    /// Counts a response with `status` and a body of `bytes`, and logs its request's access-log line.
+    fn record_response(&mut self, id: ConnId, status: StatusCode, bytes: usize) {
+        if let Some(counters) = &self.counters {
+            counters.response(status);
+        }
+        let Some(level) = self.config.access_log else { return };
+        let Some(c) = self.conns.get_mut(id) else { return };
+        match c.request_log.take() {
+            Some(log) => log.log(&log.response_line(c.peer, status.as_u16(), bytes, Instant::now())),
+            // No request was parsed (a bad request, or one that never arrived whole): there is no method or path.
+            None if log::log_enabled!(target: access_log::TARGET, level) => {
+                log::log!(target: access_log::TARGET, level, "{}", access_log::unparsed_line(c.peer, status.as_u16(), bytes));
+            }
+            None => {}
+        }
     }
 
     fn arm_deadline(&mut self, cx: &mut LoopContext<'_>, id: ConnId, idle: bool) {
@@ -63,6 +117,9 @@ impl Service {
             match c.next_request() {
                 Next::Request(req) => {
                     c.disarm_deadline(cx);
+                    if let Some(level) = self.config.access_log {
+                        c.request_log = RequestLog::begin(&req, level);
+                    }
                     self.stats.requests.fetch_add(1, Ordering::Relaxed);
                     self.answer(cx, id, req);
                 }
@@ -74,6 +131,7 @@ impl Service {
                 }
                 Next::Invalid(e) => {
                     log::debug!("connection {id}: bad request: {e}");
+                    c.ending(Disconnect::Error);
                     self.reject(cx, id, &e);
                     break;
                 }
@@ -85,6 +143,7 @@ impl Service {
             // What a client may send behind a stream is its next request's head; a whole read of more than
             // that is not a request worth keeping for the life of the stream.
             log::debug!("connection {id}: too much input behind a stream; closing");
+            c.ending(Disconnect::Error);
             cx.close(id);
             return;
         }
@@ -99,6 +158,18 @@ impl Service {
     fn answer(&mut self, cx: &mut LoopContext<'_>, id: ConnId, mut req: Request) {
         let head_only = req.method() == &Method::Head;
         let keep_alive = req.keep_alive() && !self.shutting_down;
+        if let Some(check) = health::check_for(&self.config.health, req.path()) {
+            if let Some(log) = self.conns.get_mut(id).and_then(|c| c.request_log.as_mut()) {
+                log.quieter();
+            }
+            let readiness = Readiness {
+                accepting: cx.is_accepting(),
+                shutting_down: self.shutting_down || self.draining,
+                backbone_up: self.hub.hub.backbone_state(),
+            };
+            let response = health::answer(check, &req, readiness);
+            return self.send_reply(cx, id, req.version(), keep_alive, head_only, Reply::Response(response));
+        }
         let reply = dispatch(&self.router, self.config.cors.as_ref(), &mut req);
         self.send_reply(cx, id, req.version(), keep_alive, head_only, reply);
     }
@@ -112,7 +183,7 @@ impl Service {
         head_only: bool,
         reply: Reply,
     ) {
-        let keep_alive = keep_alive && !self.shutting_down;
+        let keep_alive = keep_alive && !self.shutting_down && !self.draining;
         match reply {
             Reply::Response(r) => self.respond(cx, id, version, r, keep_alive, head_only),
             Reply::Stream(sse) => self.start_stream(cx, id, version, keep_alive, head_only, sse),
@@ -183,6 +254,7 @@ impl Service {
             self.arm_deadline(cx, id, true);
         } else {
             c.state = State::Closing;
+            c.ending(Disconnect::Completed);
             cx.close_after_flush(id);
         }
     }
@@ -196,10 +268,10 @@ impl Service {
         keep_alive: bool,
         head_only: bool,
     ) {
-        if cx.write_vec(id, encode_response(&r, version, keep_alive, head_only)).is_err() {
-            cx.close(id);
-            return;
+        if let Err(e) = cx.write_vec(id, encode_response(&r, version, keep_alive, head_only)) {
+            return self.write_refused(cx, id, e);
         }
+        self.record_response(id, r.status, if head_only { 0 } else { r.body.len() });
         self.after_response(cx, id, keep_alive);
     }
 
@@ -224,10 +296,14 @@ impl Service {
         headers.extend(sse.headers.iter().cloned());
         let mut reset_event = None;
         if let Source::Subscription(sub) = &mut sse.source {
+            let resuming = sub.last_event_id.is_some();
             match fanout::plan(&mut self.hub, id, sub) {
                 // A subscription that waits (on an external backbone) learns its reset when it starts.
                 Ok(None) => {}
                 Ok(Some(start)) => {
+                    if let (true, Some(counters)) = (resuming, &self.counters) {
+                        counters.resume(start.reset.is_none());
+                    }
                     reset_event = start.reset;
                     if let Some(oldest) = start.oldest_id {
                         headers.push((OLDEST_EVENT_ID_HEADER.to_owned(), oldest));
@@ -238,17 +314,22 @@ impl Service {
         }
         let mut head_bytes = Vec::with_capacity(256);
         build_head(StatusCode::OK, version, framing, reuse, &headers).write(&mut head_bytes);
-        let written = cx.write_vec(id, head_bytes).is_ok();
-        if !written || head_only {
+        let written = cx.write_vec(id, head_bytes);
+        if written.is_err() || head_only {
             if let Source::Subscription(sub) = &mut sse.source {
                 fanout::unfollow(&mut self.hub, id, sub);
             }
-            if written {
-                self.after_response(cx, id, reuse);
-            } else {
-                cx.close(id);
+            match written {
+                Ok(()) => {
+                    self.record_response(id, StatusCode::OK, 0);
+                    self.after_response(cx, id, reuse);
+                }
+                Err(e) => self.write_refused(cx, id, e),
             }
             return;
+        }
+        if let Some(counters) = &self.counters {
+            counters.response(StatusCode::OK);
         }
 
         let keep_alive = match sse.keep_alive.unwrap_or(self.config.keep_alive) {
@@ -260,7 +341,8 @@ impl Service {
         }
         let interval = matches!(sse.source, Source::Interval { .. });
         let retry = sse.retry.or(self.config.retry);
-        let stream = Stream::start(cx, id, sse.source, chunked, reuse, keep_alive);
+        let mut stream = Stream::start(cx, id, sse.source, chunked, reuse, keep_alive);
+        stream.meter = StreamMeter::new(self.counters.clone());
         let Some(c) = self.conns.get_mut(id) else { return };
         c.start_streaming(stream);
         self.stats.streams.fetch_add(1, Ordering::Relaxed);
@@ -269,10 +351,12 @@ impl Service {
             if let Some(retry) = retry {
                 Event::new().retry(retry).encode(&mut body);
             }
+            let reset = reset_event.is_some();
             if let Some(reset) = reset_event {
                 reset.encode(&mut body);
             }
             if let Some(stream) = self.conns.stream_mut(id) {
+                stream.unsent_events = u64::from(reset);
                 stream.emit(cx, id, &mut body);
             }
             body.clear();
@@ -353,14 +437,24 @@ impl Service {
             return;
         };
         self.release_stream(cx, id, &mut stream);
-        if !stream.write_end(cx, id, error) {
+        let ended = stream.write_end(cx, id, error);
+        let end = match (error, self.shutting_down) {
+            (Some(_), _) => Disconnect::Error,
+            (None, true) => Disconnect::Shutdown,
+            (None, false) => Disconnect::Completed,
+        };
+        let Some(c) = self.conns.get_mut(id) else { return };
+        log_stream_end(c.request_log.take(), c.peer, &stream, end);
+        if !ended {
+            c.ending(Disconnect::SlowClient);
             cx.close(id);
             return;
         }
-        if stream.reuse && error.is_none() && !self.shutting_down {
+        if stream.reuse && error.is_none() && !self.shutting_down && !self.draining {
             self.after_response(cx, id, true);
             self.process_input(cx, id);
         } else {
+            c.ending(end);
             cx.close_after_flush(id);
         }
     }
@@ -378,9 +472,11 @@ impl Service {
         }
         for id in cx.connections() {
             let Some(c) = self.conns.get_mut(id) else { continue };
+            c.ending(Disconnect::Shutdown);
             match &mut c.state {
                 State::Streaming(stream) => {
                     let mut body = farewell.clone();
+                    stream.unsent_events = u64::from(self.config.shutdown_event.is_some());
                     stream.emit(cx, id, &mut body);
                     self.finish_stream(cx, id, None);
                 }
@@ -413,7 +509,7 @@ impl Handler for Service {
     type Message = Msg;
 
     fn on_connect(&mut self, cx: &mut Context<'_, Msg>, id: ConnId) {
-        self.conns.insert(Conn::new(id, RequestParser::new(self.config.limits.clone())));
+        self.conns.insert(Conn::new(id, RequestParser::new(self.config.limits.clone()), cx.peer_addr(id)));
         self.stats.connections.fetch_add(1, Ordering::Relaxed);
         self.arm_deadline(cx, id, false);
     }
@@ -435,6 +531,7 @@ impl Handler for Service {
                 // next request; hold that much and no more.
                 if c.input.len() + data.len() > max_buffered {
                     log::debug!("connection {id}: too much input during a stream; closing");
+                    c.ending(Disconnect::Error);
                     cx.close(id);
                 } else {
                     c.input.extend_from_slice(data);
@@ -445,6 +542,9 @@ impl Handler for Service {
     }
 
     fn on_read_closed(&mut self, cx: &mut Context<'_, Msg>, id: ConnId) {
+        if let Some(c) = self.conns.get_mut(id) {
+            c.ending(Disconnect::ClientGone);
+        }
         match self.conns.get(id).map(|c| c.is_streaming() || matches!(c.state, State::Waiting(_))) {
             // The client of a stream, or of a request being answered later, has nothing more to send, so EOF
             // means it left (and a deferred answer's responder learns so).
@@ -464,14 +564,19 @@ impl Handler for Service {
             cx.stop();
             return;
         }
+        if key == SHUTDOWN_DELAY_KEY {
+            return self.begin_shutdown(cx);
+        }
         let id = ConnId::from_u64(key);
         let Some(c) = self.conns.get_mut(id) else { return };
         if c.take_deadline(timer) {
             if c.has_partial_request() {
                 log::debug!("connection {id}: request not received in time");
+                c.ending(Disconnect::RequestTimeout);
                 let timeout = Response::error(StatusCode::REQUEST_TIMEOUT, "request not received in time");
                 self.respond(cx, id, Version::Http11, timeout, false, false);
             } else {
+                c.ending(if c.is_idle() { Disconnect::IdleTimeout } else { Disconnect::RequestTimeout });
                 cx.close(id);
             }
             return;
@@ -487,14 +592,34 @@ impl Handler for Service {
         }
     }
 
+    fn on_turn_end(&mut self, cx: &mut Context<'_, Msg>) {
+        if let Some(counters) = &self.counters {
+            counters.set_write_queue_bytes(cx.queued_total());
+        }
+    }
+
     fn on_message(&mut self, cx: &mut Context<'_, Msg>, msg: Msg) {
         match msg {
             Msg::ChannelReady(id) => self.pump(cx, id),
             Msg::Answer(id) => self.deferred_done(cx, id, false),
-            Msg::Shutdown => self.begin_shutdown(cx),
-            Msg::Publish { topic, event } => {
+            Msg::Shutdown => {
+                let delay = self.config.shutdown_delay;
+                if delay.is_zero() || self.draining || self.shutting_down {
+                    // A second request does not wait out the delay.
+                    self.begin_shutdown(cx);
+                } else {
+                    log::info!("shutting down in {delay:?}: not ready meanwhile");
+                    self.draining = true;
+                    let at = cx.now() + delay;
+                    cx.set_timer(at, SHUTDOWN_DELAY_KEY);
+                }
+            }
+            Msg::Publish { topic, event, published_at } => {
                 let high_water = self.config.stream_high_water;
                 fanout::deliver(cx, &mut self.conns, &mut self.hub, topic, event, high_water);
+                if let Some(counters) = &self.counters {
+                    counters.publish_to_write(published_at.elapsed());
+                }
                 self.end_finished_subscriptions(cx);
             }
             Msg::Forget { topic } => self.hub.forget(&topic),
@@ -507,11 +632,23 @@ impl Handler for Service {
     }
 
     fn on_close(&mut self, cx: &mut Context<'_, Msg>, id: ConnId, reason: CloseReason) {
-        log::trace!("connection {id} closed: {reason:?}");
         let Some(mut c) = self.conns.remove(id) else { return };
         c.disarm_deadline(cx);
+        let cut_off = matches!(&c.state, State::Streaming(stream) if stream.cut_off);
+        let why = Disconnect::of(reason, c.end, cut_off);
+        if why == Disconnect::ClientGone {
+            log::debug!("connection {id} from {}: the client disconnected", peer(c.peer));
+        } else {
+            log::trace!("connection {id} from {} closed: {} ({reason:?})", peer(c.peer), why.as_str());
+        }
+        if let Some(counters) = &self.counters {
+            counters.disconnect(why);
+        }
         match &mut c.state {
-            State::Streaming(stream) => self.release_stream(cx, id, stream),
+            State::Streaming(stream) => {
+                self.release_stream(cx, id, stream);
+                log_stream_end(c.request_log.take(), c.peer, stream, why);
+            }
             State::Waiting(waiting) => {
                 cx.cancel_timer(waiting.timer);
                 waiting.deferred.close();
@@ -522,5 +659,12 @@ impl Handler for Service {
         if self.shutting_down && cx.connection_count() == 0 {
             cx.stop();
         }
+    }
+}
+
+/// Logs the access-log line of a stream that ended for `end` (when the access log is on).
+fn log_stream_end(request_log: Option<Box<RequestLog>>, peer: Option<SocketAddr>, stream: &Stream, end: Disconnect) {
+    if let Some(log) = request_log {
+        log.log(&log.stream_line(peer, (stream.meter.events, stream.meter.bytes), end, Instant::now()));
     }
 }

@@ -5,11 +5,13 @@
 //! fed by the fan-out instead (see `fanout`). Nothing here decides what a connection does after its stream:
 //! the functions say what the source wants next ([`After`]) and the dispatcher acts on it.
 
+use crate::access_log::peer;
 use crate::framing::{write_batch, write_body};
 use crate::message::LoopContext;
+use crate::metrics::StreamMeter;
 use crate::sse::{Source, Ticker};
 use conduit_http::LAST_CHUNK;
-use conduit_net::{ConnId, TimerId};
+use conduit_net::{ConnId, TimerId, WriteError};
 use conduit_sse::{Event, KEEP_ALIVE_COMMENT, KeepAlive};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::Instant;
@@ -41,6 +43,12 @@ pub(crate) struct Stream {
     pub(crate) keep_alive: KeepAlive,
     keep_alive_timer: Option<TimerId>,
     tick_timer: Option<TimerId>,
+    /// What the stream has sent.
+    pub(crate) meter: StreamMeter,
+    /// Events produced into the batch being written, counted once it is queued.
+    pub(crate) unsent_events: u64,
+    /// The stream was cut off because its client did not keep up.
+    pub(crate) cut_off: bool,
 }
 
 impl Stream {
@@ -61,26 +69,53 @@ impl Stream {
         if let Source::Channel(channel) = &source {
             channel.attach(cx.remote(), id);
         }
-        Stream { source, ticks: 0, chunked, reuse, keep_alive, keep_alive_timer, tick_timer }
+        Stream {
+            source,
+            ticks: 0,
+            chunked,
+            reuse,
+            keep_alive,
+            keep_alive_timer,
+            tick_timer,
+            meter: StreamMeter::default(),
+            unsent_events: 0,
+            cut_off: false,
+        }
     }
 
-    /// Writes encoded events (framed as one chunk on chunked streams) and clears `body`. A client too slow to
-    /// take them is disconnected. Returns false if the connection is gone.
+    /// Writes encoded events (framed as one chunk on chunked streams; `unsent_events` of them) and clears
+    /// `body`. A client too slow to take them is disconnected. Returns false if the connection is gone.
     pub(crate) fn emit(&mut self, cx: &mut LoopContext<'_>, id: ConnId, body: &mut Vec<u8>) -> bool {
+        let events = std::mem::take(&mut self.unsent_events);
         if body.is_empty() {
             return true;
         }
         self.keep_alive.record_activity(cx.now());
-        let ok = write_batch(cx, id, self.chunked, body);
-        if !ok {
-            log::warn!(
-                "closing stream {id} to {:?}: the client is not reading ({} bytes queued)",
-                cx.peer_addr(id),
-                cx.queued(id).unwrap_or(0)
-            );
-            cx.close(id);
+        let len = body.len();
+        match write_batch(cx, id, self.chunked, body) {
+            Ok(()) => {
+                self.meter.sent(events, len);
+                true
+            }
+            Err(WriteError::Full(full)) => {
+                log::warn!(
+                    "closing stream {id} to {}: the client is not reading ({} bytes queued)",
+                    peer(cx.peer_addr(id)),
+                    full.queued
+                );
+                self.cut(cx, id);
+                false
+            }
+            // Closed earlier in this turn (the client left, or a write failed): nothing to say here, the close
+            // itself is reported with its reason.
+            Err(WriteError::Closed) => false,
         }
-        ok
+    }
+
+    /// Disconnects a client that does not keep up with the stream.
+    pub(crate) fn cut(&mut self, cx: &mut LoopContext<'_>, id: ConnId) {
+        self.cut_off = true;
+        cx.close(id);
     }
 
     /// Pulls events from an iterator or channel source into `body` until `queued` bytes plus the batch reach
@@ -88,21 +123,29 @@ impl Stream {
     pub(crate) fn pull(&mut self, queued: usize, high_water: usize, body: &mut Vec<u8>) -> After {
         match &mut self.source {
             // One unwinding guard for the whole batch: what was encoded before a panic is still sent.
-            Source::Iter(events) => catch_unwind(AssertUnwindSafe(|| {
-                loop {
-                    if queued + body.len() >= high_water {
-                        break After::More;
+            Source::Iter(events) => {
+                let unsent = &mut self.unsent_events;
+                catch_unwind(AssertUnwindSafe(|| {
+                    loop {
+                        if queued + body.len() >= high_water {
+                            break After::More;
+                        }
+                        match events.next() {
+                            Some(event) => {
+                                event.encode(body);
+                                *unsent += 1;
+                            }
+                            None => break After::End,
+                        }
                     }
-                    match events.next() {
-                        Some(event) => event.encode(body),
-                        None => break After::End,
-                    }
-                }
-            }))
-            .unwrap_or(After::Failed("event source")),
+                }))
+                .unwrap_or(After::Failed("event source"))
+            }
             Source::Channel(channel) => {
+                let unsent = &mut self.unsent_events;
                 let pulled = channel.pull(|event| {
                     body.extend_from_slice(event);
+                    *unsent += 1;
                     queued + body.len() < high_water
                 });
                 if pulled.finished {
@@ -135,6 +178,7 @@ impl Stream {
         let mut ticker = Ticker::new(self.ticks, now);
         let failed = catch_unwind(AssertUnwindSafe(|| tick(&mut ticker))).is_err();
         self.ticks += 1;
+        self.unsent_events += ticker.events.len() as u64;
         for event in &ticker.events {
             event.encode(body);
         }
@@ -151,9 +195,12 @@ impl Stream {
     pub(crate) fn keep_alive(&mut self, cx: &mut LoopContext<'_>, id: ConnId) {
         let now = cx.now();
         self.keep_alive_timer = None;
-        if self.keep_alive.poll(now) && !write_body(cx, id, self.chunked, KEEP_ALIVE_COMMENT) {
-            cx.close(id);
-            return;
+        if self.keep_alive.poll(now) {
+            match write_body(cx, id, self.chunked, KEEP_ALIVE_COMMENT) {
+                Ok(()) => {}
+                Err(WriteError::Full(_)) => return self.cut(cx, id),
+                Err(WriteError::Closed) => return,
+            }
         }
         if let Some(at) = self.keep_alive.next_deadline() {
             self.keep_alive_timer = Some(cx.set_timer(at, id.to_u64()));
@@ -172,7 +219,7 @@ impl Stream {
 
     /// Writes the stream's end: an `error` event when `error` is given, then the chunked terminator. False if
     /// the connection's queue refused the terminator.
-    pub(crate) fn write_end(&self, cx: &mut LoopContext<'_>, id: ConnId, error: Option<&str>) -> bool {
+    pub(crate) fn write_end(&mut self, cx: &mut LoopContext<'_>, id: ConnId, error: Option<&str>) -> bool {
         if let Some(message) = error {
             let mut body = Vec::new();
             if let Ok(event) =
@@ -180,7 +227,9 @@ impl Stream {
             {
                 event.encode(&mut body);
             }
-            let _ = write_body(cx, id, self.chunked, &body);
+            if write_body(cx, id, self.chunked, &body).is_ok() {
+                self.meter.sent(1, body.len());
+            }
         }
         !self.chunked || cx.write(id, LAST_CHUNK).is_ok()
     }

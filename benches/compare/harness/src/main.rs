@@ -1,6 +1,7 @@
 //! The comparison harness's measuring client. `run.sh` starts the servers and calls it once per scenario; it
-//! measures the servers it is given round by round (A B C ... A B C ...), writes the scenario's table and JSON
-//! to the output directory, and `report` prints the tables and joins the JSON into `latest.json`.
+//! measures the servers it is given round by round (A B C ... A B C ...; scenario 2 rotates the order: A B C,
+//! B C A, ...), writes the scenario's table and JSON to the output directory, and `report` prints the tables
+//! and joins the JSON into `latest.json`.
 //!
 //! ```text
 //! harness run --scenario 1 --server floor=127.0.0.1:18400@1234 --server conduit=127.0.0.1:18401@1235 [--quick]
@@ -556,7 +557,12 @@ fn scenario_2(o: &Options, deadline: Instant) -> Measured {
             break;
         }
         let mut walls = vec![None; o.servers.len()];
-        for (k, s) in o.servers.iter().enumerate() {
+        // Each round starts one server further along, so that every server takes every place in the round
+        // equally often (two builds of one server compared side by side would otherwise differ by their place).
+        let n = o.servers.len();
+        let order = (0..n).map(|i| (i + round) % n);
+        for k in order {
+            let s = &o.servers[k];
             if errors[k].is_some() {
                 continue;
             }
