@@ -51,7 +51,9 @@ pub(crate) struct Conn {
     pub(crate) id: ConnId,
     /// Received bytes not yet consumed by the parser.
     pub(crate) input: Vec<u8>,
-    pub(crate) parser: RequestParser,
+    /// `None` while streaming: the connection has no request to parse until its stream ends, and thousands of
+    /// open streams should not each keep a parser.
+    parser: Option<Box<RequestParser>>,
     pub(crate) state: State,
     /// Request or idle deadline, armed while `Reading`.
     deadline: Option<TimerId>,
@@ -91,7 +93,7 @@ impl Conn {
         Conn {
             id,
             input: Vec::new(),
-            parser,
+            parser: Some(Box::new(parser)),
             state: State::Reading,
             deadline: None,
             deadline_idle: false,
@@ -107,6 +109,20 @@ impl Conn {
     /// Notes why the server is ending the connection; the first reason given stands.
     pub(crate) fn ending(&mut self, why: Disconnect) {
         self.end.get_or_insert(why);
+    }
+
+    /// The connection now sends `stream`; its parser is dropped until the stream ends.
+    pub(crate) fn start_streaming(&mut self, stream: Stream) {
+        self.state = State::Streaming(Box::new(stream));
+        self.parser = None;
+    }
+
+    /// The connection waits for its next request, with a new parser from `parser` if it has none.
+    pub(crate) fn read_requests(&mut self, parser: impl FnOnce() -> RequestParser) {
+        self.state = State::Reading;
+        if self.parser.is_none() {
+            self.parser = Some(Box::new(parser()));
+        }
     }
 
     /// Arms the request deadline (`after` from now); `idle` marks it as the wait for a next request.
@@ -138,22 +154,25 @@ impl Conn {
 
     /// True if a request has begun arriving (some of its head or body is here).
     pub(crate) fn has_partial_request(&self) -> bool {
-        !self.input.is_empty() || self.parser.in_body()
+        !self.input.is_empty() || self.parser.as_ref().is_some_and(|p| p.in_body())
     }
 
     /// Parses the next request from the buffered input, head first: a head that announces a body is handed
     /// out for a decision before any of the body is taken.
     pub(crate) fn next_request(&mut self) -> Next {
-        if !matches!(self.state, State::Reading) || (self.input.is_empty() && !self.parser.in_body()) {
+        let Some(parser) = self.parser.as_mut().filter(|_| matches!(self.state, State::Reading)) else {
+            return Next::Nothing;
+        };
+        if self.input.is_empty() && !parser.in_body() {
             return Next::Nothing;
         }
-        let (parsed, used) = match self.parser.parse_head_first(&self.input) {
+        let (parsed, used) = match parser.parse_head_first(&self.input) {
             Ok(step) => step,
             Err(e) => return Next::Invalid(e),
         };
         self.input.drain(..used);
         match parsed {
-            Parsed::Partial => Next::Partial { continue_due: self.parser.take_continue() },
+            Parsed::Partial => Next::Partial { continue_due: parser.take_continue() },
             Parsed::Head(request, AnnouncedBody::None) => Next::Request { request, admitted: false },
             Parsed::Head(head, announced) => {
                 self.head = Some(head);
@@ -177,12 +196,14 @@ impl Conn {
     /// # Errors
     /// `413` when the announced length is past `limit`.
     pub(crate) fn admit(&mut self, limit: usize) -> Result<(), ParseError> {
-        self.parser.accept_body(limit)
+        self.parser.as_mut().map_or(Ok(()), |parser| parser.accept_body(limit))
     }
 
     /// Refuses the waiting head's body: nothing more is read from this connection. Returns the head.
     pub(crate) fn refuse(&mut self) -> Option<Request> {
-        self.parser.refuse_body();
+        if let Some(parser) = self.parser.as_mut() {
+            parser.refuse_body();
+        }
         self.head.take()
     }
 

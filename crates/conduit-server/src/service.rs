@@ -338,7 +338,8 @@ impl Service {
     fn after_response(&mut self, cx: &mut LoopContext<'_>, id: ConnId, keep_alive: bool) {
         let Some(c) = self.conns.get_mut(id) else { return };
         if keep_alive {
-            c.state = State::Reading;
+            let limits = &self.config.limits;
+            c.read_requests(|| RequestParser::new(limits.clone()));
             self.arm_deadline(cx, id, true);
         } else {
             c.state = State::Closing;
@@ -432,7 +433,7 @@ impl Service {
         let mut stream = Stream::start(cx, id, sse.source, chunked, reuse, keep_alive);
         stream.meter = StreamMeter::new(self.counters.clone());
         let Some(c) = self.conns.get_mut(id) else { return };
-        c.state = State::Streaming(Box::new(stream));
+        c.start_streaming(stream);
         self.stats.streams.fetch_add(1, Ordering::Relaxed);
         if retry.is_some() || reset_event.is_some() {
             let mut body = std::mem::take(&mut self.scratch);
