@@ -292,10 +292,10 @@ impl Chat {
         }
         if let Some(last) = last {
             // The client has everything up to its id; if that includes the last event, there is nothing more.
-            if let Some(at) = held.iter().position(|e| e.last_event_id == last) {
-                if held[..=at].iter().any(|e| LAST_EVENTS.contains(&e.event_type.as_str())) {
-                    return Err(Response::new(StatusCode::NO_CONTENT).header(MESSAGE_ID_HEADER, message_id));
-                }
+            if let Some(at) = held.iter().position(|e| e.last_event_id == last)
+                && held[..=at].iter().any(|e| LAST_EVENTS.contains(&e.event_type.as_str()))
+            {
+                return Err(Response::new(StatusCode::NO_CONTENT).header(MESSAGE_ID_HEADER, message_id));
             }
         }
         Ok(reply_stream(message_id, last))

@@ -282,10 +282,10 @@ impl<M> Remote<M> {
     }
 
     fn wake(&self) {
-        if !self.mailbox.notified.swap(true, Ordering::AcqRel) {
-            if let Err(e) = self.mailbox.waker.wake() {
-                log::error!("waking the event loop failed: {e}");
-            }
+        if !self.mailbox.notified.swap(true, Ordering::AcqRel)
+            && let Err(e) = self.mailbox.waker.wake()
+        {
+            log::error!("waking the event loop failed: {e}");
         }
     }
 
@@ -383,11 +383,11 @@ impl<M> Context<'_, M> {
     }
 
     fn mark_dirty(core: &mut Core<M>, conn: ConnId) {
-        if let Some(c) = core.conns.get_mut(conn) {
-            if !c.dirty {
-                c.dirty = true;
-                core.dirty.push(conn);
-            }
+        if let Some(c) = core.conns.get_mut(conn)
+            && !c.dirty
+        {
+            c.dirty = true;
+            core.dirty.push(conn);
         }
     }
 
@@ -558,20 +558,20 @@ impl<M> Context<'_, M> {
 
 impl<M> Core<M> {
     fn schedule_close(&mut self, conn: ConnId, reason: CloseReason) {
-        if let Some(c) = self.conns.get_mut(conn) {
-            if c.phase != Phase::Closing {
-                if let Phase::Lingering(timer) | Phase::FlushThenClose(timer) = c.phase {
-                    self.timers.cancel(timer);
-                }
-                if let Some((timer, _)) = c.stall.take() {
-                    self.timers.cancel(timer);
-                }
-                if let Some(timer) = c.tls.as_mut().and_then(|tls| tls.take_deadline()) {
-                    self.timers.cancel(timer);
-                }
-                c.phase = Phase::Closing;
-                self.to_close.push((conn, reason));
+        if let Some(c) = self.conns.get_mut(conn)
+            && c.phase != Phase::Closing
+        {
+            if let Phase::Lingering(timer) | Phase::FlushThenClose(timer) = c.phase {
+                self.timers.cancel(timer);
             }
+            if let Some((timer, _)) = c.stall.take() {
+                self.timers.cancel(timer);
+            }
+            if let Some(timer) = c.tls.as_mut().and_then(|tls| tls.take_deadline()) {
+                self.timers.cancel(timer);
+            }
+            c.phase = Phase::Closing;
+            self.to_close.push((conn, reason));
         }
     }
 
@@ -695,11 +695,11 @@ impl<M> Core<M> {
         let Some(c) = self.conns.get_mut(conn) else { return };
         let Some(tls) = c.tls.as_mut() else { return };
         let mut dirty = tls.wants_write();
-        if !tls.is_handshaking() {
-            if let Some(timer) = tls.take_deadline() {
-                self.timers.cancel(timer);
-                dirty = true;
-            }
+        if !tls.is_handshaking()
+            && let Some(timer) = tls.take_deadline()
+        {
+            self.timers.cancel(timer);
+            dirty = true;
         }
         if dirty {
             Context::mark_dirty(self, conn);
@@ -988,10 +988,10 @@ impl<H: Handler> EventLoop<H> {
             let _ = stream.shutdown(Shutdown::Both);
             return;
         }
-        if config.nodelay {
-            if let Err(e) = stream.set_nodelay(true) {
-                log::debug!("TCP_NODELAY on {peer}: {e}");
-            }
+        if config.nodelay
+            && let Err(e) = stream.set_nodelay(true)
+        {
+            log::debug!("TCP_NODELAY on {peer}: {e}");
         }
         if let Some(idle) = config.tcp_keepalive {
             let params = socket2::TcpKeepalive::new().with_time(idle).with_interval(idle);

@@ -69,10 +69,10 @@ impl Backbone for RedisBackbone {
         if reader.is_none() {
             let target = Arc::clone(&self.deliver);
             *reader = Some(self.node.start_reader(move |event| {
-                if let Some(event) = to_backbone_event(event) {
-                    if let Some(deliver) = target.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
-                        deliver(event);
-                    }
+                if let Some(event) = to_backbone_event(event)
+                    && let Some(deliver) = target.lock().unwrap_or_else(|e| e.into_inner()).as_mut()
+                {
+                    deliver(event);
                 }
             })?);
         }

@@ -15,21 +15,13 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 /// the request's path parameters. `admitted` says the head already passed [`admit`] (its guard is not run
 /// again).
 pub(crate) fn dispatch(router: &Router, cors: Option<&CorsConfig>, req: &mut Request, admitted: bool) -> Reply {
-    let verdict = match req.header("origin") {
-        Some(_) => cors::check(cors, req, &router.allowed(req)),
-        None => cors::Verdict::SameOrigin,
-    };
-    let mut run = || match catch_unwind(AssertUnwindSafe(|| router.handle_in_place(req, admitted))) {
-        Ok(reply) => reply,
-        Err(_) => {
-            log::error!("handler for {} {} panicked", req.method(), req.path());
-            Reply::Response(Response::error(StatusCode::INTERNAL_SERVER_ERROR, "internal server error"))
-        }
-    };
-    match verdict {
+    match verdict(router, cors, req) {
         cors::Verdict::Answer(response) => Reply::Response(response),
-        cors::Verdict::SameOrigin => run(),
-        cors::Verdict::Allowed(headers) => headers.iter().fold(run(), |reply, (name, value)| reply.header(name, value)),
+        cors::Verdict::SameOrigin => unwound("handler", req, |req| router.handle_in_place(req, admitted), Reply::from),
+        cors::Verdict::Allowed(headers) => {
+            let reply = unwound("handler", req, |req| router.handle_in_place(req, admitted), Reply::from);
+            headers.iter().fold(reply, |reply, (name, value)| reply.header(name, value))
+        }
     }
 }
 
@@ -42,22 +34,36 @@ pub(crate) fn admit(
     req: &mut Request,
     announced: Option<u64>,
 ) -> Result<Option<usize>, Response> {
-    let verdict = match req.header("origin") {
+    let admit = |req: &mut Request| router.admit(req, announced);
+    match verdict(router, cors, req) {
+        cors::Verdict::Answer(response) => Err(response),
+        cors::Verdict::SameOrigin => unwound("guard", req, admit, Err),
+        cors::Verdict::Allowed(headers) => unwound("guard", req, admit, Err)
+            .map_err(|r| headers.iter().fold(r, |r, (name, value)| r.header(name, value))),
+    }
+}
+
+/// What CORS says of `req` (nothing to do without an `Origin`).
+fn verdict(router: &Router, cors: Option<&CorsConfig>, req: &Request) -> cors::Verdict {
+    match req.header("origin") {
         Some(_) => cors::check(cors, req, &router.allowed(req)),
         None => cors::Verdict::SameOrigin,
-    };
-    let mut admitted = || match catch_unwind(AssertUnwindSafe(|| router.admit(req, announced))) {
-        Ok(admitted) => admitted,
+    }
+}
+
+/// Runs application code (`what`: a handler or a guard) on `req`; a panic is logged and becomes a `500`,
+/// made into the caller's type by `failed`.
+fn unwound<T>(
+    what: &str,
+    req: &mut Request,
+    run: impl FnOnce(&mut Request) -> T,
+    failed: impl FnOnce(Response) -> T,
+) -> T {
+    match catch_unwind(AssertUnwindSafe(|| run(&mut *req))) {
+        Ok(value) => value,
         Err(_) => {
-            log::error!("guard for {} {} panicked", req.method(), req.path());
-            Err(Response::error(StatusCode::INTERNAL_SERVER_ERROR, "internal server error"))
-        }
-    };
-    match verdict {
-        cors::Verdict::Answer(response) => Err(response),
-        cors::Verdict::SameOrigin => admitted(),
-        cors::Verdict::Allowed(headers) => {
-            admitted().map_err(|r| headers.iter().fold(r, |r, (name, value)| r.header(name, value)))
+            log::error!("{what} for {} {} panicked", req.method(), req.path());
+            failed(Response::error(StatusCode::INTERNAL_SERVER_ERROR, "internal server error"))
         }
     }
 }

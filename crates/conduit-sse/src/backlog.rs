@@ -167,10 +167,10 @@ impl Backlog {
 
     /// The sequence number of the held event with this id, newest first (ids need not be unique).
     pub fn seq_of(&self, id: &str) -> Option<u64> {
-        if let Some((seq, newest)) = &self.newest {
-            if &**newest == id {
-                return Some(*seq);
-            }
+        if let Some((seq, newest)) = &self.newest
+            && &**newest == id
+        {
+            return Some(*seq);
         }
         self.entries.iter().rev().find(|e| &*e.id == id).map(|e| e.seq)
     }
