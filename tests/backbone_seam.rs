@@ -6,9 +6,9 @@ mod common;
 use common::{Conn, ids, local_config, spawn_with_hub, wait_until};
 use conduit::server::backbone::shared_event;
 use conduit::server::{
-    Backbone, BackboneError, BackboneEvent, Deliver, HistoryAnswer, Hub, HubConfig, Request, Router, Sse,
+    Backbone, BackboneError, BackboneEvent, Deliver, HistoryAnswer, HistoryError, Hub, HubConfig, Request, Router, Sse,
 };
-use conduit::sse::Event;
+use conduit::sse::{Event, SharedEvent};
 use std::sync::{Arc, Mutex};
 
 /// A backbone whose store is the test: it records what the hub asks, and the test says what comes back.
@@ -61,9 +61,13 @@ impl Backbone for ScriptHandle {
     fn is_up(&self) -> bool {
         true
     }
+
+    fn topic_history(&self, _: &str, _: Option<&str>, _: usize) -> Result<Vec<SharedEvent>, HistoryError> {
+        Err(HistoryError::Backbone(BackboneError::Unavailable("scripted".into())))
+    }
 }
 
-fn event(seq: u64) -> conduit::sse::SharedEvent {
+fn event(seq: u64) -> SharedEvent {
     shared_event(seq, &Event::new().id(seq.to_string()).unwrap().data(format!("e{seq}")))
 }
 
