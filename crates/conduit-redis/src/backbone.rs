@@ -4,7 +4,9 @@ use crate::config::{ConfigError, RedisConfig};
 use crate::entry::Entry;
 use crate::node::RedisNode;
 use crate::reader::{HistoryError, HistoryRequest, Reader, ReaderEvent};
-use conduit_server::backbone::{Backbone, BackboneError, BackboneEvent, Deliver, HistoryAnswer, shared_event};
+use conduit_server::backbone::{
+    Backbone, BackboneError, BackboneEvent, Deliver, HistoryAnswer, HistoryError as TopicHistoryError, shared_event,
+};
 use conduit_sse::{Event, SharedEvent};
 use std::fmt;
 use std::sync::{Arc, Mutex};
@@ -23,7 +25,8 @@ use std::sync::{Arc, Mutex};
 /// ```
 ///
 /// The node's reader starts when a server binds the hub; it encodes each event once for all the node's event
-/// loops. A publish blocks its caller for one Redis round trip (bounded by the configured timeouts).
+/// loops. A publish blocks its caller for one Redis round trip, and `Hub::history` for one `XRANGE` (both
+/// bounded by the configured timeouts): event loops should leave both to other threads.
 pub struct RedisBackbone {
     node: RedisNode,
     reader: Mutex<Option<Reader>>,
@@ -94,6 +97,15 @@ impl Backbone for RedisBackbone {
 
     fn is_up(&self) -> bool {
         self.reader.lock().unwrap_or_else(|e| e.into_inner()).as_ref().is_some_and(Reader::is_up)
+    }
+
+    fn topic_history(
+        &self,
+        topic: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<SharedEvent>, TopicHistoryError> {
+        Ok(self.node.topic_history(topic, after, limit)?.iter().map(shared).collect())
     }
 }
 
