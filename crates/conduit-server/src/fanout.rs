@@ -393,7 +393,9 @@ pub(crate) fn on_backbone(
             }
             for (topic, shared) in events {
                 if hub.topics.get(topic).is_some_and(|t| t.joined) {
+                    let ended = hub.ended.len();
                     deliver(cx, conns, hub, Arc::clone(topic), shared.clone(), high_water);
+                    stop_delivering_to_ended(conns, hub, ended);
                 }
             }
             hub.published = hub.published.max(*through);
@@ -433,6 +435,23 @@ pub(crate) fn on_backbone(
         BackboneEvent::NewEpoch { through } => new_epoch(cx, conns, hub, *through),
         BackboneEvent::History { token, result } => {
             on_history(cx, conns, hub, ConnId::from_u64(*token), result, high_water);
+        }
+    }
+}
+
+/// Takes the streams put on `hub.ended` since `from` off their topics' followers on this loop. A backbone's batch
+/// carries many events where the embedded hub hands over one at a time, and a stream that sent the event it ends
+/// after ([`Sse::end_after`](crate::Sse::end_after)) must not get the batch's later ones; the dispatcher ends it
+/// (and unfollows it node-wide) after this step.
+fn stop_delivering_to_ended(conns: &mut Conns, hub: &mut HubState, from: usize) {
+    let HubState { ended, topics, .. } = hub;
+    for id in &ended[from..] {
+        let Some(Source::Subscription(sub)) = conns.stream_mut(*id).map(|s| &s.source) else { continue };
+        for topic in &sub.topics {
+            if let Some(t) = topics.get_mut(topic) {
+                t.live.remove(id);
+                t.catching_up.remove(id);
+            }
         }
     }
 }
