@@ -233,7 +233,8 @@ fn hub_history_reads_the_backbones_store_and_says_when_it_cannot() {
 
 #[test]
 fn from_oldest_reads_what_the_cache_lost_from_the_backbone_and_end_after_ends_the_stream() {
-    let job = |_: &Hub| Router::new().get("/job", |_: &Request| Sse::subscribe(["t"]).from_oldest().end_after(["done"]));
+    let job =
+        |_: &Hub| Router::new().get("/job", |_: &Request| Sse::subscribe(["t"]).from_oldest().end_after(["done"]));
     let (script, _hub, server) = start_with(job);
     let mut conn = Conn::open(server.local_addr());
     conn.send(b"GET /job HTTP/1.1\r\nHost: x\r\n\r\n");

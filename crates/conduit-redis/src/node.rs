@@ -1,9 +1,9 @@
 //! One node's handle on the backbone: its publisher, its reader, and what they share.
 
 use crate::config::{ConfigError, RedisConfig};
+use crate::entry::Entry;
 use crate::epoch::Tokens;
 use crate::keys::Keys;
-use crate::entry::Entry;
 use crate::publisher::Publisher;
 use crate::query::Queries;
 use crate::reader::{Reader, ReaderEvent};
