@@ -133,6 +133,16 @@ fn subscribe(server: &conduit::server::SpawnedServer, last_event_id: Option<u64>
     conn
 }
 
+/// Topic "t" joins at 6 with 5 and 6 in the cache; events up to 4 existed and are older than it.
+fn join_holding_5_and_6(script: &Script) {
+    script.send(BackboneEvent::Joined {
+        topic: "t".into(),
+        tail: vec![event(5), event(6)],
+        missing_through: 4,
+        through: 6,
+    });
+}
+
 #[test]
 fn a_subscription_waits_for_its_topic_then_goes_live_in_the_backbones_order() {
     let (script, hub, server) = start();
@@ -154,13 +164,7 @@ fn a_resume_older_than_the_cache_asks_the_backbone_and_sends_its_answer_first() 
     let (script, _hub, server) = start();
     let mut first = subscribe(&server, None);
     wait_until("the topic is followed", || script.followed("t"));
-    // The cache holds 5 and 6; 2 to 4 are older than it.
-    script.send(BackboneEvent::Joined {
-        topic: "t".into(),
-        tail: vec![event(5), event(6)],
-        missing_through: 4,
-        through: 6,
-    });
+    join_holding_5_and_6(&script);
     let mut conn = subscribe(&server, Some(1));
     wait_until("history is asked for", || !script.history.lock().unwrap().is_empty());
     let (token, after) = script.history.lock().unwrap()[0];
@@ -240,13 +244,7 @@ fn from_oldest_reads_what_the_cache_lost_from_the_backbone_and_end_after_ends_th
     conn.send(b"GET /job HTTP/1.1\r\nHost: x\r\n\r\n");
     assert_eq!(conn.read_head().status, 200);
     wait_until("the topic is followed", || script.followed("t"));
-    // The cache holds 5 and 6; the topic had events before them.
-    script.send(BackboneEvent::Joined {
-        topic: "t".into(),
-        tail: vec![event(5), event(6)],
-        missing_through: 4,
-        through: 6,
-    });
+    join_holding_5_and_6(&script);
     wait_until("the store's oldest events are asked for", || !script.history.lock().unwrap().is_empty());
     let (token, after) = script.history.lock().unwrap()[0];
     assert_eq!(after, 0, "from the beginning of the history");

@@ -439,16 +439,33 @@ fn block_ids(events: &[Block]) -> Vec<u64> {
     events.iter().map(|e| e.id.as_deref().expect("hub events have ids").parse().unwrap()).collect()
 }
 
+/// Two example processes on one Redis, and a reply started on the first.
+struct ChatNodes {
+    a: ExampleProcess,
+    b: ExampleProcess,
+    /// The `POST` that started the reply, after its head.
+    post: Conn,
+    message_id: String,
+}
+
+impl ChatNodes {
+    fn start(redis: &RedisServer, message: &str) -> ChatNodes {
+        let url = redis.url();
+        let a = ExampleProcess::start(&["--token", TOKEN, "--redis", &url]);
+        let b = ExampleProcess::start(&["--token", TOKEN, "--redis", &url]);
+        let body = json!({ "user_message": message }).to_string();
+        let mut post = chat_request(a.addr, "POST", "/api/chat/stream", None, &body);
+        let head = post.read_head();
+        assert_eq!(head.status, 200, "{}", head.raw);
+        let message_id = head.header("conduit-message-id").unwrap().to_owned();
+        ChatNodes { a, b, post, message_id }
+    }
+}
+
 #[test]
 fn a_chat_reply_started_on_one_node_resumes_on_another_without_loss_and_answers_204_there() {
     let Some(redis) = RedisServer::start(Persistence::None) else { return };
-    let url = redis.url();
-    let a = ExampleProcess::start(&["--token", TOKEN, "--redis", &url]);
-    let b = ExampleProcess::start(&["--token", TOKEN, "--redis", &url]);
-    let mut post = chat_request(a.addr, "POST", "/api/chat/stream", None, r#"{"user_message": "hello"}"#);
-    let head = post.read_head();
-    assert_eq!(head.status, 200, "{}", head.raw);
-    let message_id = head.header("conduit-message-id").unwrap().to_owned();
+    let ChatNodes { a, b, mut post, message_id } = ChatNodes::start(&redis, "hello");
     let seen = chat_events(&mut post, 5);
     assert_eq!(seen[0].event, "stream_start");
     // The connection drops mid-reply; the client comes back to the other node with the last id it saw.
@@ -480,13 +497,7 @@ fn a_chat_reply_started_on_one_node_resumes_on_another_without_loss_and_answers_
 #[test]
 fn a_chat_reply_cancelled_on_another_node_ends_and_its_worker_stops() {
     let Some(redis) = RedisServer::start(Persistence::None) else { return };
-    let url = redis.url();
-    let a = ExampleProcess::start(&["--token", TOKEN, "--redis", &url]);
-    let b = ExampleProcess::start(&["--token", TOKEN, "--redis", &url]);
-    let mut post = chat_request(a.addr, "POST", "/api/chat/stream", None, r#"{"user_message": "stop me"}"#);
-    let head = post.read_head();
-    assert_eq!(head.status, 200, "{}", head.raw);
-    let message_id = head.header("conduit-message-id").unwrap().to_owned();
+    let ChatNodes { a, b, mut post, message_id } = ChatNodes::start(&redis, "stop me");
     let seen = chat_events(&mut post, 3);
     let (head, _) = chat_request(b.addr, "DELETE", &format!("/api/chat/stream/{message_id}"), None, "").read_response();
     assert_eq!(head.status, 204, "{}", head.raw);
@@ -497,7 +508,7 @@ fn a_chat_reply_cancelled_on_another_node_ends_and_its_worker_stops() {
     // The worker on A stops at its next token: at most the one it was about to publish follows the end, and no
     // end of its own. Read from Redis, as any node would, after time for many more tokens.
     std::thread::sleep(Duration::from_millis(600));
-    let node = RedisNode::new(RedisConfig::from_url(&url).unwrap()).unwrap();
+    let node = RedisNode::new(RedisConfig::from_url(&redis.url()).unwrap()).unwrap();
     let topic = format!("chat/{message_id}");
     let held = node.topic_history(&topic, None, 1000).unwrap();
     let cancel = held.iter().position(|e| e.event.event_name() == Some("stream_end")).expect("the cancellation");

@@ -53,14 +53,11 @@ fn main() {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let options = Options::parse();
 
-    let hub = match options.redis.clone().map(conduit::redis::RedisBackbone::new) {
-        None => Hub::new(HubConfig::default()),
-        Some(Ok(backbone)) => Hub::with_backbone(HubConfig::default(), backbone),
-        Some(Err(e)) => {
-            eprintln!("invalid --redis: {e}");
-            std::process::exit(2);
-        }
-    };
+    let redis = options.redis.clone();
+    let hub = conduit::redis::RedisBackbone::hub_or_embedded(HubConfig::default(), redis).unwrap_or_else(|e| {
+        eprintln!("invalid --redis: {e}");
+        std::process::exit(2);
+    });
     let mut origins = OriginPolicy::loopback();
     for origin in &options.allow_origins {
         origins = origins.allow_origin(origin.as_str());

@@ -136,14 +136,11 @@ fn main() {
             std::process::exit(1);
         }),
     };
-    let hub = match options.redis.clone().map(conduit::redis::RedisBackbone::new) {
-        None => Hub::new(HubConfig::default()),
-        Some(Ok(backbone)) => Hub::with_backbone(HubConfig::default(), backbone),
-        Some(Err(e)) => {
-            eprintln!("invalid --redis: {e}");
-            std::process::exit(2);
-        }
-    };
+    let redis = options.redis.clone();
+    let hub = conduit::redis::RedisBackbone::hub_or_embedded(HubConfig::default(), redis).unwrap_or_else(|e| {
+        eprintln!("invalid --redis: {e}");
+        std::process::exit(2);
+    });
     let mut config = ServerConfig::new(options.addr);
     let origins: Vec<String> =
         options.cors_origins.iter().map(|o| o.trim().to_owned()).filter(|o| !o.is_empty()).collect();

@@ -7,6 +7,7 @@ use crate::reader::{HistoryError, HistoryRequest, Reader, ReaderEvent};
 use conduit_server::backbone::{
     Backbone, BackboneError, BackboneEvent, Deliver, HistoryAnswer, HistoryError as TopicHistoryError, shared_event,
 };
+use conduit_server::{Hub, HubConfig};
 use conduit_sse::{Event, SharedEvent};
 use std::fmt;
 use std::sync::{Arc, Mutex};
@@ -46,6 +47,18 @@ impl RedisBackbone {
     /// [`ConfigError`] for a setting out of its bounds.
     pub fn new(config: RedisConfig) -> Result<RedisBackbone, ConfigError> {
         Ok(RedisBackbone { node: RedisNode::new(config)?, reader: Mutex::new(None), deliver: Arc::default() })
+    }
+
+    /// A hub on Redis when `redis` is given, the embedded hub otherwise: for programs with an optional
+    /// `--redis` setting.
+    ///
+    /// # Errors
+    /// [`ConfigError`] for a Redis setting out of its bounds.
+    pub fn hub_or_embedded(config: HubConfig, redis: Option<RedisConfig>) -> Result<Hub, ConfigError> {
+        Ok(match redis {
+            Some(redis) => Hub::with_backbone(config, RedisBackbone::new(redis)?),
+            None => Hub::new(config),
+        })
     }
 
     /// The node underneath, to publish without a hub (a producer process, say).
