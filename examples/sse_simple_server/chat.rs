@@ -48,6 +48,9 @@ pub const TOPIC_PREFIX: &str = "chat/";
 /// The events after which a reply is over.
 const LAST_EVENTS: [&str; 2] = ["stream_end", "error"];
 const MAX_CHAT_MESSAGE: usize = 4000;
+/// The largest request body `POST /api/chat/stream` reads: a message of `MAX_CHAT_MESSAGE` characters of up to
+/// four bytes each, JSON escapes and the other fields.
+pub const MAX_REQUEST_BYTES: usize = 8 * MAX_CHAT_MESSAGE + 1024;
 /// Bytes of randomness in a message id (hex-encoded: twice as many characters).
 const MESSAGE_ID_BYTES: usize = 16;
 /// How long a worker waits, in all, for a busy server to take one event before giving the reply up.

@@ -37,6 +37,7 @@ pub mod demos;
 
 use chat::{Chat, ChatConfig};
 use clap::Parser;
+use conduit::http::AllowedHosts;
 use conduit::server::auth::require_bearer;
 use conduit::server::{
     CorsConfig, HealthConfig, Hub, HubConfig, Metrics, Offload, PublishError, Reply, Request, Response, Router, Server,
@@ -65,6 +66,11 @@ struct Options {
     /// An origin whose pages may use the server (repeatable; `*` for any), e.g. http://localhost:3000.
     #[arg(long = "cors-origin", value_name = "ORIGIN", env = "CONDUIT_CORS_ORIGINS", value_delimiter = ',')]
     cors_origins: Vec<String>,
+    /// A host name requests may name in `Host` (repeatable; `.example.com` for a domain and its subdomains;
+    /// `*` for any). Default: localhost, 127.0.0.1 and [::1] when listening on loopback (so a DNS-rebinding
+    /// page cannot reach the server under its own name), any host otherwise.
+    #[arg(long = "allowed-host", value_name = "HOST", env = "CONDUIT_ALLOWED_HOSTS", value_delimiter = ',')]
+    allowed_hosts: Vec<String>,
     /// Run the hub on Redis Streams, redis://[[user]:password@]host[:port][/db]: every process on the same
     /// Redis serves the same topics.
     #[arg(long, value_name = "URL", env = "CONDUIT_REDIS_URL", hide_env_values = true)]
@@ -142,6 +148,13 @@ fn main() {
         std::process::exit(2);
     });
     let mut config = ServerConfig::new(options.addr);
+    config.allowed_hosts = match allowed_hosts(&options) {
+        Ok(hosts) => hosts,
+        Err(e) => {
+            eprintln!("invalid --allowed-host: {e}");
+            std::process::exit(2);
+        }
+    };
     let origins: Vec<String> =
         options.cors_origins.iter().map(|o| o.trim().to_owned()).filter(|o| !o.is_empty()).collect();
     if !origins.is_empty() {
@@ -190,6 +203,18 @@ fn main() {
         eprintln!("server failed: {e}");
         std::process::exit(1);
     }
+}
+
+/// The hosts requests may name: as given (`*` for any), else the loopback names when listening on loopback.
+fn allowed_hosts(options: &Options) -> Result<AllowedHosts, conduit::http::HostPatternError> {
+    let given: Vec<&str> = options.allowed_hosts.iter().map(|h| h.trim()).filter(|h| !h.is_empty()).collect();
+    if given.contains(&"*") || (given.is_empty() && !options.addr.ip().is_loopback()) {
+        return Ok(AllowedHosts::default());
+    }
+    if given.is_empty() {
+        return AllowedHosts::new(["localhost", "127.0.0.1", "[::1]"]);
+    }
+    AllowedHosts::new(given)
 }
 
 /// The first SIGINT or SIGTERM starts a graceful shutdown (`run` then returns and the process exits 0); a
@@ -244,6 +269,8 @@ pub fn routes(token: &str, hub: &Hub, chat: ChatConfig, offload: Offload) -> Rou
     let chat = Arc::new(Chat::new(hub, Arc::clone(&token), chat, offload.clone()));
     let (resume, cancel) = (Arc::clone(&chat), Arc::clone(&chat));
     let publish_token = Arc::clone(&token);
+    // Checked on the head: a request without the token is answered 401 before its body is read.
+    let (chat_token, publish_guard_token) = (Arc::clone(&token), Arc::clone(&token));
     let hub = hub.clone();
     Router::new()
         .get("/", |_: &Request| Response::html(INDEX_HTML))
@@ -256,7 +283,11 @@ pub fn routes(token: &str, hub: &Hub, chat: ChatConfig, offload: Offload) -> Rou
         .get("/stream/updates", |_: &Request| demos::updates_stream())
         .get("/stream", subscribe)
         .post("/publish", move |req: &Request| publish(req, &publish_token, &hub, &offload))
+        .body_limit(MAX_PUBLISH_BYTES)
+        .guard(move |req: &Request| require_bearer(req, &publish_guard_token))
         .post("/api/chat/stream", move |req: &Request| chat.start(req))
+        .body_limit(chat::MAX_REQUEST_BYTES)
+        .guard(move |req: &Request| require_bearer(req, &chat_token))
         .get("/api/chat/stream/{message_id}", move |req: &Request| resume.resume(req))
         .delete("/api/chat/stream/{message_id}", move |req: &Request| cancel.cancel(req))
 }

@@ -256,18 +256,21 @@ pub struct ExampleProcess {
 impl ExampleProcess {
     /// `examples/sse_simple_server`.
     pub fn start(args: &[&str]) -> ExampleProcess {
-        ExampleProcess::launch("sse_simple_server", "Conduit demo on http://", args)
+        // `Conn` names the host `test`, raw requests in tests `t`.
+        ExampleProcess::launch("sse_simple_server", "Conduit demo on http://", &["--allowed-host", "t,test"], args)
     }
 
     /// `examples/mcp_server` (its endpoint is `/mcp` at `addr`).
     pub fn start_mcp(args: &[&str]) -> ExampleProcess {
-        ExampleProcess::launch("mcp_server", "MCP endpoint on http://", args)
+        ExampleProcess::launch("mcp_server", "MCP endpoint on http://", &[], args)
     }
 
-    /// Runs the example `name` and waits for the log line that has `marker` before its address.
-    fn launch(name: &str, marker: &str, args: &[&str]) -> ExampleProcess {
+    /// Runs the example `name` with `extra` and `args`, and waits for the log line that has `marker` before its
+    /// address.
+    fn launch(name: &str, marker: &str, extra: &[&str], args: &[&str]) -> ExampleProcess {
         let mut child = Command::new(env!("CARGO"))
             .args(["run", "--quiet", "--example", name, "--", "--addr", "127.0.0.1:0"])
+            .args(extra)
             .args(args)
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .env("RUST_LOG", "info")

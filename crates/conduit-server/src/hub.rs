@@ -343,13 +343,16 @@ impl Hub {
         let shared = shared_event(seq, &event);
         let forgotten = publisher.registry.publish(&topic, &shared).map_err(|_| PublishError::TooManyTopics)?;
         let mut delivered = false;
-        for remote in &open {
+        for (i, remote) in open.iter().enumerate() {
             if let Some(name) = &forgotten {
                 // Before the event, so each loop has forgotten the old topic before it keeps the new one.
                 let _ = remote.send_past_limit(Msg::Forget { topic: Arc::clone(name) });
             }
+            // Each loop its own copy of the bytes, so loops on different cores never share a reference count
+            // that every delivery changes.
+            let event = if i == 0 { shared.clone() } else { shared.detached() };
             // A loop that stopped since the check is shutting down; the others still get the event.
-            let msg = Msg::Publish { topic: Arc::clone(&topic), event: shared.clone(), published_at: Instant::now() };
+            let msg = Msg::Publish { topic: Arc::clone(&topic), event, published_at: Instant::now() };
             delivered |= remote.send_past_limit(msg).is_ok();
         }
         if !delivered {
