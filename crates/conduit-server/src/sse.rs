@@ -92,6 +92,8 @@ pub(crate) struct Subscription {
     pub(crate) history_lossy: bool,
     /// Without a `Last-Event-ID`, start with the oldest event held rather than with the next one published.
     pub(crate) from_oldest: bool,
+    /// The oldest events were asked of the external backbone once (for `from_oldest`); not again.
+    pub(crate) replay_asked: bool,
     /// `event: NAME\n` lines: the stream ends right after an event that has one of these names.
     pub(crate) end_after: Vec<Box<[u8]>>,
 }
@@ -176,6 +178,7 @@ impl Sse {
             history_after: None,
             history_lossy: false,
             from_oldest: false,
+            replay_asked: false,
             end_after: Vec::new(),
         })))
     }
