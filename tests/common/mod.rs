@@ -246,7 +246,7 @@ pub fn roundtrip(addr: SocketAddr, raw: &[u8]) -> (Head, Vec<u8>) {
     conn.read_response()
 }
 
-/// The example server as a process on a free loopback port (`--addr 127.0.0.1:0` and `args`), found from the
+/// An example server as a process on a free loopback port (`--addr 127.0.0.1:0` and `args`), found from the
 /// address it logs. It is killed with SIGKILL when dropped, so it never outlives the test.
 pub struct ExampleProcess {
     pub child: Child,
@@ -254,9 +254,23 @@ pub struct ExampleProcess {
 }
 
 impl ExampleProcess {
+    /// `examples/sse_simple_server`.
     pub fn start(args: &[&str]) -> ExampleProcess {
+        // `Conn` names the host `test`, raw requests in tests `t`.
+        ExampleProcess::launch("sse_simple_server", "Conduit demo on http://", &["--allowed-host", "t,test"], args)
+    }
+
+    /// `examples/mcp_server` (its endpoint is `/mcp` at `addr`).
+    pub fn start_mcp(args: &[&str]) -> ExampleProcess {
+        ExampleProcess::launch("mcp_server", "MCP endpoint on http://", &[], args)
+    }
+
+    /// Runs the example `name` with `extra` and `args`, and waits for the log line that has `marker` before its
+    /// address.
+    fn launch(name: &str, marker: &str, extra: &[&str], args: &[&str]) -> ExampleProcess {
         let mut child = Command::new(env!("CARGO"))
-            .args(["run", "--quiet", "--example", "sse_simple_server", "--", "--addr", "127.0.0.1:0"])
+            .args(["run", "--quiet", "--example", name, "--", "--addr", "127.0.0.1:0"])
+            .args(extra)
             .args(args)
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .env("RUST_LOG", "info")
@@ -268,8 +282,9 @@ impl ExampleProcess {
         let process = |addr| ExampleProcess { child, addr };
         let addr = loop {
             let line = lines.next().expect("the example logs its address").expect("read stderr");
-            if let Some(rest) = line.split("Conduit demo on http://").nth(1) {
-                break rest.trim_end_matches('/').parse().expect("address");
+            if let Some(rest) = line.split(marker).nth(1) {
+                let host_port = rest.split('/').next().unwrap_or(rest);
+                break host_port.trim().parse().expect("address");
             }
         };
         // Keep draining its log so it never blocks on a full pipe.
