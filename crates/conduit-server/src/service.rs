@@ -170,7 +170,7 @@ impl Service {
             let response = health::answer(check, &req, readiness);
             return self.send_reply(cx, id, req.version(), keep_alive, head_only, Reply::Response(response));
         }
-        let reply = dispatch(&self.router, self.config.cors.as_ref(), &mut req);
+        let reply = dispatch(&self.router, &self.config, &mut req);
         self.send_reply(cx, id, req.version(), keep_alive, head_only, reply);
     }
 
