@@ -18,7 +18,7 @@ fn help_prints_usage_and_exits_zero() {
     let out = run(&["--help"]);
     assert!(out.status.success(), "{out:?}");
     let usage = String::from_utf8_lossy(&out.stdout);
-    for option in ["--addr", "--token", "--cors-origin", "CONDUIT_ADDR"] {
+    for option in ["--addr", "--token", "--cors-origin", "CONDUIT_ADDR", "--tls-cert", "--tls-key", "--public-scheme"] {
         assert!(usage.contains(option), "usage mentions {option}: {usage}");
     }
 }
@@ -31,6 +31,12 @@ fn bad_arguments_are_refused_with_a_reason_and_status_2() {
         (&["--token", "has space"][..], "without spaces"),
         (&["--bogus"][..], "unexpected argument"),
         (&["--redis", "http://127.0.0.1:6379"][..], "must start with redis://"),
+        (&["--tls-cert", "cert.pem"][..], "--tls-key <FILE>"),
+        (&["--tls-key", "key.pem"][..], "--tls-cert <FILE>"),
+        (
+            &["--tls-cert", "/nonexistent/cert.pem", "--tls-key", "/nonexistent/key.pem"][..],
+            "cannot read /nonexistent/cert.pem",
+        ),
     ] {
         let out = run(args);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {out:?}");

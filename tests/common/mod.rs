@@ -251,6 +251,8 @@ pub fn roundtrip(addr: SocketAddr, raw: &[u8]) -> (Head, Vec<u8>) {
 pub struct ExampleProcess {
     pub child: Child,
     pub addr: SocketAddr,
+    /// `http`, or `https` when it serves TLS.
+    pub scheme: String,
 }
 
 impl ExampleProcess {
@@ -265,16 +267,15 @@ impl ExampleProcess {
             .spawn()
             .expect("spawn the example");
         let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let process = |addr| ExampleProcess { child, addr };
-        let addr = loop {
+        let (scheme, addr) = loop {
             let line = lines.next().expect("the example logs its address").expect("read stderr");
-            if let Some(rest) = line.split("Conduit demo on http://").nth(1) {
-                break rest.trim_end_matches('/').parse().expect("address");
+            if let Some((scheme, rest)) = line.split("Conduit demo on ").nth(1).and_then(|url| url.split_once("://")) {
+                break (scheme.to_owned(), rest.trim_end_matches('/').parse().expect("address"));
             }
         };
         // Keep draining its log so it never blocks on a full pipe.
         std::thread::spawn(move || lines.for_each(drop));
-        process(addr)
+        ExampleProcess { child, addr, scheme }
     }
 
     /// SIGKILL, and wait for it.
