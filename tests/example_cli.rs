@@ -1,11 +1,13 @@
 //! The example's command line, as a newcomer meets it: `--help`, host names in `--addr`, clear errors.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Output, Stdio};
 
 fn example() -> Command {
-    let mut command = Command::new(env!("CARGO"));
-    command.args(["run", "--quiet", "--example", "sse_simple_server", "--"]).current_dir(env!("CARGO_MANIFEST_DIR"));
+    let mut command = common::cargo();
+    command.args(["run", "--quiet", "--example", "sse_simple_server", "--"]);
     command
 }
 

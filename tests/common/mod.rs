@@ -45,6 +45,11 @@ pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
     }
 }
 
+/// The value of the metric line `series` (name and labels exactly as rendered).
+pub fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
 /// The numeric ids of the events in a decoded stream body, in order.
 pub fn ids(body: &[u8]) -> Vec<u64> {
     std::str::from_utf8(body)
@@ -246,6 +251,22 @@ pub fn roundtrip(addr: SocketAddr, raw: &[u8]) -> (Head, Vec<u8>) {
     conn.read_response()
 }
 
+/// `cargo` in this package's directory, for building and running its examples from a test. Cargo gives a test
+/// process its package's `CARGO_MANIFEST_*` and `CARGO_PKG_*` variables; build scripts that watch them (ring's
+/// does) would see them changed and rebuild, here and again in the next plain `cargo` command, so they are
+/// removed.
+pub fn cargo() -> Command {
+    let mut command = Command::new(env!("CARGO"));
+    command.current_dir(env!("CARGO_MANIFEST_DIR"));
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        if name.starts_with("CARGO_MANIFEST_") || name.starts_with("CARGO_PKG_") {
+            command.env_remove(&*name);
+        }
+    }
+    command
+}
+
 /// The example server as a process on a free loopback port (`--addr 127.0.0.1:0` and `args`), found from the
 /// address it logs. It is killed with SIGKILL when dropped, so it never outlives the test.
 pub struct ExampleProcess {
@@ -257,10 +278,9 @@ pub struct ExampleProcess {
 
 impl ExampleProcess {
     pub fn start(args: &[&str]) -> ExampleProcess {
-        let mut child = Command::new(env!("CARGO"))
+        let mut child = cargo()
             .args(["run", "--quiet", "--example", "sse_simple_server", "--", "--addr", "127.0.0.1:0"])
             .args(args)
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
