@@ -306,9 +306,10 @@ mod tests {
         let (http, https) = (Scheme::Http, Scheme::Https);
         let host = |h| ("Host", h);
         let proto = |p| ("X-Forwarded-Proto", p);
+        /// Listener, public scheme, request headers, Origin, same origin?
+        type Case<'a> = (Scheme, PublicScheme, &'a [(&'a str, &'a str)], &'a str, bool);
         #[rustfmt::skip]
-        let cases: &[(Scheme, PublicScheme, &[(&str, &str)], &str, bool)] = &[
-            // listener, public scheme, request headers, Origin, same origin?
+        let cases: &[Case<'_>] = &[
             (http, Listener, &[host("api.test:8000")], "http://api.test:8000", true),
             (http, Listener, &[host("API.test:8000")], "HTTP://api.TEST:8000", true),
             (http, Listener, &[host("api.test:8000")], "https://api.test:8000", false),
