@@ -55,7 +55,7 @@ pub struct ServerConfig {
     /// Which other origins' pages may use the server; `None` adds no CORS headers (same-origin only).
     pub cors: Option<CorsConfig>,
     /// The scheme of the server's origin as browsers see it, which CORS's same-origin test compares with a
-    /// page's `Origin`: the listener's by default (`https` with [`tls`](Self::tls), `http` otherwise). Behind
+    /// page's `Origin`: the listener's by default (`https` with `tls`, `http` otherwise). Behind
     /// a proxy that terminates TLS, set [`PublicScheme::Https`], or [`PublicScheme::XForwardedProto`] when
     /// only the proxy can reach the server.
     pub public_scheme: PublicScheme,
