@@ -67,3 +67,53 @@ fn a_host_name_in_addr_is_resolved() {
     let addr = line.split("http://").nth(1).unwrap().trim_end_matches('/');
     assert!(addr.starts_with("127.0.0.1:") || addr.starts_with("[::1]:"), "{addr}");
 }
+
+/// Starts the example with `args`, returns it (killed on drop) and the address it logged.
+struct Example(std::process::Child);
+
+impl Drop for Example {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start(args: &[&str]) -> (Example, String) {
+    let mut child = example()
+        .args(args)
+        .env("RUST_LOG", "info")
+        .env_remove("CONDUIT_ALLOWED_HOSTS")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn the example");
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = BufReader::new(stderr).lines().map_while(Result::ok);
+    let line = lines.find(|l| l.contains("Conduit demo on http://")).expect("the example logs its address");
+    std::thread::spawn(move || lines.for_each(drop));
+    (Example(child), line.split("http://").nth(1).unwrap().trim_end_matches('/').to_owned())
+}
+
+fn status_for_host(addr: &str, host: &str) -> u16 {
+    use std::io::{Read, Write};
+    let mut socket = std::net::TcpStream::connect(addr).expect("connect");
+    socket.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
+    write!(socket, "GET /favicon.svg HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut head = [0u8; 12];
+    socket.read_exact(&mut head).expect("a status line");
+    std::str::from_utf8(&head[9..12]).unwrap().parse().unwrap()
+}
+
+#[test]
+fn on_loopback_only_loopback_host_names_are_served() {
+    let (_server, addr) = start(&["--addr", "127.0.0.1:0", "--token", "t"]);
+    let port = addr.rsplit(':').next().unwrap();
+    for (host, status) in
+        [(format!("localhost:{port}"), 200), (addr.clone(), 200), ("rebinding.evil.test".to_owned(), 421)]
+    {
+        assert_eq!(status_for_host(&addr, &host), status, "{host}");
+    }
+    let (_server, addr) = start(&["--addr", "127.0.0.1:0", "--token", "t", "--allowed-host", "conduit.test"]);
+    assert_eq!(status_for_host(&addr, "conduit.test"), 200);
+    assert_eq!(status_for_host(&addr, "localhost"), 421, "only the hosts given");
+}

@@ -709,7 +709,8 @@ fn running_out_of_descriptors_pauses_accepting_without_spinning_or_dying() {
     let mut child = ChildGuard(
         Command::new("sh")
             .arg("-c")
-            .arg(format!("ulimit -n {FD_LIMIT} && exec \"$0\" --addr 127.0.0.1:0 --token t"))
+            // The raw test client names the host `t` or `test`.
+            .arg(format!("ulimit -n {FD_LIMIT} && exec \"$0\" --addr 127.0.0.1:0 --token t --allowed-host t,test"))
             .arg(&binary)
             .env("RUST_LOG", "info")
             .env_remove("CONDUIT_ADDR")

@@ -76,7 +76,8 @@ fn curl_reads_count_over_tls_from_the_example() {
     let pki = TestPki::new();
     let files = pki.write_files("curl");
     let (cert, key, ca) = (files.cert.to_str().unwrap(), files.key.to_str().unwrap(), files.ca.to_str().unwrap());
-    let server = ExampleProcess::start(&["--token", TOKEN, "--tls-cert", cert, "--tls-key", key]);
+    let args = ["--token", TOKEN, "--tls-cert", cert, "--tls-key", key, "--allowed-host", "localhost"];
+    let server = ExampleProcess::start(&args);
     assert_eq!(server.scheme, "https", "the example logs an https:// address");
     let port = server.addr.port();
     // The certificate is for localhost; --resolve keeps curl on 127.0.0.1 whatever localhost resolves to.

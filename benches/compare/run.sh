@@ -2,24 +2,27 @@
 # Compares Conduit with axum, FastAPI (under uvicorn, two ways) and a std-only floor server on this machine.
 #
 #   benches/compare/run.sh                      # everything: scenarios 1-4
-#   benches/compare/run.sh --quick              # tiny counts, for CI: well under a minute once built
+#   benches/compare/run.sh --quick              # tiny counts, for CI: about a minute once built
 #   benches/compare/run.sh --reps 30 --scenarios 1,2 --only conduit,axum,floor
 #
 # Options (each also from the environment):
 #   --quick              BENCH_QUICK=1          tiny counts: 5 rounds, 10 connections, 200 idle streams,
-#                                               200 subscribers for 2 s
+#                                               100 then 300 subscribers for 2 s
 #   --reps N             BENCH_REPS=N           scenario 1 rounds (default 100); scenario 2 gets ceil(N/10)
 #   --scenarios LIST     BENCH_SCENARIOS=LIST   comma-separated, from 1,2,3,4 (default all)
 #   --only LIST          BENCH_ONLY=LIST        servers, from floor,conduit,axum,fastapi-std,fastapi-plain and
 #                                               conduit-nometrics (Conduit with its metrics off; only when listed)
 #   --port-base N        BENCH_PORT_BASE=N      servers listen on 127.0.0.1:N..N+5 (default 18400)
 #   --no-build           BENCH_NO_BUILD=1       use the binaries already built
+#   --conduit-workers N  BENCH_CONDUIT_WORKERS  Conduit's event loops (default 2)
 #
 # It creates a Python venv in benches/compare/.venv from requirements.txt when FastAPI is measured and the venv
 # is missing or stale, builds every Rust binary with --release (CARGO_TARGET_DIR is honoured), then for each
 # scenario starts fresh servers on loopback ports, runs the measuring client, and stops them. The tables are
-# printed at the end and the numbers written to benches/compare/results/latest.json. Only 127.0.0.1 is ever
-# contacted, every loop is bounded, and every server started here is stopped on exit, whatever happens.
+# printed at the end, then Conduit's targets with a verdict each (which does not change the exit status), and
+# the numbers are written to benches/compare/results/latest.json (not committed: BENCHMARKS.md keeps the figures
+# of record). Only 127.0.0.1 is ever contacted, every loop is bounded, and every server started here is stopped
+# on exit, whatever happens.
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -33,6 +36,7 @@ SCENARIOS="${BENCH_SCENARIOS:-1,2,3,4}"
 ONLY="${BENCH_ONLY:-}"
 PORT_BASE="${BENCH_PORT_BASE:-18400}"
 NO_BUILD="${BENCH_NO_BUILD:-0}"
+CONDUIT_WORKERS="${BENCH_CONDUIT_WORKERS:-2}"
 ALL_SERVERS=(floor conduit axum fastapi-std fastapi-plain conduit-nometrics)
 # Measured unless --only says otherwise; conduit-nometrics is there to measure what counting metrics costs.
 DEFAULT_SERVERS=(floor conduit axum fastapi-std fastapi-plain)
@@ -53,6 +57,8 @@ while [ $# -gt 0 ]; do
         --port-base) PORT_BASE="${2:?--port-base needs a number}"; shift ;;
         --port-base=*) PORT_BASE="${1#*=}" ;;
         --no-build) NO_BUILD=1 ;;
+        --conduit-workers) CONDUIT_WORKERS="${2:?--conduit-workers needs a number}"; shift ;;
+        --conduit-workers=*) CONDUIT_WORKERS="${1#*=}" ;;
         -h|--help) usage; exit 0 ;;
         *) echo "run.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
@@ -61,6 +67,10 @@ done
 
 if [ -n "$REPS" ] && ! [[ "$REPS" =~ ^[1-9][0-9]*$ ]]; then
     echo "run.sh: --reps must be a positive integer, got '$REPS'" >&2
+    exit 2
+fi
+if ! [[ "$CONDUIT_WORKERS" =~ ^[1-9][0-9]*$ ]]; then
+    echo "run.sh: --conduit-workers must be a positive integer, got '$CONDUIT_WORKERS'" >&2
     exit 2
 fi
 if ! [[ "$PORT_BASE" =~ ^[0-9]+$ ]] || [ "$PORT_BASE" -lt 1024 ] || [ "$PORT_BASE" -gt 65000 ]; then
@@ -152,8 +162,9 @@ start_server() {
     fi
     case "$name" in
         floor) "$HARNESS_DIR/floor" --addr "$addr" >>"$log" 2>&1 & ;;
-        conduit) "$CONDUIT_BIN" --addr "$addr" --metrics on >>"$log" 2>&1 & ;;
-        conduit-nometrics) "$CONDUIT_BIN" --addr "$addr" --metrics off >>"$log" 2>&1 & ;;
+        conduit) "$CONDUIT_BIN" --addr "$addr" --workers "$CONDUIT_WORKERS" --metrics on >>"$log" 2>&1 & ;;
+        conduit-nometrics)
+            "$CONDUIT_BIN" --addr "$addr" --workers "$CONDUIT_WORKERS" --metrics off >>"$log" 2>&1 & ;;
         axum) "$AXUM_BIN" --addr "$addr" >>"$log" 2>&1 & ;;
         fastapi-std)
             "$VENV/bin/uvicorn" --app-dir "$HERE" fastapi_app:app --host 127.0.0.1 --port "$port" \
@@ -168,16 +179,11 @@ start_server() {
     SERVER_ARGS+=(--server "$name=$addr@${PIDS[$name]}")
 }
 
-# Scenario 4 (broadcast) does not start the floor, which has no broadcast: the harness lists it as n/a.
 start_servers() {
-    local scenario="$1" name
+    local name
     SERVER_ARGS=()
     for name in "${SERVERS[@]}"; do
-        if [ "$scenario" = 4 ] && [ "$name" = floor ]; then
-            SERVER_ARGS+=(--server "floor=127.0.0.1:$(port_of floor)")
-        else
-            start_server "$name"
-        fi
+        start_server "$name"
     done
 }
 
@@ -241,7 +247,8 @@ done
 # --- measure ---------------------------------------------------------------------------------------------------
 
 mkdir -p "$RESULTS/logs"
-rm -f "$RESULTS"/scenario-*.txt "$RESULTS"/scenario-*.json "$RESULTS"/latest.json "$RESULTS"/logs/*.log
+rm -f "$RESULTS"/scenario-*.txt "$RESULTS"/scenario-*.json "$RESULTS"/targets-*.tsv "$RESULTS"/latest.json \
+    "$RESULTS"/logs/*.log
 
 HARNESS_ARGS=(--out "$RESULTS" --clk-tck "$CLK_TCK" --nofile "$NOFILE")
 [ "$QUICK" = 1 ] && HARNESS_ARGS+=(--quick)
@@ -250,12 +257,8 @@ HARNESS_ARGS=(--out "$RESULTS" --clk-tck "$CLK_TCK" --nofile "$NOFILE")
 run_started=$SECONDS
 failed=()
 for scenario in ${SCENARIOS//,/ }; do
-    if [ "$scenario" = 4 ] && wants floor; then
-        echo "== scenario $scenario: starting $(printf '%s ' "${SERVERS[@]}" | sed 's/floor //')(floor: n/a, no broadcast)"
-    else
-        echo "== scenario $scenario: starting ${SERVERS[*]}"
-    fi
-    start_servers "$scenario"
+    echo "== scenario $scenario: starting ${SERVERS[*]}"
+    start_servers
     # In the background so that a signal to this script is handled at once, not after the client finishes.
     "$HARNESS" run --scenario "$scenario" "${SERVER_ARGS[@]}" "${HARNESS_ARGS[@]}" &
     HARNESS_PID=$!
@@ -277,6 +280,8 @@ echo "== results (build ${build_seconds} s, measurements ${run_seconds} s; quick
     --meta "reps=${REPS:-default}" \
     --meta "scenarios=$SCENARIOS" \
     --meta "servers=${SERVERS[*]}" \
+    --meta "conduit_workers=$CONDUIT_WORKERS" \
+    --meta "commit=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$ROOT" diff --quiet HEAD 2>/dev/null || echo +changes)" \
     --meta "cpus=$(nproc)" \
     --meta "cpu_model=$(grep -m1 'model name' /proc/cpuinfo 2>/dev/null | cut -d: -f2- | sed 's/^ *//')" \
     --meta "kernel=$(uname -r)" \

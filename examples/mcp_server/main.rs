@@ -9,6 +9,13 @@
 //!
 //! Only pages on loopback origins (and requests naming a loopback host) are answered unless `--allow-origin`
 //! says otherwise. Ctrl-C or SIGTERM shuts down gracefully.
+//!
+//! With `--redis redis://host:port` (or `CONDUIT_REDIS_URL`) the hub runs on Redis Streams, as in
+//! `sse_simple_server`: an event published with the `publish` tool on one process reaches `/stream` on every
+//! process on the same Redis, and `read_topic` on any of them reads what Redis holds (at most 100 events a
+//! call; pass the last id as `after` for more). Tools run on the MCP endpoint's worker threads, never on the
+//! event loop, so a publish or a read that waits for Redis stalls nobody else; when Redis is unreachable the
+//! tool call fails with the reason (`isError`), within the backbone's timeouts.
 
 mod conformance;
 
@@ -33,6 +40,10 @@ struct Options {
     /// Also offer the tools the MCP conformance suite calls (test_simple_text, test_reconnection, ...).
     #[arg(long)]
     conformance: bool,
+    /// Run the hub on Redis Streams, redis://[[user]:password@]host[:port][/db]: every process on the same
+    /// Redis shares the topics.
+    #[arg(long, value_name = "URL", env = "CONDUIT_REDIS_URL", hide_env_values = true)]
+    redis: Option<conduit::redis::RedisConfig>,
 }
 
 /// `count` refuses more than this, so one call cannot keep a thread for ever.
@@ -42,7 +53,11 @@ fn main() {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let options = Options::parse();
 
-    let hub = Hub::new(HubConfig::default());
+    let redis = options.redis.clone();
+    let hub = conduit::redis::RedisBackbone::hub_or_embedded(HubConfig::default(), redis).unwrap_or_else(|e| {
+        eprintln!("invalid --redis: {e}");
+        std::process::exit(2);
+    });
     let mut origins = OriginPolicy::loopback();
     for origin in &options.allow_origins {
         origins = origins.allow_origin(origin.as_str());

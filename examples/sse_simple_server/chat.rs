@@ -22,15 +22,20 @@
 //! client write into someone's reply.
 //!
 //! Completion is decided from what the hub holds ([`Hub::history`]), not from this process's memory, so a
-//! resume works on any node once the hub's history is shared between nodes. Cancelling reaches a reply
-//! generated on this node at once (nothing is published after its `stream_end`); a reply whose worker runs
-//! elsewhere is ended in the hub, and its worker, which looks at the topic before each token, stops at its
-//! next one.
+//! resume works on any node that shares the hub's history (every node on one Redis). Cancelling reaches a
+//! reply generated on this node at once (nothing is published after its `stream_end`); a reply whose worker
+//! runs on another node is ended in the hub, and its worker, which reads the topic before each token, stops
+//! at its next one. That is best-effort: the worker may publish the token it was about to publish after the
+//! `stream_end` `cancelled`, which no reader ever gets (streams end at a reply's first last event).
+//!
+//! Which thread: every route checks the token and the request on the event loop, then reads and publishes
+//! from one of the server's hub threads (an [`Offload`], answering a deferred reply). On an external backbone
+//! each read or publish waits for the store, which the loop must never do.
 
-use super::{event, json_error};
+use super::{busy, event, json_error, off_the_loop};
 use conduit::server::auth::require_bearer;
-use conduit::server::{Hub, PublishError, Request, Response, Sse, StatusCode};
-use conduit::sse::Event;
+use conduit::server::{HistoryError, Hub, Offload, PublishError, Reply, Request, Response, Sse, StatusCode};
+use conduit::sse::{Event, MessageEvent};
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -43,10 +48,17 @@ pub const TOPIC_PREFIX: &str = "chat/";
 /// The events after which a reply is over.
 const LAST_EVENTS: [&str; 2] = ["stream_end", "error"];
 const MAX_CHAT_MESSAGE: usize = 4000;
+/// The largest request body `POST /api/chat/stream` reads: a message of `MAX_CHAT_MESSAGE` characters of up to
+/// four bytes each, JSON escapes and the other fields.
+pub const MAX_REQUEST_BYTES: usize = 8 * MAX_CHAT_MESSAGE + 1024;
 /// Bytes of randomness in a message id (hex-encoded: twice as many characters).
 const MESSAGE_ID_BYTES: usize = 16;
 /// How long a worker waits, in all, for a busy server to take one event before giving the reply up.
 const PUBLISH_PATIENCE: Duration = Duration::from_secs(2);
+/// Events read from the hub at once when looking through a reply.
+const HISTORY_PAGE: usize = 256;
+/// Events a worker reads at once when looking for an end published elsewhere (normally one: its last token).
+const CHECK_PAGE: usize = 16;
 
 /// What bounds the replies.
 #[derive(Clone, Debug)]
@@ -82,13 +94,15 @@ pub struct Chat {
     hub: Hub,
     token: Arc<str>,
     config: ChatConfig,
+    /// Where the work that waits for the hub runs.
+    offload: Offload,
     /// Replies whose worker runs on this node, by message id, so a `DELETE` can reach them.
-    running: Mutex<HashMap<String, Arc<Reply>>>,
+    running: Mutex<HashMap<String, Arc<RunningReply>>>,
 }
 
 /// One reply whose worker runs here.
 #[derive(Debug)]
-struct Reply {
+struct RunningReply {
     topic: String,
     /// Publishing to the topic happens under this lock, and it records whether the reply's last event was
     /// published: a cancellation and the worker never both end the reply, and nothing follows its end.
@@ -98,12 +112,12 @@ struct Reply {
 #[derive(Debug, Default)]
 struct ReplyState {
     ended: bool,
-    /// The id of the last event published, to notice events someone else published (a cancellation from
-    /// another node).
-    last_id: Option<String>,
+    /// The id of the newest event of the topic the worker has looked at, from its `stream_start` on: every event
+    /// after it is read before the next token, so an end that another node published is never skipped.
+    checked: Option<String>,
 }
 
-impl Reply {
+impl RunningReply {
     fn lock(&self) -> MutexGuard<'_, ReplyState> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -120,7 +134,7 @@ impl Reply {
             }
             match hub.publish(&self.topic, event.clone()) {
                 Ok(id) => {
-                    state.last_id = Some(id);
+                    state.checked.get_or_insert(id);
                     state.ended = last;
                     return Ok(true);
                 }
@@ -133,17 +147,38 @@ impl Reply {
         }
     }
 
-    /// True if the topic holds an event after the last one this worker published: only an end published by
-    /// another node does that.
-    /// Such a reply counts as ended from then on.
+    /// True if the reply has ended: here, or by a last event that another node published to its topic (a
+    /// cancellation), found by reading the topic's events after the newest one looked at. The read waits for
+    /// the hub's store, without the lock: a cancellation on this node never waits for it. A reply whose topic
+    /// cannot be read now is looked at again before the next token.
     fn ended_elsewhere(&self, hub: &Hub) -> bool {
+        let checked = {
+            let state = self.lock();
+            match (state.ended, &state.checked) {
+                (true, _) => return true,
+                (false, None) => return false,
+                (false, Some(id)) => id.clone(),
+            }
+        };
+        let newer = match hub.history(&self.topic, Some(&checked), CHECK_PAGE) {
+            Ok(newer) => newer,
+            Err(e) => {
+                log::debug!("cannot look at {}: {e}", self.topic);
+                return false;
+            }
+        };
         let mut state = self.lock();
-        let Some(id) = state.last_id.as_deref() else { return false };
-        if hub.history(&self.topic, Some(id), 1).is_ok_and(|after| !after.is_empty()) {
-            state.ended = true;
+        if let Some(newest) = newer.last() {
+            state.checked = Some(newest.last_event_id.clone());
         }
+        state.ended |= newer.iter().any(is_last);
         state.ended
     }
+}
+
+/// True for an event after which a reply is over.
+fn is_last(event: &MessageEvent) -> bool {
+    LAST_EVENTS.contains(&event.event_type.as_str())
 }
 
 /// Ends a worker's reply however the worker stops, a panic included: an `error` event if it had not ended
@@ -151,7 +186,7 @@ impl Reply {
 struct WorkerDone<'a> {
     chat: &'a Chat,
     message_id: &'a str,
-    reply: &'a Reply,
+    reply: &'a RunningReply,
 }
 
 impl Drop for WorkerDone<'_> {
@@ -183,10 +218,6 @@ fn valid_conversation_id(id: &str) -> bool {
     (1..=64).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
-fn busy(message: &str) -> Response {
-    json_error(StatusCode::SERVICE_UNAVAILABLE, message).header("Retry-After", "1")
-}
-
 fn unknown_message() -> Response {
     json_error(StatusCode::NOT_FOUND, "no such message (unknown, or no longer kept)")
 }
@@ -201,17 +232,29 @@ fn reply_stream(message_id: &str, last_event_id: Option<&str>) -> Sse {
 }
 
 impl Chat {
-    pub fn new(hub: &Hub, token: Arc<str>, config: ChatConfig) -> Chat {
-        Chat { hub: hub.clone(), token, config, running: Mutex::new(HashMap::new()) }
+    pub fn new(hub: &Hub, token: Arc<str>, config: ChatConfig, offload: Offload) -> Chat {
+        Chat { hub: hub.clone(), token, config, offload, running: Mutex::new(HashMap::new()) }
     }
 
-    fn running(&self) -> MutexGuard<'_, HashMap<String, Arc<Reply>>> {
+    fn running(&self) -> MutexGuard<'_, HashMap<String, Arc<RunningReply>>> {
         self.running.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// `POST /api/chat/stream`: `{"user_message": "...", "conversation_id": optional}` in, the reply's stream
-    /// out, with its id in the `Conduit-Message-Id` header.
-    pub fn start(self: &Arc<Self>, req: &Request) -> Result<Sse, Response> {
+    /// out, with its id in the `Conduit-Message-Id` header. The request is checked here, on the loop; the
+    /// reply starts on a hub thread.
+    pub fn start(self: &Arc<Self>, req: &Request) -> Reply {
+        match self.check_start(req) {
+            Ok((message, conversation)) => {
+                let chat = Arc::clone(self);
+                off_the_loop(&self.offload, move || chat.begin(message, conversation))
+            }
+            Err(refused) => refused.into(),
+        }
+    }
+
+    /// The message and conversation of a `POST`, or the response refusing it.
+    fn check_start(&self, req: &Request) -> Result<(String, Option<String>), Response> {
         require_bearer(req, &self.token)?;
         let body: Value = serde_json::from_slice(req.body())
             .map_err(|e| json_error(StatusCode::BAD_REQUEST, format_args!("invalid JSON: {e}")))?;
@@ -235,11 +278,16 @@ impl Chat {
                 ));
             }
         };
+        Ok((message, conversation))
+    }
+
+    /// Starts a reply (on a hub thread): its `stream_start`, its worker, and the stream that follows it.
+    fn begin(self: &Arc<Self>, message: String, conversation: Option<String>) -> Result<Sse, Response> {
         let message_id = new_message_id().map_err(|e| {
             log::error!("no randomness for a message id: {e}");
             busy("cannot start a reply now")
         })?;
-        let reply = Arc::new(Reply { topic: topic_of(&message_id), state: Mutex::default() });
+        let reply = Arc::new(RunningReply { topic: topic_of(&message_id), state: Mutex::default() });
         {
             let mut running = self.running();
             if running.len() >= self.config.max_replies {
@@ -275,40 +323,60 @@ impl Chat {
 
     /// `GET /api/chat/stream/{message_id}`: what the client missed after `Last-Event-ID` (all of the reply
     /// without one), then the rest live; `204` once the client has the reply's last event; `404` for a
-    /// message the hub does not hold.
-    pub fn resume(&self, req: &Request) -> Result<Sse, Response> {
-        require_bearer(req, &self.token)?;
+    /// message the hub does not hold; `503` when the hub's store cannot be read now.
+    pub fn resume(self: &Arc<Self>, req: &Request) -> Reply {
+        if let Err(refused) = require_bearer(req, &self.token) {
+            return refused.into();
+        }
         let message_id = req.param("message_id").unwrap_or_default();
         if !valid_message_id(message_id) {
-            return Err(unknown_message());
+            return unknown_message().into();
         }
         let last = req.header("last-event-id").or_else(|| req.query("last_event_id")).filter(|id| !id.is_empty());
-        let held = self.hub.history(&topic_of(message_id), None, usize::MAX).unwrap_or_default();
-        if held.is_empty() {
-            return Err(unknown_message());
-        }
-        if let Some(last) = last {
-            // The client has everything up to its id; if that includes the last event, there is nothing more.
-            if let Some(at) = held.iter().position(|e| e.last_event_id == last) {
-                if held[..=at].iter().any(|e| LAST_EVENTS.contains(&e.event_type.as_str())) {
-                    return Err(Response::new(StatusCode::NO_CONTENT).header(MESSAGE_ID_HEADER, message_id));
-                }
+        let (chat, message_id, last) = (Arc::clone(self), message_id.to_owned(), last.map(str::to_owned));
+        off_the_loop(&self.offload, move || chat.follow(&message_id, last.as_deref()))
+    }
+
+    /// Decides a `GET` from what the hub holds (on a hub thread).
+    fn follow(&self, message_id: &str, last: Option<&str>) -> Result<Sse, Response> {
+        // The client has everything up to its id; if that includes a last event, there is nothing more.
+        let (mut over, mut client_has_end) = (false, false);
+        let held = self.read_reply(&topic_of(message_id), |e| {
+            let Some(last) = last else { return true }; // whether it exists is all that matters
+            over |= is_last(e);
+            client_has_end = over && e.last_event_id == last;
+            e.last_event_id == last
+        });
+        match held {
+            Err(e) => {
+                log::warn!("cannot read reply {message_id}: {e}");
+                Err(busy("cannot read the reply now"))
             }
+            Ok(false) => Err(unknown_message()),
+            Ok(true) if client_has_end => {
+                Err(Response::new(StatusCode::NO_CONTENT).header(MESSAGE_ID_HEADER, message_id))
+            }
+            Ok(true) => Ok(reply_stream(message_id, last)),
         }
-        Ok(reply_stream(message_id, last))
     }
 
     /// `DELETE /api/chat/stream/{message_id}`: stops the reply. `204` once the reply is over (cancelled now,
     /// ending with `stream_end` `cancelled`, or already over before); `404` for a message the hub does not
     /// hold; `503` if the cancellation could not be published (the reply then goes on).
-    pub fn cancel(&self, req: &Request) -> Response {
+    pub fn cancel(self: &Arc<Self>, req: &Request) -> Reply {
         if let Err(refused) = require_bearer(req, &self.token) {
-            return refused;
+            return refused.into();
         }
         let message_id = req.param("message_id").unwrap_or_default();
         if !valid_message_id(message_id) {
-            return unknown_message();
+            return unknown_message().into();
         }
+        let (chat, message_id) = (Arc::clone(self), message_id.to_owned());
+        off_the_loop(&self.offload, move || chat.stop(&message_id))
+    }
+
+    /// Ends a reply (on a hub thread).
+    fn stop(&self, message_id: &str) -> Response {
         let cancelled = event("stream_end", &json!({ "message_id": message_id, "status": "cancelled" }));
         let done = || Response::new(StatusCode::NO_CONTENT);
         let local = self.running().get(message_id).cloned();
@@ -323,12 +391,18 @@ impl Chat {
         }
         // Not generated here: the hub says whether it exists and whether it is over.
         let topic = topic_of(message_id);
-        let held = self.hub.history(&topic, None, usize::MAX).unwrap_or_default();
-        if held.is_empty() {
-            return unknown_message();
-        }
-        if held.iter().any(|e| LAST_EVENTS.contains(&e.event_type.as_str())) {
-            return done();
+        let mut over = false;
+        match self.read_reply(&topic, |e| {
+            over = is_last(e);
+            over
+        }) {
+            Err(e) => {
+                log::warn!("cannot read reply {message_id}: {e}");
+                return busy("cannot cancel the reply now");
+            }
+            Ok(false) => return unknown_message(),
+            Ok(true) if over => return done(),
+            Ok(true) => {}
         }
         match self.hub.publish(&topic, cancelled) {
             Ok(_) => done(),
@@ -339,9 +413,31 @@ impl Chat {
         }
     }
 
+    /// Reads a reply's events from its first, a page at a time, until `enough` says so or they run out, and
+    /// returns whether the hub holds any. Waits for the hub's store: for hub threads only. Bounded by the
+    /// events a reply may have (and one more, a cancellation from another node).
+    fn read_reply(&self, topic: &str, mut enough: impl FnMut(&MessageEvent) -> bool) -> Result<bool, HistoryError> {
+        let (mut after, mut read) = (None::<String>, 0);
+        while read <= self.config.max_reply_events + 1 {
+            let page = match self.hub.history(topic, after.as_deref(), HISTORY_PAGE) {
+                Ok(page) => page,
+                // Forgotten since the last page (the hub needed the topic's place): it holds nothing more.
+                Err(HistoryError::UnknownId) if after.is_some() => break,
+                Err(e) => return Err(e),
+            };
+            let Some(newest) = page.last() else { break };
+            read += page.len();
+            if page.iter().any(&mut enough) {
+                break;
+            }
+            after = Some(newest.last_event_id.clone());
+        }
+        Ok(read > 0)
+    }
+
     /// Plays the part of a model, publishing the reply's events after `stream_start` until its last one.
     /// The message "/fail" makes the reply fail part-way, to show how errors reach the client.
-    fn generate(&self, message_id: &str, reply: &Reply, message: &str, conversation: Option<String>) {
+    fn generate(&self, message_id: &str, reply: &RunningReply, message: &str, conversation: Option<String>) {
         let config = &self.config;
         let deadline = Instant::now() + config.max_reply_time;
         let publish = |event: Event, last: bool| match reply.publish(&self.hub, &event, last) {

@@ -27,9 +27,11 @@
 //! Pages on other origins may use the server when listed with `--cors-origin ORIGIN` (repeatable) or
 //! `CONDUIT_CORS_ORIGINS` (comma-separated; `*` for any). With `--redis redis://host:port` (or
 //! `CONDUIT_REDIS_URL`) the hub runs on Redis Streams: several processes on one Redis serve the same topics, and
-//! `GET /readyz` answers 503 while Redis is unreachable. With `--tls-cert FILE --tls-key FILE` (PEM; both or
-//! neither) it serves HTTPS on the loop; behind a proxy that terminates TLS, `--public-scheme` tells CORS which
-//! scheme browsers use. SIGINT or SIGTERM shuts down gracefully: every open
+//! `GET /readyz` answers 503 while Redis is unreachable. Requests that wait for the hub (publishing, the chat
+//! routes) are answered from a bounded set of threads (`--hub-threads`, `--hub-queue`; 503 past them), since on
+//! Redis each waits for a round trip that the event loop must never wait for. With `--tls-cert FILE --tls-key
+//! FILE` (PEM; both or neither) it serves HTTPS on the loop; behind a proxy that terminates TLS,
+//! `--public-scheme` tells CORS which scheme browsers use. SIGINT or SIGTERM shuts down gracefully: every open
 //! stream gets a `shutdown` event (with `retry:`) and its end, then the process exits 0; a second signal
 //! exits at once.
 
@@ -38,10 +40,11 @@ pub mod demos;
 
 use chat::{Chat, ChatConfig};
 use clap::Parser;
+use conduit::http::AllowedHosts;
 use conduit::server::auth::require_bearer;
 use conduit::server::{
-    CorsConfig, HealthConfig, Hub, HubConfig, Metrics, PublicScheme, PublishError, Request, Response, Router, Server,
-    ServerConfig, Sse, StatusCode, TlsConfig,
+    CorsConfig, HealthConfig, Hub, HubConfig, Metrics, Offload, PublicScheme, PublishError, Reply, Request, Response,
+    Router, Server, ServerConfig, Sse, StatusCode, TlsConfig,
 };
 use conduit::sse::Event;
 use serde_json::json;
@@ -67,13 +70,15 @@ struct Options {
     /// An origin whose pages may use the server (repeatable; `*` for any), e.g. http://localhost:3000.
     #[arg(long = "cors-origin", value_name = "ORIGIN", env = "CONDUIT_CORS_ORIGINS", value_delimiter = ',')]
     cors_origins: Vec<String>,
+    /// A host name requests may name in `Host` (repeatable; `.example.com` for a domain and its subdomains;
+    /// `*` for any). Default: localhost, 127.0.0.1 and [::1] when listening on loopback (so a DNS-rebinding
+    /// page cannot reach the server under its own name), any host otherwise.
+    #[arg(long = "allowed-host", value_name = "HOST", env = "CONDUIT_ALLOWED_HOSTS", value_delimiter = ',')]
+    allowed_hosts: Vec<String>,
     /// Run the hub on Redis Streams, redis://[[user]:password@]host[:port][/db]: every process on the same
     /// Redis serves the same topics.
-    #[arg(long, value_name = "URL", env = "CONDUIT_REDIS_URL", hide_env_values = true, value_parser = parse_redis)]
+    #[arg(long, value_name = "URL", env = "CONDUIT_REDIS_URL", hide_env_values = true)]
     redis: Option<conduit::redis::RedisConfig>,
-    /// Chat replies generated at once; more get 503.
-    #[arg(long, value_name = "N", default_value_t = ChatConfig::default().max_replies as u32, value_parser = clap::value_parser!(u32).range(1..=100_000))]
-    max_replies: u32,
     /// Serve HTTPS with this PEM certificate chain (the server's certificate first, then intermediates).
     #[arg(long, value_name = "FILE", env = "CONDUIT_TLS_CERT", requires = "tls_key")]
     tls_cert: Option<PathBuf>,
@@ -85,10 +90,22 @@ struct Options {
     /// when nothing but the proxy can reach the server).
     #[arg(long, value_enum, value_name = "SCHEME", env = "CONDUIT_PUBLIC_SCHEME", default_value = "listener")]
     public_scheme: SchemeOption,
+    /// Chat replies generated at once; more get 503.
+    #[arg(long, value_name = "N", default_value_t = ChatConfig::default().max_replies as u32, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    max_replies: u32,
     /// Seconds one chat reply may take; past it, it ends with an `error` event.
     #[arg(long, value_name = "SECONDS", default_value_t = ChatConfig::default().max_reply_time.as_secs(),
           value_parser = clap::value_parser!(u64).range(1..=86_400))]
     reply_time_limit: u64,
+    /// Threads answering the requests that wait for the hub (POST /publish and the chat routes; on Redis each
+    /// waits for a round trip, which the event loop must not do).
+    #[arg(long, value_name = "N", default_value_t = HubThreads::default().threads as u32,
+          value_parser = clap::value_parser!(u32).range(1..=1_024))]
+    hub_threads: u32,
+    /// Requests waiting for one of those threads at most; more get 503 with Retry-After.
+    #[arg(long, value_name = "N", default_value_t = HubThreads::default().queue as u32,
+          value_parser = clap::value_parser!(u32).range(0..=100_000))]
+    hub_queue: u32,
 }
 
 /// `--public-scheme`: where the scheme of the server's origin comes from.
@@ -115,8 +132,29 @@ impl From<SchemeOption> for PublicScheme {
     }
 }
 
-fn parse_redis(text: &str) -> Result<conduit::redis::RedisConfig, String> {
-    conduit::redis::RedisConfig::from_url(text).map_err(|e| e.to_string())
+/// How many requests that wait for the hub are served at once (see `--hub-threads`).
+#[derive(Clone, Copy, Debug)]
+pub struct HubThreads {
+    /// Threads running them.
+    pub threads: usize,
+    /// Requests queued for a thread at most; past it, `503`.
+    pub queue: usize,
+}
+
+impl Default for HubThreads {
+    fn default() -> Self {
+        HubThreads { threads: 8, queue: 256 }
+    }
+}
+
+impl HubThreads {
+    /// Starts the threads.
+    ///
+    /// # Errors
+    /// The operating system refused a thread.
+    pub fn start(self) -> std::io::Result<Offload> {
+        Offload::new("hub-work", self.threads, self.queue)
+    }
 }
 
 /// Resolves `HOST:PORT`, names included (`localhost:8001`).
@@ -143,14 +181,11 @@ fn main() {
             std::process::exit(1);
         }),
     };
-    let hub = match options.redis.clone().map(conduit::redis::RedisBackbone::new) {
-        None => Hub::new(HubConfig::default()),
-        Some(Ok(backbone)) => Hub::with_backbone(HubConfig::default(), backbone),
-        Some(Err(e)) => {
-            eprintln!("invalid --redis: {e}");
-            std::process::exit(2);
-        }
-    };
+    let redis = options.redis.clone();
+    let hub = conduit::redis::RedisBackbone::hub_or_embedded(HubConfig::default(), redis).unwrap_or_else(|e| {
+        eprintln!("invalid --redis: {e}");
+        std::process::exit(2);
+    });
     let mut config = ServerConfig::new(options.addr);
     if let (Some(cert), Some(key)) = (&options.tls_cert, &options.tls_key) {
         match TlsConfig::from_pem_files(cert, key) {
@@ -162,6 +197,13 @@ fn main() {
         }
     }
     config.public_scheme = options.public_scheme.into();
+    config.allowed_hosts = match allowed_hosts(&options) {
+        Ok(hosts) => hosts,
+        Err(e) => {
+            eprintln!("invalid --allowed-host: {e}");
+            std::process::exit(2);
+        }
+    };
     let origins: Vec<String> =
         options.cors_origins.iter().map(|o| o.trim().to_owned()).filter(|o| !o.is_empty()).collect();
     if !origins.is_empty() {
@@ -181,7 +223,15 @@ fn main() {
         max_reply_time: Duration::from_secs(options.reply_time_limit),
         ..ChatConfig::default()
     };
-    let router = observability(&mut config, router_with(&token, &hub, chat_config));
+    let hub_threads = HubThreads { threads: options.hub_threads as usize, queue: options.hub_queue as usize };
+    let offload = match hub_threads.start() {
+        Ok(offload) => offload,
+        Err(e) => {
+            eprintln!("cannot start the hub threads: {e}");
+            std::process::exit(1);
+        }
+    };
+    let router = observability(&mut config, routes(&token, &hub, chat_config, offload));
     let server = match Server::bind_with_hub(config, router, &hub) {
         Ok(server) => server,
         Err(e) => {
@@ -203,6 +253,18 @@ fn main() {
         eprintln!("server failed: {e}");
         std::process::exit(1);
     }
+}
+
+/// The hosts requests may name: as given (`*` for any), else the loopback names when listening on loopback.
+fn allowed_hosts(options: &Options) -> Result<AllowedHosts, conduit::http::HostPatternError> {
+    let given: Vec<&str> = options.allowed_hosts.iter().map(|h| h.trim()).filter(|h| !h.is_empty()).collect();
+    if given.contains(&"*") || (given.is_empty() && !options.addr.ip().is_loopback()) {
+        return Ok(AllowedHosts::default());
+    }
+    if given.is_empty() {
+        return AllowedHosts::new(["localhost", "127.0.0.1", "[::1]"]);
+    }
+    AllowedHosts::new(given)
 }
 
 /// The first SIGINT or SIGTERM starts a graceful shutdown (`run` then returns and the process exits 0); a
@@ -241,16 +303,24 @@ pub fn observability(config: &mut ServerConfig, router: Router) -> Router {
     router.get("/metrics", metrics.handler())
 }
 
-/// The example's routes with the default chat limits.
+/// The example's routes with the default chat limits and hub threads.
 pub fn router(token: &str, hub: &Hub) -> Router {
     router_with(token, hub, ChatConfig::default())
 }
 
+/// The example's routes with the default hub threads. Panics if they cannot start (for tests).
 pub fn router_with(token: &str, hub: &Hub, chat: ChatConfig) -> Router {
+    routes(token, hub, chat, HubThreads::default().start().expect("start the hub threads"))
+}
+
+/// The example's routes; requests that wait for the hub are answered from `offload`'s threads.
+pub fn routes(token: &str, hub: &Hub, chat: ChatConfig, offload: Offload) -> Router {
     let token: Arc<str> = Arc::from(token);
-    let chat = Arc::new(Chat::new(hub, Arc::clone(&token), chat));
+    let chat = Arc::new(Chat::new(hub, Arc::clone(&token), chat, offload.clone()));
     let (resume, cancel) = (Arc::clone(&chat), Arc::clone(&chat));
     let publish_token = Arc::clone(&token);
+    // Checked on the head: a request without the token is answered 401 before its body is read.
+    let (chat_token, publish_guard_token) = (Arc::clone(&token), Arc::clone(&token));
     let hub = hub.clone();
     Router::new()
         .get("/", |_: &Request| Response::html(INDEX_HTML))
@@ -262,8 +332,12 @@ pub fn router_with(token: &str, hub: &Hub, chat: ChatConfig) -> Router {
         .get("/stream/ai", |_: &Request| demos::ai_stream())
         .get("/stream/updates", |_: &Request| demos::updates_stream())
         .get("/stream", subscribe)
-        .post("/publish", move |req: &Request| publish(req, &publish_token, &hub))
+        .post("/publish", move |req: &Request| publish(req, &publish_token, &hub, &offload))
+        .body_limit(MAX_PUBLISH_BYTES)
+        .guard(move |req: &Request| require_bearer(req, &publish_guard_token))
         .post("/api/chat/stream", move |req: &Request| chat.start(req))
+        .body_limit(chat::MAX_REQUEST_BYTES)
+        .guard(move |req: &Request| require_bearer(req, &chat_token))
         .get("/api/chat/stream/{message_id}", move |req: &Request| resume.resume(req))
         .delete("/api/chat/stream/{message_id}", move |req: &Request| cancel.cancel(req))
 }
@@ -294,38 +368,58 @@ fn json_error(status: StatusCode, message: impl std::fmt::Display) -> Response {
     Response::json(&json!({ "error": message.to_string() })).status(status)
 }
 
-/// `POST /publish?topic=T[&event=NAME]`: the body (UTF-8 text) becomes one event of topic `T`.
-fn publish(req: &Request, token: &str, hub: &Hub) -> Response {
+/// `503` with `Retry-After`: the request was not carried out, and may be sent again shortly.
+fn busy(message: impl std::fmt::Display) -> Response {
+    json_error(StatusCode::SERVICE_UNAVAILABLE, message).header("Retry-After", "1")
+}
+
+/// Runs `work`, which waits for the hub, on one of `offload`'s threads, and answers with what it returns; `503`
+/// when they are all busy (nothing was done).
+fn off_the_loop<R, F>(offload: &Offload, work: F) -> Reply
+where
+    R: Into<Reply>,
+    F: FnOnce() -> R + Send + 'static,
+{
+    offload.defer(work).unwrap_or_else(|_| busy("too many requests in progress; try again shortly").into())
+}
+
+/// `POST /publish?topic=T[&event=NAME]`: the body (UTF-8 text) becomes one event of topic `T`. The request is
+/// checked on the loop; the publish, which waits for the store on Redis, runs on a hub thread, and only an
+/// event the hub kept is answered `202`.
+fn publish(req: &Request, token: &str, hub: &Hub, offload: &Offload) -> Reply {
     if let Err(refused) = require_bearer(req, token) {
-        return refused;
+        return refused.into();
     }
     let Some(topic) = req.query("topic") else {
-        return json_error(StatusCode::BAD_REQUEST, "the topic query parameter is required");
+        return json_error(StatusCode::BAD_REQUEST, "the topic query parameter is required").into();
     };
     if reserved_topic(topic) {
         return json_error(
             StatusCode::FORBIDDEN,
             format_args!("topics starting with {:?} are reserved", chat::TOPIC_PREFIX),
-        );
+        )
+        .into();
     }
     if req.body().len() > MAX_PUBLISH_BYTES {
-        return json_error(StatusCode::PAYLOAD_TOO_LARGE, format_args!("events are at most {MAX_PUBLISH_BYTES} bytes"));
+        let too_large = format_args!("events are at most {MAX_PUBLISH_BYTES} bytes");
+        return json_error(StatusCode::PAYLOAD_TOO_LARGE, too_large).into();
     }
     let Ok(data) = std::str::from_utf8(req.body()) else {
-        return json_error(StatusCode::BAD_REQUEST, "the body must be UTF-8 text");
+        return json_error(StatusCode::BAD_REQUEST, "the body must be UTF-8 text").into();
     };
     let mut event = Event::new().data(data);
     if let Some(name) = req.query("event").filter(|n| !n.is_empty()) {
         event = match event.event(name) {
             Ok(e) => e,
-            Err(e) => return json_error(StatusCode::BAD_REQUEST, e),
+            Err(e) => return json_error(StatusCode::BAD_REQUEST, e).into(),
         };
     }
-    match hub.publish(topic, event) {
+    let (hub, topic) = (hub.clone(), topic.to_owned());
+    off_the_loop(offload, move || match hub.publish(&topic, event) {
         Ok(id) => Response::json(&json!({ "topic": topic, "id": id })).status(StatusCode::ACCEPTED),
         Err(PublishError::InvalidTopic) => json_error(StatusCode::BAD_REQUEST, "invalid topic name"),
-        Err(e) => json_error(StatusCode::SERVICE_UNAVAILABLE, e).header("Retry-After", "1"),
-    }
+        Err(e) => busy(e),
+    })
 }
 
 fn event(name: &str, data: &serde_json::Value) -> Event {

@@ -267,7 +267,7 @@ pub fn cargo() -> Command {
     command
 }
 
-/// The example server as a process on a free loopback port (`--addr 127.0.0.1:0` and `args`), found from the
+/// An example server as a process on a free loopback port (`--addr 127.0.0.1:0` and `args`), found from the
 /// address it logs. It is killed with SIGKILL when dropped, so it never outlives the test.
 pub struct ExampleProcess {
     pub child: Child,
@@ -277,9 +277,23 @@ pub struct ExampleProcess {
 }
 
 impl ExampleProcess {
+    /// `examples/sse_simple_server`.
     pub fn start(args: &[&str]) -> ExampleProcess {
+        // `Conn` names the host `test`, raw requests in tests `t`.
+        ExampleProcess::launch("sse_simple_server", "Conduit demo on ", &["--allowed-host", "t,test"], args)
+    }
+
+    /// `examples/mcp_server` (its endpoint is `/mcp` at `addr`).
+    pub fn start_mcp(args: &[&str]) -> ExampleProcess {
+        ExampleProcess::launch("mcp_server", "MCP endpoint on ", &[], args)
+    }
+
+    /// Runs the example `name` with `extra` and `args`, and waits for the log line that has `marker` before its
+    /// URL (`scheme://address/...`).
+    fn launch(name: &str, marker: &str, extra: &[&str], args: &[&str]) -> ExampleProcess {
         let mut child = cargo()
-            .args(["run", "--quiet", "--example", "sse_simple_server", "--", "--addr", "127.0.0.1:0"])
+            .args(["run", "--quiet", "--example", name, "--", "--addr", "127.0.0.1:0"])
+            .args(extra)
             .args(args)
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
@@ -289,8 +303,9 @@ impl ExampleProcess {
         let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
         let (scheme, addr) = loop {
             let line = lines.next().expect("the example logs its address").expect("read stderr");
-            if let Some((scheme, rest)) = line.split("Conduit demo on ").nth(1).and_then(|url| url.split_once("://")) {
-                break (scheme.to_owned(), rest.trim_end_matches('/').parse().expect("address"));
+            if let Some((scheme, rest)) = line.split(marker).nth(1).and_then(|url| url.split_once("://")) {
+                let host_port = rest.split('/').next().unwrap_or(rest);
+                break (scheme.to_owned(), host_port.trim().parse().expect("address"));
             }
         };
         // Keep draining its log so it never blocks on a full pipe.

@@ -304,12 +304,12 @@ fn parse_head(bytes: &[u8]) -> Result<Option<(Parsed, usize)>, ClientError> {
     if !is_event_stream(&content_type) {
         return Err(ClientError::ContentType(content_type));
     }
-    if let Some(coding) = header_value(headers, "content-encoding") {
-        if !coding.trim().eq_ignore_ascii_case("identity") {
-            return Err(ClientError::Protocol(format!(
-                "unsupported Content-Encoding {coding:?} (the client does not ask for compression)"
-            )));
-        }
+    if let Some(coding) = header_value(headers, "content-encoding")
+        && !coding.trim().eq_ignore_ascii_case("identity")
+    {
+        return Err(ClientError::Protocol(format!(
+            "unsupported Content-Encoding {coding:?} (the client does not ask for compression)"
+        )));
     }
     Ok(Some((Parsed::Final(Head { framing: framing(headers)? }), used)))
 }

@@ -84,13 +84,13 @@ pub(crate) fn handshake(
     while conn.is_handshaking() {
         conn.complete_io(&mut socket).map_err(ClientError::from_io)?;
     }
-    if let Some(protocol) = conn.alpn_protocol() {
-        if protocol != HTTP_1_1 {
-            return Err(ClientError::Protocol(format!(
-                "the server chose the application protocol {:?}, not http/1.1",
-                String::from_utf8_lossy(protocol)
-            )));
-        }
+    if let Some(protocol) = conn.alpn_protocol()
+        && protocol != HTTP_1_1
+    {
+        return Err(ClientError::Protocol(format!(
+            "the server chose the application protocol {:?}, not http/1.1",
+            String::from_utf8_lossy(protocol)
+        )));
     }
     Ok(StreamOwned::new(conn, socket))
 }

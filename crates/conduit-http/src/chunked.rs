@@ -443,10 +443,10 @@ impl ChunkedDecoder {
             // The bound is reached and the line (or section) is not over: no
             // later byte could make it acceptable, so say so now rather than
             // when the next byte arrives.
-            if let Some((max, too_long)) = bound {
-                if self.line_bytes >= max {
-                    return Err(self.fail(too_long));
-                }
+            if let Some((max, too_long)) = bound
+                && self.line_bytes >= max
+            {
+                return Err(self.fail(too_long));
             }
             let Some((&b, rest)) = input.split_first() else {
                 return Ok(None);
@@ -524,10 +524,10 @@ impl ChunkedDecoder {
         }
         // Refused before the data arrives: the size alone shows the body will
         // not fit.
-        if let Some(max) = self.config.max_body_bytes {
-            if self.decoded.checked_add(size).is_none_or(|total| total > max) {
-                return Err(ChunkedErrorKind::BodyTooLarge);
-            }
+        if let Some(max) = self.config.max_body_bytes
+            && self.decoded.checked_add(size).is_none_or(|total| total > max)
+        {
+            return Err(ChunkedErrorKind::BodyTooLarge);
         }
         self.decoded = self.decoded.saturating_add(size);
         self.state = State::Data { remaining: size };

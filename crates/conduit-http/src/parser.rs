@@ -667,12 +667,12 @@ fn scan_head(scan: &mut HeadScan, buf: &[u8], limits: &Limits, probe: &mut Probe
     // Only bytes after the method's space are the target; before that space arrives there is no target to
     // judge, and the head limit bounds an over-long method. (Counting the method here made the outcome depend
     // on how the bytes were split; found by fuzzing.)
-    if scan.scan == Scan::Line && !scan.request_line_done {
-        if let Some(space) = scan.first_space {
-            if scan.pos.saturating_sub(space + 1) > limits.max_uri_bytes.saturating_add(VERSION_TAIL) {
-                return Err(ParseError::UriTooLong);
-            }
-        }
+    if scan.scan == Scan::Line
+        && !scan.request_line_done
+        && let Some(space) = scan.first_space
+        && scan.pos.saturating_sub(space + 1) > limits.max_uri_bytes.saturating_add(VERSION_TAIL)
+    {
+        return Err(ParseError::UriTooLong);
     }
     if scan.pos >= limits.max_head_bytes && !buf.is_empty() {
         return Err(ParseError::HeadTooLarge);

@@ -56,6 +56,8 @@ impl StatusCode {
     pub const UNSUPPORTED_MEDIA_TYPE: StatusCode = StatusCode(415);
     /// 417 Expectation Failed.
     pub const EXPECTATION_FAILED: StatusCode = StatusCode(417);
+    /// 421 Misdirected Request: the request names a host this server does not serve.
+    pub const MISDIRECTED_REQUEST: StatusCode = StatusCode(421);
     /// 429 Too Many Requests.
     pub const TOO_MANY_REQUESTS: StatusCode = StatusCode(429);
     /// 431 Request Header Fields Too Large.

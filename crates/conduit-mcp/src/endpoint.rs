@@ -185,11 +185,11 @@ impl McpEndpoint {
                 return Some(refuse(StatusCode::FORBIDDEN, jsonrpc::SERVER_ERROR, "origin not allowed"));
             }
         }
-        if let Some(host) = req.headers().get_bytes("host") {
-            if !std::str::from_utf8(host).is_ok_and(|h| policy.allows_host(h.trim())) {
-                log::debug!("refused Host {:?}", String::from_utf8_lossy(host));
-                return Some(refuse(StatusCode::FORBIDDEN, jsonrpc::SERVER_ERROR, "host not allowed"));
-            }
+        if let Some(host) = req.headers().get_bytes("host")
+            && !std::str::from_utf8(host).is_ok_and(|h| policy.allows_host(h.trim()))
+        {
+            log::debug!("refused Host {:?}", String::from_utf8_lossy(host));
+            return Some(refuse(StatusCode::FORBIDDEN, jsonrpc::SERVER_ERROR, "host not allowed"));
         }
         None
     }
@@ -236,13 +236,13 @@ impl McpEndpoint {
             Ok(message) => message,
             Err(e) => return refuse(StatusCode::BAD_REQUEST, e.code(), e),
         };
-        if let Message::Request { id, method, params } = &message {
-            if method == "initialize" {
-                if req.header(SESSION_ID_HEADER).is_some() {
-                    return bad_request("initialize opens a session: send it without Mcp-Session-Id");
-                }
-                return self.initialize(id, params.as_ref(), accepts, now);
+        if let Message::Request { id, method, params } = &message
+            && method == "initialize"
+        {
+            if req.header(SESSION_ID_HEADER).is_some() {
+                return bad_request("initialize opens a session: send it without Mcp-Session-Id");
             }
+            return self.initialize(id, params.as_ref(), accepts, now);
         }
         let session = match self.session_of(req, now) {
             Ok(session) => session,

@@ -1,5 +1,6 @@
 //! The event loop: accepts, reads, writes, timers and cross-thread messages on one thread.
 
+use crate::send::Sender;
 use crate::slab::{ConnId, Slab};
 use crate::timer::{TimerId, Timers};
 #[cfg(feature = "tls")]
@@ -281,10 +282,10 @@ impl<M> Remote<M> {
     }
 
     fn wake(&self) {
-        if !self.mailbox.notified.swap(true, Ordering::AcqRel) {
-            if let Err(e) = self.mailbox.waker.wake() {
-                log::error!("waking the event loop failed: {e}");
-            }
+        if !self.mailbox.notified.swap(true, Ordering::AcqRel)
+            && let Err(e) = self.mailbox.waker.wake()
+        {
+            log::error!("waking the event loop failed: {e}");
         }
     }
 
@@ -357,21 +358,36 @@ impl<M> Context<'_, M> {
         }
     }
 
-    /// If the queue would refuse `additional` bytes, first writes what the socket takes now. Output is
-    /// otherwise flushed at the end of the turn, so without this a second response to pipelined requests
-    /// could find the queue "full" of a first one the client never had the chance to read.
-    fn make_room(&mut self, conn: ConnId, additional: usize) {
-        if self.core.conns.get(conn).is_some_and(|c| matches!(c.phase, Phase::Open) && !c.queue.has_room(additional)) {
+    /// Queues output with `push` on an open connection and marks it for the end-of-turn flush, looking the
+    /// connection up once (a broadcast does this for every subscriber). If the queue would refuse `additional`
+    /// bytes, what the socket takes now is written first: output is otherwise flushed at the end of the turn,
+    /// so without this a second response to pipelined requests could find the queue "full" of a first one the
+    /// client never had the chance to read.
+    fn queue(
+        &mut self,
+        conn: ConnId,
+        additional: usize,
+        push: impl FnOnce(&mut WriteQueue) -> Result<(), QueueFull>,
+    ) -> Result<(), WriteError> {
+        if !self.open_conn(conn)?.queue.has_room(additional) {
             self.core.flush(conn);
         }
+        let c = self.open_conn(conn)?;
+        push(&mut c.queue).map_err(WriteError::Full)?;
+        if !c.dirty {
+            c.dirty = true;
+            self.core.dirty.push(conn);
+        }
+        self.core.queued_total += additional;
+        Ok(())
     }
 
     fn mark_dirty(core: &mut Core<M>, conn: ConnId) {
-        if let Some(c) = core.conns.get_mut(conn) {
-            if !c.dirty {
-                c.dirty = true;
-                core.dirty.push(conn);
-            }
+        if let Some(c) = core.conns.get_mut(conn)
+            && !c.dirty
+        {
+            c.dirty = true;
+            core.dirty.push(conn);
         }
     }
 
@@ -380,11 +396,7 @@ impl<M> Context<'_, M> {
     /// # Errors
     /// [`WriteError::Closed`] if the connection is closed or closing; [`WriteError::Full`] if its queue is full.
     pub fn write(&mut self, conn: ConnId, bytes: &[u8]) -> Result<(), WriteError> {
-        self.make_room(conn, bytes.len());
-        self.open_conn(conn)?.queue.push_slice(bytes).map_err(WriteError::Full)?;
-        self.core.queued_total += bytes.len();
-        Self::mark_dirty(self.core, conn);
-        Ok(())
+        self.queue(conn, bytes.len(), |q| q.push_slice(bytes))
     }
 
     /// Queues several pieces as one message, whole or not at all (a chunk header, its data and its CRLF).
@@ -392,12 +404,7 @@ impl<M> Context<'_, M> {
     /// # Errors
     /// As for [`write`](Self::write), judged on the pieces' total length.
     pub fn write_parts(&mut self, conn: ConnId, parts: &[&[u8]]) -> Result<(), WriteError> {
-        let len = parts.iter().map(|p| p.len()).sum();
-        self.make_room(conn, len);
-        self.open_conn(conn)?.queue.push_parts(parts).map_err(WriteError::Full)?;
-        self.core.queued_total += len;
-        Self::mark_dirty(self.core, conn);
-        Ok(())
+        self.queue(conn, parts.iter().map(|p| p.len()).sum(), |q| q.push_parts(parts))
     }
 
     /// Queues an owned buffer without copying it.
@@ -405,12 +412,7 @@ impl<M> Context<'_, M> {
     /// # Errors
     /// As for [`write`](Self::write).
     pub fn write_vec(&mut self, conn: ConnId, bytes: Vec<u8>) -> Result<(), WriteError> {
-        let len = bytes.len();
-        self.make_room(conn, len);
-        self.open_conn(conn)?.queue.push_vec(bytes).map_err(WriteError::Full)?;
-        self.core.queued_total += len;
-        Self::mark_dirty(self.core, conn);
-        Ok(())
+        self.queue(conn, bytes.len(), |q| q.push_vec(bytes))
     }
 
     /// Queues a range of bytes shared with other connections: one encoding, many readers, no copies.
@@ -418,12 +420,9 @@ impl<M> Context<'_, M> {
     /// # Errors
     /// As for [`write`](Self::write).
     pub fn write_shared(&mut self, conn: ConnId, bytes: &Arc<[u8]>, range: Range<usize>) -> Result<(), WriteError> {
+        // A range outside the bytes queues nothing, and counts as nothing.
         let len = if range.end <= bytes.len() { range.len() } else { 0 };
-        self.make_room(conn, len);
-        self.open_conn(conn)?.queue.push_shared(Arc::clone(bytes), range).map_err(WriteError::Full)?;
-        self.core.queued_total += len;
-        Self::mark_dirty(self.core, conn);
-        Ok(())
+        self.queue(conn, len, |q| q.push_shared(Arc::clone(bytes), range))
     }
 
     /// Writes what the socket takes now instead of waiting for the end of the turn, for a caller deciding
@@ -559,20 +558,20 @@ impl<M> Context<'_, M> {
 
 impl<M> Core<M> {
     fn schedule_close(&mut self, conn: ConnId, reason: CloseReason) {
-        if let Some(c) = self.conns.get_mut(conn) {
-            if c.phase != Phase::Closing {
-                if let Phase::Lingering(timer) | Phase::FlushThenClose(timer) = c.phase {
-                    self.timers.cancel(timer);
-                }
-                if let Some((timer, _)) = c.stall.take() {
-                    self.timers.cancel(timer);
-                }
-                if let Some(timer) = c.tls.as_mut().and_then(|tls| tls.take_deadline()) {
-                    self.timers.cancel(timer);
-                }
-                c.phase = Phase::Closing;
-                self.to_close.push((conn, reason));
+        if let Some(c) = self.conns.get_mut(conn)
+            && c.phase != Phase::Closing
+        {
+            if let Phase::Lingering(timer) | Phase::FlushThenClose(timer) = c.phase {
+                self.timers.cancel(timer);
             }
+            if let Some((timer, _)) = c.stall.take() {
+                self.timers.cancel(timer);
+            }
+            if let Some(timer) = c.tls.as_mut().and_then(|tls| tls.take_deadline()) {
+                self.timers.cancel(timer);
+            }
+            c.phase = Phase::Closing;
+            self.to_close.push((conn, reason));
         }
     }
 
@@ -603,7 +602,7 @@ impl<M> Core<M> {
         let before = c.queue.len();
         let result = match c.tls.as_mut() {
             Some(tls) => tls.flush(&mut c.queue, &mut c.stream, matches!(c.phase, Phase::FlushThenClose(_))),
-            None => c.queue.write_to(&mut c.stream),
+            None => c.queue.write_to(&mut Sender(&c.stream)),
         };
         // Counted from the queue itself: a write that fails part-way has still consumed what it wrote.
         self.queued_total -= before - c.queue.len();
@@ -696,11 +695,11 @@ impl<M> Core<M> {
         let Some(c) = self.conns.get_mut(conn) else { return };
         let Some(tls) = c.tls.as_mut() else { return };
         let mut dirty = tls.wants_write();
-        if !tls.is_handshaking() {
-            if let Some(timer) = tls.take_deadline() {
-                self.timers.cancel(timer);
-                dirty = true;
-            }
+        if !tls.is_handshaking()
+            && let Some(timer) = tls.take_deadline()
+        {
+            self.timers.cancel(timer);
+            dirty = true;
         }
         if dirty {
             Context::mark_dirty(self, conn);
@@ -989,10 +988,10 @@ impl<H: Handler> EventLoop<H> {
             let _ = stream.shutdown(Shutdown::Both);
             return;
         }
-        if config.nodelay {
-            if let Err(e) = stream.set_nodelay(true) {
-                log::debug!("TCP_NODELAY on {peer}: {e}");
-            }
+        if config.nodelay
+            && let Err(e) = stream.set_nodelay(true)
+        {
+            log::debug!("TCP_NODELAY on {peer}: {e}");
         }
         if let Some(idle) = config.tcp_keepalive {
             let params = socket2::TcpKeepalive::new().with_time(idle).with_interval(idle);

@@ -62,6 +62,7 @@
 
 mod event_loop;
 mod listener;
+mod send;
 mod slab;
 mod timer;
 mod tls;

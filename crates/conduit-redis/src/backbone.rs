@@ -4,7 +4,10 @@ use crate::config::{ConfigError, RedisConfig};
 use crate::entry::Entry;
 use crate::node::RedisNode;
 use crate::reader::{HistoryError, HistoryRequest, Reader, ReaderEvent};
-use conduit_server::backbone::{Backbone, BackboneError, BackboneEvent, Deliver, HistoryAnswer, shared_event};
+use conduit_server::backbone::{
+    Backbone, BackboneError, BackboneEvent, Deliver, HistoryAnswer, HistoryError as TopicHistoryError, shared_event,
+};
+use conduit_server::{Hub, HubConfig};
 use conduit_sse::{Event, SharedEvent};
 use std::fmt;
 use std::sync::{Arc, Mutex};
@@ -23,7 +26,8 @@ use std::sync::{Arc, Mutex};
 /// ```
 ///
 /// The node's reader starts when a server binds the hub; it encodes each event once for all the node's event
-/// loops. A publish blocks its caller for one Redis round trip (bounded by the configured timeouts).
+/// loops. A publish blocks its caller for one Redis round trip, and `Hub::history` for one `XRANGE` (both
+/// bounded by the configured timeouts): event loops should leave both to other threads.
 pub struct RedisBackbone {
     node: RedisNode,
     reader: Mutex<Option<Reader>>,
@@ -43,6 +47,18 @@ impl RedisBackbone {
     /// [`ConfigError`] for a setting out of its bounds.
     pub fn new(config: RedisConfig) -> Result<RedisBackbone, ConfigError> {
         Ok(RedisBackbone { node: RedisNode::new(config)?, reader: Mutex::new(None), deliver: Arc::default() })
+    }
+
+    /// A hub on Redis when `redis` is given, the embedded hub otherwise: for programs with an optional
+    /// `--redis` setting.
+    ///
+    /// # Errors
+    /// [`ConfigError`] for a Redis setting out of its bounds.
+    pub fn hub_or_embedded(config: HubConfig, redis: Option<RedisConfig>) -> Result<Hub, ConfigError> {
+        Ok(match redis {
+            Some(redis) => Hub::with_backbone(config, RedisBackbone::new(redis)?),
+            None => Hub::new(config),
+        })
     }
 
     /// The node underneath, to publish without a hub (a producer process, say).
@@ -69,10 +85,10 @@ impl Backbone for RedisBackbone {
         if reader.is_none() {
             let target = Arc::clone(&self.deliver);
             *reader = Some(self.node.start_reader(move |event| {
-                if let Some(event) = to_backbone_event(event) {
-                    if let Some(deliver) = target.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
-                        deliver(event);
-                    }
+                if let Some(event) = to_backbone_event(event)
+                    && let Some(deliver) = target.lock().unwrap_or_else(|e| e.into_inner()).as_mut()
+                {
+                    deliver(event);
                 }
             })?);
         }
@@ -94,6 +110,15 @@ impl Backbone for RedisBackbone {
 
     fn is_up(&self) -> bool {
         self.reader.lock().unwrap_or_else(|e| e.into_inner()).as_ref().is_some_and(Reader::is_up)
+    }
+
+    fn topic_history(
+        &self,
+        topic: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<SharedEvent>, TopicHistoryError> {
+        Ok(self.node.topic_history(topic, after, limit)?.iter().map(shared).collect())
     }
 }
 

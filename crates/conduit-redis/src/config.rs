@@ -119,6 +119,15 @@ impl From<UrlError> for ConfigError {
     }
 }
 
+/// The defaults for a URL, as [`RedisConfig::from_url`]: for command-line parsers.
+impl std::str::FromStr for RedisConfig {
+    type Err = ConfigError;
+
+    fn from_str(url: &str) -> Result<RedisConfig, ConfigError> {
+        RedisConfig::from_url(url)
+    }
+}
+
 impl RedisConfig {
     /// The defaults for `url`.
     pub fn new(url: RedisUrl) -> RedisConfig {

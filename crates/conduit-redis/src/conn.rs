@@ -80,6 +80,56 @@ impl RetryGate {
     }
 }
 
+/// One connection for callers on any thread that must not wait out a reconnection backoff: opened when first
+/// needed, dropped after a failure, and reopened no sooner than its [`RetryGate`] allows (until then callers
+/// fail at once).
+pub(crate) struct Link {
+    role: &'static str,
+    conn: Option<Connection>,
+    gate: RetryGate,
+}
+
+impl Link {
+    /// A link named `conduit-<role>` in `CLIENT LIST`; nothing is opened yet.
+    pub(crate) fn new(config: &RedisConfig, role: &'static str) -> Link {
+        Link { role, conn: None, gate: RetryGate::new(Backoff::new(config.reconnect_initial, config.reconnect_max)) }
+    }
+
+    /// True while a connection is open (a command on it may find it broken all the same).
+    pub(crate) fn is_open(&self) -> bool {
+        self.conn.is_some()
+    }
+
+    /// The open connection, or a new one.
+    ///
+    /// # Errors
+    /// Why there is none: the backoff after a failed attempt has not passed, or this attempt failed.
+    pub(crate) fn get(&mut self, config: &RedisConfig) -> Result<&mut Connection, String> {
+        if self.conn.is_none() {
+            let now = Instant::now();
+            if !self.gate.open(now) {
+                return Err("waiting to reconnect".to_owned());
+            }
+            match connect(config, self.role) {
+                Ok(c) => {
+                    self.conn = Some(c);
+                    self.gate.succeeded();
+                }
+                Err(e) => {
+                    self.gate.failed(now);
+                    return Err(e.to_string());
+                }
+            }
+        }
+        self.conn.as_mut().ok_or_else(|| "not connected".to_owned())
+    }
+
+    /// The connection failed, or its state is unknown: the next [`get`](Self::get) opens another.
+    pub(crate) fn broken(&mut self) {
+        self.conn = None;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -97,7 +97,7 @@ pub(crate) fn parse_u64(digits: &[u8]) -> Option<u64> {
 /// Builds an entry from a stream id and its flat list of field names and values.
 pub(crate) fn decode_entry(topic: &Arc<str>, id: &[u8], fields: &[Value]) -> Result<Entry, CorruptEntry> {
     let seq = parse_stream_id(id).ok_or(CorruptEntry::Id)?;
-    if fields.len() % 2 != 0 {
+    if !fields.len().is_multiple_of(2) {
         return Err(CorruptEntry::Fields);
     }
     let mut prev = None;

@@ -28,7 +28,8 @@
 //!   one atomic snapshot, merges them by sequence, and hands batches to a sink (the hub's event loops). The node
 //!   that publishes does not deliver directly, so every node delivers the same events in the same order.
 //! - **Resume**: a topic that a node starts following first has its tail loaded, for the node's cache; older
-//!   positions are answered from Redis ([`HistoryRequest`]).
+//!   positions are answered from Redis ([`HistoryRequest`]). Readers that are not streams (`Hub::history`)
+//!   read a topic from Redis with one `XRANGE` per call ([`RedisNode::topic_history`]).
 //! - **Failures**: the reader reconnects with capped backoff and continues from its position, losing nothing
 //!   Redis still holds. If Redis lost its data, that is a new epoch ([`ReaderEvent::NewEpoch`]), never a silent
 //!   gap or a reused id (see the `epoch` notes on [`ReaderEvent::NewEpoch`]).
@@ -71,6 +72,7 @@ mod keys;
 mod merge;
 mod node;
 mod publisher;
+mod query;
 mod reader;
 mod script;
 pub mod testing;

@@ -1,11 +1,13 @@
 //! One node's handle on the backbone: its publisher, its reader, and what they share.
 
 use crate::config::{ConfigError, RedisConfig};
+use crate::entry::Entry;
 use crate::epoch::Tokens;
 use crate::keys::Keys;
 use crate::publisher::Publisher;
+use crate::query::Queries;
 use crate::reader::{Reader, ReaderEvent};
-use conduit_server::BackboneError;
+use conduit_server::{BackboneError, HistoryError};
 use conduit_sse::Event;
 use std::fmt;
 use std::sync::Arc;
@@ -24,9 +26,10 @@ pub(crate) struct NodeShared {
 
 /// A node of a Conduit cluster on Redis: publishes into the shared history and reads it back in order.
 ///
-/// A node holds at most three Redis connections whatever its number of topics: the publisher's, the reader's
-/// (one blocking `XREAD` for every followed topic), and a control connection that wakes the reader when the
-/// set of topics changes. None is opened before it is needed, and a node starts whether or not Redis is up.
+/// A node holds at most four Redis connections whatever its number of topics: the publisher's, the reader's
+/// (one blocking `XREAD` for every followed topic), a control connection that wakes the reader when the set of
+/// topics changes, and one for [`topic_history`](Self::topic_history) reads. None is opened before it is
+/// needed, and a node starts whether or not Redis is up.
 ///
 /// ```no_run
 /// use conduit_redis::{ReaderEvent, RedisConfig, RedisNode};
@@ -49,6 +52,7 @@ pub(crate) struct NodeShared {
 pub struct RedisNode {
     shared: Arc<NodeShared>,
     publisher: Publisher,
+    queries: Arc<Queries>,
 }
 
 impl fmt::Debug for RedisNode {
@@ -67,7 +71,8 @@ impl RedisNode {
         let keys = config.keys()?;
         let shared = Arc::new(NodeShared { config, keys, floor: AtomicU64::new(0), tokens: Tokens::new() });
         let publisher = Publisher::new(Arc::clone(&shared));
-        Ok(RedisNode { shared, publisher })
+        let queries = Arc::new(Queries::new(Arc::clone(&shared)));
+        Ok(RedisNode { shared, publisher, queries })
     }
 
     /// The settings.
@@ -91,6 +96,20 @@ impl RedisNode {
     /// [`BackboneError`].
     pub fn publish(&self, topic: &str, event: &Event) -> Result<u64, BackboneError> {
         self.publisher.publish(topic, event)
+    }
+
+    /// Up to `limit` events of `topic` that Redis holds, oldest first: those after the event whose SSE id is
+    /// `after`, or from the oldest. One `XRANGE`, returning at most `batch` events (ask again after the last one
+    /// for more); it blocks for at most about twice `connect_timeout + command_timeout` (a connection found
+    /// broken is replaced once), and fails at once while a failed connection waits out its backoff. For
+    /// callers other than event loops. `after` is found by its number: an id the publisher chose itself
+    /// (`Event::id`) is unknown here.
+    ///
+    /// # Errors
+    /// [`HistoryError::UnknownId`] when the topic holds no event with that id, [`HistoryError::Backbone`] when
+    /// Redis could not be read (`Unavailable`) or refused the read (`Rejected`).
+    pub fn topic_history(&self, topic: &str, after: Option<&str>, limit: usize) -> Result<Vec<Entry>, HistoryError> {
+        self.queries.topic_history(topic, after, limit)
     }
 
     /// Starts the node's reader thread (and its control thread), which hands everything it reads to `sink`, in

@@ -1,16 +1,14 @@
 //! Publishing: one script call per event over one connection per node.
 
-use crate::conn::{self, Backoff, RetryGate};
+use crate::conn::{self, Link};
 use crate::entry::event_fields;
 use crate::node::NodeShared;
 use crate::script::{self, PUBLISH};
 use conduit_server::BackboneError;
 use conduit_sse::Event;
-use redis::Connection;
 use std::fmt;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
 
 /// Publishes events into the shared history from any thread; clones share one connection.
 ///
@@ -31,8 +29,7 @@ struct Inner {
 }
 
 struct State {
-    conn: Option<Connection>,
-    gate: RetryGate,
+    link: Link,
     /// The number of the last publish sent, for the script's idempotence marker.
     number: u64,
 }
@@ -45,10 +42,9 @@ impl fmt::Debug for Publisher {
 
 impl Publisher {
     pub(crate) fn new(node: Arc<NodeShared>) -> Publisher {
-        let config = &node.config;
-        let gate = RetryGate::new(Backoff::new(config.reconnect_initial, config.reconnect_max));
+        let link = Link::new(&node.config, "publisher");
         let marker = node.keys.publisher(&node.tokens.node());
-        let state = Mutex::new(State { conn: None, gate, number: 0 });
+        let state = Mutex::new(State { link, number: 0 });
         Publisher { inner: Arc::new(Inner { node, marker, script: redis::Script::new(PUBLISH), state }) }
     }
 
@@ -79,23 +75,7 @@ impl Publisher {
                 true => BackboneError::Uncertain(why),
                 false => BackboneError::Unavailable(why),
             };
-            if state.conn.is_none() {
-                let now = Instant::now();
-                if !state.gate.open(now) {
-                    return Err(fail("waiting to reconnect".to_owned()));
-                }
-                match conn::connect(&node.config, "publisher") {
-                    Ok(c) => {
-                        state.conn = Some(c);
-                        state.gate.succeeded();
-                    }
-                    Err(e) => {
-                        state.gate.failed(now);
-                        return Err(fail(e.to_string()));
-                    }
-                }
-            }
-            let Some(conn) = state.conn.as_mut() else { continue };
+            let conn = state.link.get(&node.config).map_err(fail)?;
             match invocation.invoke::<redis::Value>(conn) {
                 Ok(reply) => {
                     let (seq, _epoch) = script::seq_and_epoch(&reply)
@@ -105,7 +85,7 @@ impl Publisher {
                 }
                 Err(e) if conn::is_reply_error(&e) => return Err(BackboneError::Rejected(e.to_string())),
                 Err(e) => {
-                    state.conn = None;
+                    state.link.broken();
                     if sent_before {
                         return Err(BackboneError::Uncertain(e.to_string()));
                     }

@@ -318,12 +318,12 @@ fn run_control(shared: &Shared) {
                 if conn.is_none() {
                     conn = conn::connect(config, "control").map_err(|e| log::debug!("control connection: {e}")).ok();
                 }
-                if let Some(c) = conn.as_mut() {
-                    if let Err(e) = redis::cmd("CLIENT").arg("UNBLOCK").arg(id).query::<i64>(c) {
-                        log::debug!("CLIENT UNBLOCK: {e}");
-                        if !conn::is_reply_error(&e) {
-                            conn = None;
-                        }
+                if let Some(c) = conn.as_mut()
+                    && let Err(e) = redis::cmd("CLIENT").arg("UNBLOCK").arg(id).query::<i64>(c)
+                {
+                    log::debug!("CLIENT UNBLOCK: {e}");
+                    if !conn::is_reply_error(&e) {
+                        conn = None;
                     }
                 }
             }
@@ -378,10 +378,8 @@ impl<S: FnMut(ReaderEvent)> ReadLoop<S> {
                 Ok(progress) => {
                     self.shared.applied.store(generation, Ordering::Release);
                     self.shared.changed.notify_all();
-                    if !progress {
-                        if let Err(e) = self.wait(generation) {
-                            self.lost(&e);
-                        }
+                    if !progress && let Err(e) = self.wait(generation) {
+                        self.lost(&e);
                     }
                 }
                 Err(e) => self.lost(&e),

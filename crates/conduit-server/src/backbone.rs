@@ -44,6 +44,28 @@ impl fmt::Display for BackboneError {
 
 impl std::error::Error for BackboneError {}
 
+/// Why [`Hub::history`](crate::Hub::history) (or [`Backbone::topic_history`]) could not answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum HistoryError {
+    /// The id is not among the events the topic holds (too old, never published to it, or from an earlier
+    /// run): what follows it cannot be told.
+    UnknownId,
+    /// The external backbone's store could not be read (unreachable, or too slow): try again later.
+    Backbone(BackboneError),
+}
+
+impl fmt::Display for HistoryError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HistoryError::UnknownId => f.write_str("the event id is not among those the topic holds"),
+            HistoryError::Backbone(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for HistoryError {}
+
 /// Events after a position, answering [`Backbone::request_history`].
 #[derive(Clone, Debug)]
 pub struct HistoryAnswer {
@@ -106,8 +128,9 @@ pub type Deliver = Box<dyn FnMut(BackboneEvent) + Send>;
 
 /// An external backbone: numbers events in a store shared by many nodes and feeds them back to this node.
 ///
-/// Calls come from the hub: `publish` from any thread (it may block for a bounded time), `follow`,
-/// `unfollow` and `request_history` from event loops (they must not block).
+/// Calls come from the hub: `publish` and `topic_history` from any thread (they may block for a bounded time;
+/// the hub documents that event loops should not make them), `follow`, `unfollow` and `request_history` from
+/// event loops (they must not block).
 pub trait Backbone: Send + Sync + fmt::Debug {
     /// Numbers `event` and stores it under `topic`; returns its sequence number. The event reaches the loops
     /// through [`Deliver`], like everyone else's.
@@ -133,6 +156,16 @@ pub trait Backbone: Send + Sync + fmt::Debug {
 
     /// Whether the store is reachable and the node reading from it.
     fn is_up(&self) -> bool;
+
+    /// Up to `limit` events that the store holds for `topic`, oldest first: those after the event whose SSE id
+    /// is `after`, or from the oldest. It reads the store and blocks its caller, for a time bounded by the
+    /// backbone's timeouts; it needs no running server. A backbone may answer with fewer than `limit` events
+    /// (a bound of its own per read): a caller that wants more asks again after the last one.
+    ///
+    /// # Errors
+    /// [`HistoryError::UnknownId`] when `after` is not an event the topic holds, [`HistoryError::Backbone`] when
+    /// the store could not be read.
+    fn topic_history(&self, topic: &str, after: Option<&str>, limit: usize) -> Result<Vec<SharedEvent>, HistoryError>;
 }
 
 /// Encodes an event once, framed as one HTTP chunk, for every subscriber of every loop; HTTP/1.0 subscribers

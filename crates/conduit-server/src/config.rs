@@ -3,7 +3,7 @@
 use crate::cors::{CorsConfig, PublicScheme, Scheme};
 use crate::health::HealthConfig;
 use crate::metrics::Metrics;
-use conduit_http::Limits;
+use conduit_http::{AllowedHosts, Limits};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -21,6 +21,16 @@ pub struct ServerConfig {
     pub workers: usize,
     /// Request size bounds: head, header count, URI and body (431, 414 and 413 past them).
     pub limits: Limits,
+    /// Bytes that request bodies being read may hold on the whole server. A request is admitted from its head
+    /// (route, guard, the route's [body limit](crate::Router::body_limit)); its announced length (or the
+    /// route's limit, for a chunked body) is then reserved from this budget before any of the body is read, and
+    /// a request that does not fit gets `503` with `Retry-After`. A flood of large unfinished bodies therefore
+    /// holds at most this much, whatever the number of connections.
+    pub max_body_memory: usize,
+    /// Host names (and optionally ports) requests may name in `Host`; empty allows any. A request naming
+    /// another host gets `421 Misdirected Request`. Set it when the server answers on names you control: a
+    /// DNS-rebinding page reaches the server under its own name and is refused.
+    pub allowed_hosts: AllowedHosts,
     /// Open connections at most; past it a new connection gets `503 Service Unavailable` and is closed.
     pub max_connections: usize,
     /// Pending output per connection in bytes. A stream whose client stops reading is closed when it fills.
@@ -90,6 +100,8 @@ impl Default for ServerConfig {
             backlog: 1024,
             workers: 1,
             limits: Limits::default(),
+            max_body_memory: 64 * 1024 * 1024,
+            allowed_hosts: AllowedHosts::default(),
             max_connections: 16_384,
             write_queue_limit: 1024 * 1024,
             stream_high_water: 64 * 1024,

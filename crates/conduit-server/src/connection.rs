@@ -19,7 +19,7 @@ use crate::message::LoopContext;
 use crate::metrics::Disconnect;
 use crate::reply::Deferred;
 use crate::streaming::Stream;
-use conduit_http::{ParseError, Request, RequestParser, Status, Version};
+use conduit_http::{AnnouncedBody, ParseError, Parsed, Request, RequestParser, Version};
 use conduit_net::{ConnId, TimerId};
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -51,7 +51,9 @@ pub(crate) struct Conn {
     pub(crate) id: ConnId,
     /// Received bytes not yet consumed by the parser.
     pub(crate) input: Vec<u8>,
-    pub(crate) parser: RequestParser,
+    /// `None` while streaming: the connection has no request to parse until its stream ends, and thousands of
+    /// open streams should not each keep a parser.
+    parser: Option<Box<RequestParser>>,
     pub(crate) state: State,
     /// Request or idle deadline, armed while `Reading`.
     deadline: Option<TimerId>,
@@ -62,12 +64,22 @@ pub(crate) struct Conn {
     pub(crate) end: Option<Disconnect>,
     /// The request being answered, while the access log is on.
     pub(crate) request_log: Option<Box<RequestLog>>,
+    /// The head of a request whose body is being read (or waits to be admitted).
+    head: Option<Request>,
+    /// Bytes of the server's body budget this connection's request holds.
+    pub(crate) body_reserved: usize,
+    /// The answer to a request refused from its head whose (small) body is read only to be dropped, so that
+    /// the connection can carry the next request.
+    pub(crate) refused: Option<crate::response::Response>,
 }
 
 /// What the buffered input holds next.
 pub(crate) enum Next {
-    /// A complete request (its bytes are consumed).
-    Request(Request),
+    /// A complete request (its bytes are consumed); `admitted` if its head was admitted before its body was
+    /// read.
+    Request { request: Request, admitted: bool },
+    /// A head that announced a body: decide with [`Conn::admit`] or [`Conn::refuse`] before it is read.
+    Head(AnnouncedBody),
     /// Nothing complete yet; `continue_due` says the client waits for `100 Continue` before its body.
     Partial { continue_due: bool },
     /// The input is not valid HTTP: answer with the error's status and close.
@@ -81,19 +93,36 @@ impl Conn {
         Conn {
             id,
             input: Vec::new(),
-            parser,
+            parser: Some(Box::new(parser)),
             state: State::Reading,
             deadline: None,
             deadline_idle: false,
             peer,
             end: None,
             request_log: None,
+            head: None,
+            body_reserved: 0,
+            refused: None,
         }
     }
 
     /// Notes why the server is ending the connection; the first reason given stands.
     pub(crate) fn ending(&mut self, why: Disconnect) {
         self.end.get_or_insert(why);
+    }
+
+    /// The connection now sends `stream`; its parser is dropped until the stream ends.
+    pub(crate) fn start_streaming(&mut self, stream: Stream) {
+        self.state = State::Streaming(Box::new(stream));
+        self.parser = None;
+    }
+
+    /// The connection waits for its next request, with a new parser from `parser` if it has none.
+    pub(crate) fn read_requests(&mut self, parser: impl FnOnce() -> RequestParser) {
+        self.state = State::Reading;
+        if self.parser.is_none() {
+            self.parser = Some(Box::new(parser()));
+        }
     }
 
     /// Arms the request deadline (`after` from now); `idle` marks it as the wait for a next request.
@@ -125,22 +154,57 @@ impl Conn {
 
     /// True if a request has begun arriving (some of its head or body is here).
     pub(crate) fn has_partial_request(&self) -> bool {
-        !self.input.is_empty() || self.parser.in_body()
+        !self.input.is_empty() || self.parser.as_ref().is_some_and(|p| p.in_body())
     }
 
-    /// Parses the next request from the buffered input.
+    /// Parses the next request from the buffered input, head first: a head that announces a body is handed
+    /// out for a decision before any of the body is taken.
     pub(crate) fn next_request(&mut self) -> Next {
-        if !matches!(self.state, State::Reading) || self.input.is_empty() {
+        let Some(parser) = self.parser.as_mut().filter(|_| matches!(self.state, State::Reading)) else {
+            return Next::Nothing;
+        };
+        if self.input.is_empty() && !parser.in_body() {
             return Next::Nothing;
         }
-        match self.parser.parse(&self.input) {
-            Ok(Status::Complete(req, consumed)) => {
-                self.input.drain(..consumed);
-                Next::Request(req)
+        let (parsed, used) = match parser.parse_head_first(&self.input) {
+            Ok(step) => step,
+            Err(e) => return Next::Invalid(e),
+        };
+        self.input.drain(..used);
+        match parsed {
+            Parsed::Partial => Next::Partial { continue_due: parser.take_continue() },
+            Parsed::Head(request, AnnouncedBody::None) => Next::Request { request, admitted: false },
+            Parsed::Head(head, announced) => {
+                self.head = Some(head);
+                Next::Head(announced)
             }
-            Ok(Status::Partial) => Next::Partial { continue_due: self.parser.take_continue() },
-            Err(e) => Next::Invalid(e),
+            Parsed::Body(body) => match self.head.take() {
+                Some(head) => Next::Request { request: head.with_body(body), admitted: true },
+                // The parser hands out a body only after a head it announced: unreachable, never a panic.
+                None => Next::Invalid(ParseError::Malformed("a body without its head")),
+            },
         }
+    }
+
+    /// The head waiting for a decision (see [`Next::Head`]).
+    pub(crate) fn head_mut(&mut self) -> Option<&mut Request> {
+        self.head.as_mut()
+    }
+
+    /// Reads the waiting head's body, up to `limit` bytes.
+    ///
+    /// # Errors
+    /// `413` when the announced length is past `limit`.
+    pub(crate) fn admit(&mut self, limit: usize) -> Result<(), ParseError> {
+        self.parser.as_mut().map_or(Ok(()), |parser| parser.accept_body(limit))
+    }
+
+    /// Refuses the waiting head's body: nothing more is read from this connection. Returns the head.
+    pub(crate) fn refuse(&mut self) -> Option<Request> {
+        if let Some(parser) = self.parser.as_mut() {
+            parser.refuse_body();
+        }
+        self.head.take()
     }
 
     /// Returns the input buffer's memory once it is empty (idle connections are the common case), and what

@@ -7,8 +7,8 @@
 //! and is cut off only if the backlog evicts events it has not read yet.
 //!
 //! On an external backbone a subscription may have to *wait* before it starts: until its topics have joined
-//! (their tails are in the cache), and, for a position older than the cache, until the backbone's history has
-//! come back. Its stream is open meanwhile (keep-alives flow); the `reset`, if any, opens it when it starts.
+//! (their tails are in the cache), and, for a position older than the cache (or, for `from_oldest`, a cache
+//! that lost the topic's oldest events), until the backbone's history has come back. Its stream is open meanwhile (keep-alives flow); the `reset`, if any, opens it when it starts.
 
 use crate::backbone::{BackboneError, BackboneEvent, HistoryAnswer};
 use crate::connection::Conns;
@@ -76,6 +76,18 @@ fn decide(hub: &mut HubState, id: ConnId, sub: &mut Subscription) -> Option<Star
     if !hub.all_joined(&sub.topics) || sub.history_after.is_some() {
         return None;
     }
+    if hub.distributed && wants_everything(sub) && !sub.replay_asked {
+        // The oldest event a topic holds is the backbone's, which may be older than the cache's (a cache smaller
+        // than the store's backlog, or one that lost its head): ask for everything after the epoch began.
+        let after = hub.epoch_start;
+        if sub.topics.iter().filter_map(|t| hub.topics.get(t)).any(|t| !t.backlog.complete_after(after)) {
+            sub.replay_asked = true;
+            sub.cursor = after;
+            sub.history_after = Some(after);
+            hub.hub.request_history(id.to_u64(), after, &sub.topics, HISTORY_BATCH);
+            return None;
+        }
+    }
     let plan = plan_from_cache(hub, sub);
     if hub.distributed && matches!(plan, ResumePlan::Reset { .. }) {
         // An id is a position in the backbone's one sequence: one older than the cache (or newer than this node
@@ -103,9 +115,15 @@ fn plan_from_cache(hub: &HubState, sub: &Subscription) -> ResumePlan {
     }
 }
 
+/// True for a subscription that asked for everything its topics hold: [`Sse::from_oldest`](crate::Sse::from_oldest)
+/// without a `Last-Event-ID`. What was evicted before it started is not its loss.
+fn wants_everything(sub: &Subscription) -> bool {
+    sub.from_oldest && sub.last_event_id.is_none()
+}
+
 /// Settles a subscription on `plan`: its cursor, and the `reset` that opens its stream if it needs one.
 fn settle(hub: &HubState, sub: &mut Subscription, plan: ResumePlan) -> Start {
-    if matches!(plan, ResumePlan::Reset { .. }) || (sub.from_oldest && sub.last_event_id.is_none()) {
+    if matches!(plan, ResumePlan::Reset { .. }) || wants_everything(sub) {
         // Evictions before the stream opened are announced by the reset, or not the client's loss at all when it
         // asked for everything held.
         let backlogs = sub.topics.iter().filter_map(|t| hub.topics.get(t)).map(|t| t.backlog.evicted_through());
@@ -375,7 +393,9 @@ pub(crate) fn on_backbone(
             }
             for (topic, shared) in events {
                 if hub.topics.get(topic).is_some_and(|t| t.joined) {
+                    let ended = hub.ended.len();
                     deliver(cx, conns, hub, Arc::clone(topic), shared.clone(), high_water);
+                    stop_delivering_to_ended(conns, hub, ended);
                 }
             }
             hub.published = hub.published.max(*through);
@@ -419,6 +439,23 @@ pub(crate) fn on_backbone(
     }
 }
 
+/// Takes the streams put on `hub.ended` since `from` off their topics' followers on this loop. A backbone's batch
+/// carries many events where the embedded hub hands over one at a time, and a stream that sent the event it ends
+/// after ([`Sse::end_after`](crate::Sse::end_after)) must not get the batch's later ones; the dispatcher ends it
+/// (and unfollows it node-wide) after this step.
+fn stop_delivering_to_ended(conns: &mut Conns, hub: &mut HubState, from: usize) {
+    let HubState { ended, topics, .. } = hub;
+    for id in &ended[from..] {
+        let Some(Source::Subscription(sub)) = conns.stream_mut(*id).map(|s| &s.source) else { continue };
+        for topic in &sub.topics {
+            if let Some(t) = topics.get_mut(topic) {
+                t.live.remove(id);
+                t.catching_up.remove(id);
+            }
+        }
+    }
+}
+
 /// The backbone's history was lost: every cached event is void, every subscriber is told with a `reset` and
 /// continues with the new history once its topics join again.
 fn new_epoch(cx: &mut LoopContext<'_>, conns: &mut Conns, hub: &mut HubState, through: u64) {
@@ -454,6 +491,7 @@ fn new_epoch(cx: &mut LoopContext<'_>, conns: &mut Conns, hub: &mut HubState, th
     for &id in &hub.waiting {
         if let Some(Source::Subscription(sub)) = conns.stream_mut(id).map(|s| &mut s.source) {
             sub.history_after = None;
+            sub.replay_asked = false;
             sub.replay.clear();
         }
     }
@@ -485,7 +523,9 @@ fn on_history(
             return;
         }
     };
-    sub.history_lossy |= !answer.complete;
+    // Events the store no longer holds are lost to a client resuming after them, not to one that asked for
+    // everything held.
+    sub.history_lossy |= !answer.complete && !wants_everything(sub);
     sub.replay.extend(answer.events.iter().cloned());
     let topics = sub.topics.iter().filter_map(|t| hub.topics.get(t));
     let reached = answer.through >= hub.published || topics.clone().all(|t| t.backlog.complete_after(answer.through));
@@ -495,6 +535,11 @@ fn on_history(
         return;
     }
     sub.planned = true;
+    if wants_everything(sub) {
+        // The history reaches the cache: anything the cache evicted before that was never the client's.
+        let evicted = sub.topics.iter().filter_map(|t| hub.topics.get(t)).map(|t| t.backlog.evicted_through());
+        sub.announced_gap = evicted.max().unwrap_or(0).min(answer.through);
+    }
     let oldest_id = oldest_held(hub, &sub.topics);
     let reset =
         sub.history_lossy.then(|| reset_notice("events_dropped", sub.last_event_id.as_deref(), oldest_id.as_deref()));

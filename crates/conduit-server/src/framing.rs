@@ -60,6 +60,39 @@ pub(crate) fn write_body<M>(
     cx.write_parts(id, &[&header, bytes, CHUNK_END])
 }
 
+/// Batches at least this large are handed to the write queue as they are instead of being copied into it.
+const MOVE_BATCH: usize = 4096;
+
+/// Like [`write_body`] for a batch of events encoded into `body`, which is left empty. A large batch is moved
+/// into the write queue rather than copied (its chunk header queued before it), and `body` gets a new buffer
+/// for the next one: a pulled stream's batches are tens of kilobytes, and copying each one cost a memcpy of
+/// every byte streamed. A small one is copied and `body` keeps its buffer.
+pub(crate) fn write_batch<M>(
+    cx: &mut Context<'_, M>,
+    id: ConnId,
+    chunked: bool,
+    body: &mut Vec<u8>,
+) -> Result<(), WriteError> {
+    if body.len() < MOVE_BATCH {
+        let written = write_body(cx, id, chunked, body);
+        body.clear();
+        return written;
+    }
+    // The next batch will be about as large: room for it and for the event that takes it past the mark.
+    let next = Vec::with_capacity(body.len() + 1024);
+    let mut batch = std::mem::replace(body, next);
+    if !chunked {
+        return cx.write_vec(id, batch);
+    }
+    let mut header = Vec::with_capacity(18);
+    write_chunk_header(&mut header, batch.len());
+    batch.extend_from_slice(CHUNK_END);
+    // A header queued without its batch leaves the stream unframed, but the caller closes a connection whose
+    // queue refused either.
+    cx.write(id, &header)?;
+    cx.write_vec(id, batch)
+}
+
 /// The part of a shared event a stream sends: all of it (chunk framing included) on chunked streams.
 pub(crate) fn frame_range(event: &SharedEvent, chunked: bool) -> Range<usize> {
     if chunked { 0..event.bytes().len() } else { event.body_range() }

@@ -6,10 +6,10 @@
 //! loops (see `backbone`). What a loop does with events (backlogs, live and catching-up subscribers) is in
 //! `topics` and `fanout`.
 
-use crate::backbone::{Backbone, BackboneError, BackboneEvent, shared_event};
+use crate::backbone::{Backbone, BackboneError, BackboneEvent, HistoryError, shared_event};
 use crate::health::BackboneHealth;
 use crate::message::Msg;
-use crate::registry::{HistoryError, Registry, RegistryError};
+use crate::registry::{Registry, RegistryError};
 use conduit_net::Remote;
 use conduit_sse::{BacklogLimits, Decoder, Event, MessageEvent, SharedEvent};
 use std::sync::{Arc, Mutex};
@@ -213,13 +213,30 @@ impl Hub {
     /// of them. For readers that are not streams (a tool reading a topic, a handler checking whether a reply
     /// is complete). Events are decoded back into their fields; `last_event_id` is each event's own id.
     ///
-    /// On an external backbone the history lives in its store, not here: this holds nothing then (a stream's
-    /// resume reads the store).
+    /// **Which thread.** With the embedded backbone this reads the hub's memory under a short lock, from any
+    /// thread. On an external backbone it reads the backbone's store (`XRANGE` on Redis) and blocks until the
+    /// store answers, for as long as the backbone's connect and command timeouts allow: call it from a thread of
+    /// your own (a worker, an [`Offload`](crate::Offload) answering a deferred reply, an MCP tool), never from a
+    /// handler or callback running on an event loop, which would stall every connection of that loop meanwhile.
+    /// An external backbone also answers at most a bound of its own per call (Redis: its `batch` setting), so
+    /// fewer than `limit` events does not mean there are no more: ask again after the last one until the
+    /// answer is empty.
     ///
     /// # Errors
-    /// [`HistoryError::UnknownId`] when `after` is not among the events the topic holds.
+    /// [`HistoryError::UnknownId`] when `after` is not among the events the topic holds;
+    /// [`HistoryError::Backbone`] when the external backbone's store could not be read (try again later).
     pub fn history(&self, topic: &str, after: Option<&str>, limit: usize) -> Result<Vec<MessageEvent>, HistoryError> {
-        let held = self.lock().registry.history(topic, after, limit)?;
+        if !valid_topic(topic, self.shared.config.max_topic_len) {
+            // No such topic can hold anything.
+            return match after {
+                None => Ok(Vec::new()),
+                Some(_) => Err(HistoryError::UnknownId),
+            };
+        }
+        let held = match &self.shared.backbone {
+            Some(backbone) => backbone.topic_history(topic, after, limit)?,
+            None => self.lock().registry.history(topic, after, limit)?,
+        };
         Ok(held.iter().map(decode_held).collect())
     }
 
@@ -274,13 +291,21 @@ impl Hub {
     /// backlog for clients that resume. Unless the event has an id, the hub gives it the next number of its
     /// sequence (shared by all its topics, so ids increase within every topic, and taken from the clock in
     /// microseconds, so ids of an earlier run of the process are never reused). Returns the event's id.
-    /// Never blocks on subscribers: it numbers the event and hands it to the loops' mailboxes, under a lock
-    /// held only for that, so async tasks and handlers on the loop may call it directly.
+    /// Never blocks on subscribers.
+    ///
+    /// **Which thread.** With the embedded backbone it numbers the event and hands it to the loops' mailboxes,
+    /// under a lock held only for that, so async tasks and handlers on the loop may call it directly. On an
+    /// external backbone it waits for the store to number and keep the event (one round trip to Redis), for
+    /// as long as the backbone's connect and command timeouts allow when the store is slow or down: a handler
+    /// on an event loop should then not call it, since the whole loop would wait with it. Defer instead (an
+    /// [`Offload`](crate::Offload), or [`Reply::deferred`](crate::Reply::deferred) and a thread of your own),
+    /// and answer once the publish returned; async code calls it from a blocking task.
     ///
     /// # Errors
     /// [`PublishError::InvalidTopic`], [`PublishError::NotRunning`] before the server runs or after it stopped,
-    /// [`PublishError::Busy`] when the server's mailbox is full, and [`PublishError::TooManyTopics`] when the
-    /// topic is new and could not be kept. An event that was not kept is never acknowledged with an id.
+    /// [`PublishError::Busy`] when the server's mailbox is full, [`PublishError::TooManyTopics`] when the
+    /// topic is new and could not be kept, and [`PublishError::Backbone`] when the external backbone's store
+    /// did not take it. An event that was not kept is never acknowledged with an id.
     pub fn publish(&self, topic: &str, event: Event) -> Result<String, PublishError> {
         if !valid_topic(topic, self.shared.config.max_topic_len) {
             return Err(PublishError::InvalidTopic);
@@ -318,13 +343,16 @@ impl Hub {
         let shared = shared_event(seq, &event);
         let forgotten = publisher.registry.publish(&topic, &shared).map_err(|_| PublishError::TooManyTopics)?;
         let mut delivered = false;
-        for remote in &open {
+        for (i, remote) in open.iter().enumerate() {
             if let Some(name) = &forgotten {
                 // Before the event, so each loop has forgotten the old topic before it keeps the new one.
                 let _ = remote.send_past_limit(Msg::Forget { topic: Arc::clone(name) });
             }
+            // Each loop its own copy of the bytes, so loops on different cores never share a reference count
+            // that every delivery changes.
+            let event = if i == 0 { shared.clone() } else { shared.detached() };
             // A loop that stopped since the check is shutting down; the others still get the event.
-            let msg = Msg::Publish { topic: Arc::clone(&topic), event: shared.clone(), published_at: Instant::now() };
+            let msg = Msg::Publish { topic: Arc::clone(&topic), event, published_at: Instant::now() };
             delivered |= remote.send_past_limit(msg).is_ok();
         }
         if !delivered {

@@ -20,7 +20,8 @@
 //! Async producers need no runtime support from this crate: [`SseSender::send_async`] is a plain
 //! [`Future`](std::future::Future) woken by the loop when the stream has room or its client left, so it runs
 //! under tokio, smol or a hand-written executor alike; and [`Hub::publish`] never waits for subscribers (it
-//! takes a short lock, numbers the event and hands it to the loops), so async code calls it directly.
+//! takes a short lock, numbers the event and hands it to the loops), so async code calls it directly. On an
+//! external backbone (Redis) it waits for the store instead: see its notes on which thread may call it.
 //!
 //! ```no_run
 //! use conduit_server::{Request, Response, Router, Server, ServerConfig, Sse};
@@ -55,6 +56,7 @@
 //!  stats        counters the loops share
 //!  auth, cors, hub (publishing side), router
 //!  health       liveness and readiness checks; BackboneHealth, the hook a hub backbone reports through
+//!  offload      Offload: bounded threads that run handlers' blocking work and answer their deferred replies
 //!  reply (now or later), response, sse (the Sse builder), channel (SseSender)
 //!  registry     which topics exist node-wide, who follows them, which is forgotten to make room
 //!  message      what other threads send a loop (Msg)
@@ -74,6 +76,7 @@ mod channel;
 mod sse;
 mod response;
 mod reply;
+mod offload;
 mod health;
 mod router;
 mod registry;
@@ -94,7 +97,7 @@ mod service;
 mod server;
 
 pub use access_log::TARGET as ACCESS_LOG_TARGET;
-pub use backbone::{Backbone, BackboneError, BackboneEvent, Deliver, HistoryAnswer};
+pub use backbone::{Backbone, BackboneError, BackboneEvent, Deliver, HistoryAnswer, HistoryError};
 pub use channel::{DEFAULT_CHANNEL_CAPACITY, Disconnected, SendFuture, SseSender, TrySendError};
 pub use conduit_http::{Method, Request, StatusCode};
 /// A listener's certificate, key and handshake deadline ([`ServerConfig::tls`]), from `conduit-net`.
@@ -105,9 +108,9 @@ pub use cors::{CorsConfig, CorsError, PublicScheme};
 pub use health::{BackboneHealth, HealthConfig};
 pub use hub::{Hub, HubConfig, HubStats, OLDEST_EVENT_ID_HEADER, PublishError};
 pub use metrics::{Metrics, OPENMETRICS_CONTENT_TYPE};
+pub use offload::{Offload, OffloadBusy};
 /// The metrics library [`Metrics`] is built on, for registering an application's own metrics in its registry.
 pub use prometheus_client;
-pub use registry::HistoryError;
 pub use reply::{Deferred, Reply, Responder};
 pub use response::Response;
 pub use router::Router;

@@ -14,6 +14,7 @@
 //! So subscribers alone, however many, can never fill the table that publishing needs, and a subscription to
 //! several new topics gets all of them or none.
 
+use crate::backbone::HistoryError;
 use conduit_sse::{Backlog, BacklogLimits, SharedEvent};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -42,23 +43,6 @@ impl Entry {
         Entry { newest: 0, followers: 0, backlog: Backlog::new(limits) }
     }
 }
-
-/// Why [`Hub::history`](crate::Hub::history) could not answer.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum HistoryError {
-    /// The id is not among the events the topic holds (too old, never published to it, or from an earlier
-    /// run): what follows it cannot be told.
-    UnknownId,
-}
-
-impl std::fmt::Display for HistoryError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("the event id is not among those the topic holds")
-    }
-}
-
-impl std::error::Error for HistoryError {}
 
 /// What the registry holds, for metrics.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

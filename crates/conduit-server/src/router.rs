@@ -5,6 +5,7 @@ use crate::response::Response;
 use conduit_http::{Method, Request, StatusCode};
 
 type BoxedHandler = Box<dyn Fn(&Request) -> Reply + Send + Sync>;
+type BoxedGuard = Box<dyn Fn(&Request) -> Result<(), Response> + Send + Sync>;
 
 /// Path parameters as `(name, decoded value)`, in the order of the pattern.
 type Params = Vec<(String, String)>;
@@ -25,9 +26,25 @@ struct Route {
     /// `None` for an exact path; the segments after the leading `/` for a pattern.
     pattern: Option<Vec<Segment>>,
     handler: BoxedHandler,
+    /// The largest body the route takes; `None` for the server's `limits.max_body_bytes`.
+    body_limit: Option<usize>,
+    /// Decides from the head alone whether the request may go on (authorisation, say).
+    guard: Option<BoxedGuard>,
 }
 
 impl Route {
+    /// The body this route takes: as set, or none at all for methods whose requests carry none.
+    fn body_limit(&self) -> Option<usize> {
+        self.body_limit.or(match self.method {
+            Method::Get | Method::Head | Method::Delete | Method::Options => Some(0),
+            _ => None,
+        })
+    }
+
+    fn check(&self, req: &Request) -> Result<(), Response> {
+        self.guard.as_ref().map_or(Ok(()), |guard| guard(req))
+    }
+
     /// True if both routes match the same requests (parameter names aside).
     fn same_place(&self, method: &Method, path: &str, pattern: Option<&[Segment]>) -> bool {
         if &self.method != method {
@@ -182,8 +199,52 @@ impl Router {
             path: path.to_owned(),
             pattern,
             handler: Box::new(move |req| handler(req).into()),
+            body_limit: None,
+            guard: None,
         });
         self
+    }
+
+    /// Sets the largest request body the route added last takes. A request announcing more gets `413` from
+    /// its head, before any of its body is read. By default `GET`, `HEAD`, `DELETE` and `OPTIONS` routes take
+    /// no body and others take up to the server's `limits.max_body_bytes` (which also caps this value).
+    ///
+    /// # Panics
+    /// If no route was added yet.
+    #[must_use]
+    pub fn body_limit(mut self, bytes: usize) -> Self {
+        self.last_route().body_limit = Some(bytes);
+        self
+    }
+
+    /// Guards the route added last with a check of the request's head: authorisation, say. It runs before the
+    /// body is read (a refused request never makes the server hold its body, and gets no `100 Continue`) and
+    /// before the handler; its `Err` response is the answer.
+    ///
+    /// ```
+    /// use conduit_server::auth::require_bearer;
+    /// use conduit_server::{Request, Response, Router};
+    ///
+    /// let router = Router::new()
+    ///     .post("/publish", |req: &Request| Response::text(format!("{} bytes", req.body().len())))
+    ///     .body_limit(64 * 1024)
+    ///     .guard(|req: &Request| require_bearer(req, "secret"));
+    /// # let _ = router;
+    /// ```
+    ///
+    /// # Panics
+    /// If no route was added yet.
+    #[must_use]
+    pub fn guard<G>(mut self, guard: G) -> Self
+    where
+        G: Fn(&Request) -> Result<(), Response> + Send + Sync + 'static,
+    {
+        self.last_route().guard = Some(Box::new(guard));
+        self
+    }
+
+    fn last_route(&mut self) -> &mut Route {
+        self.routes.last_mut().expect("body_limit and guard apply to the route added before them")
     }
 
     /// Adds a `GET` route.
@@ -278,28 +339,57 @@ impl Router {
         )
     }
 
-    /// Runs the handler for `req`, or answers 404, 405 or `OPTIONS` itself. A pattern route's handler gets a
-    /// copy of the request with its path parameters set.
+    /// Runs the route's guard and handler for `req`, or answers 404, 405 or `OPTIONS` itself. A pattern
+    /// route's handler gets a copy of the request with its path parameters set.
     pub fn handle(&self, req: &Request) -> Reply {
         match self.select(req) {
-            Selected::Route(route, params) if params.is_empty() => (route.handler)(req),
             Selected::Route(route, params) => {
                 let mut req = req.clone();
                 req.set_params(params);
-                (route.handler)(&req)
+                match route.check(&req) {
+                    Ok(()) => (route.handler)(&req),
+                    Err(refused) => refused.into(),
+                }
             }
             Selected::Answer(response) => response.into(),
         }
     }
 
-    /// Like [`handle`](Self::handle), setting the path parameters on `req` itself instead of on a copy.
-    pub(crate) fn handle_in_place(&self, req: &mut Request) -> Reply {
+    /// Like [`handle`](Self::handle), setting the path parameters on `req` itself instead of on a copy; the
+    /// guard is skipped when `admitted` (it already passed on the head).
+    pub(crate) fn handle_in_place(&self, req: &mut Request, admitted: bool) -> Reply {
         match self.select(req) {
             Selected::Route(route, params) => {
                 req.set_params(params);
-                (route.handler)(req)
+                match if admitted { Ok(()) } else { route.check(req) } {
+                    Ok(()) => (route.handler)(req),
+                    Err(refused) => refused.into(),
+                }
             }
             Selected::Answer(response) => response.into(),
+        }
+    }
+
+    /// Decides from the head of a request that announced a body whether to read it: the body limit of its
+    /// route, or the response refusing it (404, 405, a guard's refusal, `413` for a route that takes less).
+    pub(crate) fn admit(&self, req: &mut Request, announced: Option<u64>) -> Result<Option<usize>, Response> {
+        let (route, params) = match self.select(req) {
+            Selected::Route(route, params) => (route, params),
+            Selected::Answer(response) => return Err(response),
+        };
+        req.set_params(params);
+        route.check(req)?;
+        let limit = route.body_limit();
+        match (limit, announced) {
+            (Some(0), _) => Err(Response::error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format_args!("{} {} takes no request body", req.method(), req.path()),
+            )),
+            (Some(limit), Some(length)) if length > limit as u64 => Err(Response::error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format_args!("{} {} takes a body of at most {limit} bytes", req.method(), req.path()),
+            )),
+            _ => Ok(limit),
         }
     }
 }
@@ -465,10 +555,10 @@ mod tests {
     fn in_place_handling_sets_the_parameters_on_the_request() {
         let router = chat_router();
         let mut req = Request::new(Method::Get, "/files/img/cat.png").unwrap();
-        assert_eq!(outcome(router.handle_in_place(&mut req)).2, "file dir=img name=cat.png");
+        assert_eq!(outcome(router.handle_in_place(&mut req, false)).2, "file dir=img name=cat.png");
         assert_eq!((req.param("dir"), req.param("name")), (Some("img"), Some("cat.png")));
         let mut exact = Request::new(Method::Get, "/api/chat/stream/latest").unwrap();
-        assert_eq!(outcome(router.handle_in_place(&mut exact)).2, "latest");
+        assert_eq!(outcome(router.handle_in_place(&mut exact, false)).2, "latest");
         assert!(exact.params().is_empty());
     }
 

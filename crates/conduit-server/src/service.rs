@@ -6,7 +6,7 @@
 use crate::access_log::{self, RequestLog, peer};
 use crate::config::ServerConfig;
 use crate::connection::{Conn, Conns, Next, State, Waiting};
-use crate::dispatch::dispatch;
+use crate::dispatch::{admit, dispatch};
 use crate::fanout;
 use crate::framing::{build_head, encode_response};
 use crate::health::{self, Readiness};
@@ -20,7 +20,7 @@ use crate::sse::{Source, Sse};
 use crate::stats::Stats;
 use crate::streaming::{After, Stream};
 use crate::topics::HubState;
-use conduit_http::{BodyFraming, Method, ParseError, Request, RequestParser, StatusCode, Version};
+use conduit_http::{AnnouncedBody, BodyFraming, Method, ParseError, Request, RequestParser, StatusCode, Version};
 use conduit_net::{CloseReason, ConnId, Context, Handler, TimerId, WriteError};
 use conduit_sse::{Event, KeepAlive, STREAM_HEADERS};
 use std::net::SocketAddr;
@@ -115,13 +115,29 @@ impl Service {
             }
             let Some(c) = self.conns.get_mut(id) else { return };
             match c.next_request() {
-                Next::Request(req) => {
+                Next::Request { request, admitted } => {
                     c.disarm_deadline(cx);
+                    // The body is in the request now; what it reserved goes back to the budget.
+                    self.stats.release_body(std::mem::take(&mut c.body_reserved));
                     if let Some(level) = self.config.access_log {
-                        c.request_log = RequestLog::begin(&req, level);
+                        c.request_log = RequestLog::begin(&request, level);
                     }
                     self.stats.requests.fetch_add(1, Ordering::Relaxed);
-                    self.answer(cx, id, req);
+                    match c.refused.take() {
+                        // Refused from its head; its body was read only to keep the connection usable.
+                        Some(refused) => {
+                            let (version, keep_alive) =
+                                (request.version(), request.keep_alive() && !self.shutting_down);
+                            let head_only = request.method() == &Method::Head;
+                            self.respond(cx, id, version, refused, keep_alive, head_only);
+                        }
+                        None => self.answer(cx, id, request, admitted),
+                    }
+                }
+                Next::Head(announced) => {
+                    if !self.admit(cx, id, announced) {
+                        break;
+                    }
                 }
                 Next::Partial { continue_due } => {
                     if continue_due {
@@ -132,6 +148,7 @@ impl Service {
                 Next::Invalid(e) => {
                     log::debug!("connection {id}: bad request: {e}");
                     c.ending(Disconnect::Error);
+                    self.stats.release_body(std::mem::take(&mut c.body_reserved));
                     self.reject(cx, id, &e);
                     break;
                 }
@@ -150,12 +167,81 @@ impl Service {
         c.shrink_input();
     }
 
+    /// Decides from the head of a request that announced a body whether to read the body: the host, CORS,
+    /// the route, its guard and body limit, then the server-wide body budget. A refused request is answered at
+    /// once and its connection closed once the answer is sent (its body is never read). True if the body is to
+    /// be read.
+    fn admit(&mut self, cx: &mut LoopContext<'_>, id: ConnId, announced: AnnouncedBody) -> bool {
+        let max_body = self.config.limits.max_body_bytes;
+        let Some(c) = self.conns.get_mut(id) else { return false };
+        let Some(head) = c.head_mut() else { return false };
+        let length = match announced {
+            AnnouncedBody::Length(n) => Some(n),
+            AnnouncedBody::None | AnnouncedBody::Chunked => None,
+        };
+        let decision = match misdirected(&self.config, head) {
+            Some(refused) => Err(refused),
+            None => admit(&self.router, &self.config, head, length),
+        };
+        let refused = match decision {
+            Ok(limit) => {
+                let limit = limit.unwrap_or(max_body).min(max_body);
+                let reserve = length.map_or(limit, |n| usize::try_from(n).unwrap_or(usize::MAX).min(limit));
+                if self.stats.reserve_body(reserve, self.config.max_body_memory) {
+                    c.body_reserved = reserve;
+                    match c.admit(limit) {
+                        Ok(()) => return true,
+                        Err(e) => Response::error(e.status(), e),
+                    }
+                } else {
+                    log::warn!(
+                        "connection {id}: request bodies hold {} bytes, the most allowed",
+                        self.config.max_body_memory
+                    );
+                    Response::error(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "too many request bodies in progress; retry shortly",
+                    )
+                    .header("Retry-After", "1")
+                }
+            }
+            Err(refused) => {
+                // A small body is read and dropped so the connection can carry the next request; a large one
+                // is not worth reading.
+                let small = length.is_some_and(|n| n <= self.config.limits.max_head_bytes as u64);
+                let reserve = length.map_or(0, |n| n as usize);
+                // A client waiting for `100 Continue` is not told to send a body that would only be dropped.
+                let waits = head.header("expect").is_some();
+                if small && !waits && head.keep_alive() && self.stats.reserve_body(reserve, self.config.max_body_memory)
+                {
+                    c.body_reserved = reserve;
+                    if c.admit(reserve).is_ok() {
+                        c.refused = Some(refused);
+                        return true;
+                    }
+                }
+                refused
+            }
+        };
+        self.stats.release_body(std::mem::take(&mut c.body_reserved));
+        let Some(head) = c.refuse() else { return false };
+        c.disarm_deadline(cx);
+        if let Some(level) = self.config.access_log {
+            c.request_log = RequestLog::begin(&head, level);
+        }
+        self.stats.requests.fetch_add(1, Ordering::Relaxed);
+        // The unread body is still on its way: the connection cannot carry another request.
+        let head_only = head.method() == &Method::Head;
+        self.respond(cx, id, head.version(), refused, false, head_only);
+        false
+    }
+
     fn reject(&mut self, cx: &mut LoopContext<'_>, id: ConnId, error: &ParseError) {
         self.respond(cx, id, Version::Http11, Response::error(error.status(), error), false, false);
     }
 
-    /// Runs a request and sends its reply.
-    fn answer(&mut self, cx: &mut LoopContext<'_>, id: ConnId, mut req: Request) {
+    /// Runs a request and sends its reply; `admitted` if its head already passed [`admit`](Self::admit).
+    fn answer(&mut self, cx: &mut LoopContext<'_>, id: ConnId, mut req: Request, admitted: bool) {
         let head_only = req.method() == &Method::Head;
         let keep_alive = req.keep_alive() && !self.shutting_down;
         if let Some(check) = health::check_for(&self.config.health, req.path()) {
@@ -170,7 +256,10 @@ impl Service {
             let response = health::answer(check, &req, readiness);
             return self.send_reply(cx, id, req.version(), keep_alive, head_only, Reply::Response(response));
         }
-        let reply = dispatch(&self.router, &self.config, &mut req);
+        let reply = match misdirected(&self.config, &req) {
+            Some(refused) => Reply::Response(refused),
+            None => dispatch(&self.router, &self.config, &mut req, admitted),
+        };
         self.send_reply(cx, id, req.version(), keep_alive, head_only, reply);
     }
 
@@ -249,7 +338,8 @@ impl Service {
     fn after_response(&mut self, cx: &mut LoopContext<'_>, id: ConnId, keep_alive: bool) {
         let Some(c) = self.conns.get_mut(id) else { return };
         if keep_alive {
-            c.state = State::Reading;
+            let limits = &self.config.limits;
+            c.read_requests(|| RequestParser::new(limits.clone()));
             self.arm_deadline(cx, id, true);
         } else {
             c.state = State::Closing;
@@ -343,7 +433,7 @@ impl Service {
         let mut stream = Stream::start(cx, id, sse.source, chunked, reuse, keep_alive);
         stream.meter = StreamMeter::new(self.counters.clone());
         let Some(c) = self.conns.get_mut(id) else { return };
-        c.state = State::Streaming(Box::new(stream));
+        c.start_streaming(stream);
         self.stats.streams.fetch_add(1, Ordering::Relaxed);
         if retry.is_some() || reset_event.is_some() {
             let mut body = std::mem::take(&mut self.scratch);
@@ -494,6 +584,15 @@ impl Service {
     }
 }
 
+/// The answer to a request naming a host the server does not serve (`ServerConfig::allowed_hosts`).
+fn misdirected(config: &ServerConfig, req: &Request) -> Option<Response> {
+    if config.allowed_hosts.is_empty() || config.allowed_hosts.allows_request(req) {
+        return None;
+    }
+    log::debug!("refused {} {}: host {:?} is not served here", req.method(), req.path(), req.host());
+    Some(Response::error(StatusCode::MISDIRECTED_REQUEST, "this server does not serve that host"))
+}
+
 /// `reply` with `headers` added (those a deferred reply collected before its answer came).
 fn with_headers(reply: Reply, headers: &[(String, String)]) -> Reply {
     headers.iter().fold(reply, |reply, (name, value)| reply.header(name, value))
@@ -633,6 +732,7 @@ impl Handler for Service {
     fn on_close(&mut self, cx: &mut Context<'_, Msg>, id: ConnId, reason: CloseReason) {
         let Some(mut c) = self.conns.remove(id) else { return };
         c.disarm_deadline(cx);
+        self.stats.release_body(std::mem::take(&mut c.body_reserved));
         let cut_off = matches!(&c.state, State::Streaming(stream) if stream.cut_off);
         let why = Disconnect::of(reason, c.end, cut_off);
         if why == Disconnect::ClientGone {

@@ -57,10 +57,15 @@ impl std::fmt::Debug for Sse {
 pub(crate) type TickFn = Box<dyn FnMut(&mut Ticker) + Send>;
 
 pub(crate) enum Source {
-    Interval { period: Duration, tick: TickFn },
+    Interval {
+        period: Duration,
+        tick: TickFn,
+    },
     Iter(Box<dyn Iterator<Item = Event> + Send>),
     Channel(Arc<Channel>),
-    Subscription(Subscription),
+    /// Boxed: a subscription's state is several times the size of the other sources', and every stream's
+    /// `Source` would otherwise be as large (about 70 bytes more per idle stream).
+    Subscription(Box<Subscription>),
 }
 
 /// A stream following hub topics.
@@ -87,6 +92,8 @@ pub(crate) struct Subscription {
     pub(crate) history_lossy: bool,
     /// Without a `Last-Event-ID`, start with the oldest event held rather than with the next one published.
     pub(crate) from_oldest: bool,
+    /// The oldest events were asked of the external backbone once (for `from_oldest`); not again.
+    pub(crate) replay_asked: bool,
     /// `event: NAME\n` lines: the stream ends right after an event that has one of these names.
     pub(crate) end_after: Vec<Box<[u8]>>,
 }
@@ -159,7 +166,7 @@ impl Sse {
                 names.push(Arc::from(topic));
             }
         }
-        Sse::with_source(Source::Subscription(Subscription {
+        Sse::with_source(Source::Subscription(Box::new(Subscription {
             topics: names,
             last_event_id: None,
             cursor: 0,
@@ -171,8 +178,9 @@ impl Sse {
             history_after: None,
             history_lossy: false,
             from_oldest: false,
+            replay_asked: false,
             end_after: Vec::new(),
-        }))
+        })))
     }
 
     /// A subscription described by a request: topics from `topic` query parameters (repeated, or separated by
@@ -272,8 +280,8 @@ pub struct Ticker {
 }
 
 impl Ticker {
-    pub(crate) fn new() -> Self {
-        Ticker { tick: 0, now: Instant::now(), events: Vec::new(), end: false }
+    pub(crate) fn new(tick: u64, now: Instant) -> Self {
+        Ticker { tick, now, events: Vec::new(), end: false }
     }
 
     /// 0 when the stream opens, then 1, 2, ...
@@ -303,7 +311,7 @@ mod tests {
 
     fn subscription(sse: Sse) -> Subscription {
         match sse.source {
-            Source::Subscription(sub) => sub,
+            Source::Subscription(sub) => *sub,
             _ => unreachable!("built with Sse::subscribe"),
         }
     }

@@ -6,7 +6,7 @@
 //! the functions say what the source wants next ([`After`]) and the dispatcher acts on it.
 
 use crate::access_log::peer;
-use crate::framing::write_body;
+use crate::framing::{write_batch, write_body};
 use crate::message::LoopContext;
 use crate::metrics::StreamMeter;
 use crate::sse::{Source, Ticker};
@@ -32,7 +32,9 @@ pub(crate) enum After {
 /// A connection's open event stream.
 pub(crate) struct Stream {
     pub(crate) source: Source,
-    ticker: Ticker,
+    /// An interval source's ticks so far; its [`Ticker`] is made for each tick, so a stream between ticks
+    /// keeps no room for events.
+    ticks: u64,
     /// HTTP/1.1 streams are chunked, so the end of a finite stream is visible and the connection reusable;
     /// HTTP/1.0 streams end by closing.
     pub(crate) chunked: bool,
@@ -69,7 +71,7 @@ impl Stream {
         }
         Stream {
             source,
-            ticker: Ticker::new(),
+            ticks: 0,
             chunked,
             reuse,
             keep_alive,
@@ -89,10 +91,8 @@ impl Stream {
             return true;
         }
         self.keep_alive.record_activity(cx.now());
-        let written = write_body(cx, id, self.chunked, body);
         let len = body.len();
-        body.clear();
-        match written {
+        match write_batch(cx, id, self.chunked, body) {
             Ok(()) => {
                 self.meter.sent(events, len);
                 true
@@ -122,19 +122,25 @@ impl Stream {
     /// `high_water`. Timer-driven and hub sources produce nothing here.
     pub(crate) fn pull(&mut self, queued: usize, high_water: usize, body: &mut Vec<u8>) -> After {
         match &mut self.source {
-            Source::Iter(events) => loop {
-                if queued + body.len() >= high_water {
-                    break After::More;
-                }
-                match catch_unwind(AssertUnwindSafe(|| events.next())) {
-                    Ok(Some(event)) => {
-                        event.encode(body);
-                        self.unsent_events += 1;
+            // One unwinding guard for the whole batch: what was encoded before a panic is still sent.
+            Source::Iter(events) => {
+                let unsent = &mut self.unsent_events;
+                catch_unwind(AssertUnwindSafe(|| {
+                    loop {
+                        if queued + body.len() >= high_water {
+                            break After::More;
+                        }
+                        match events.next() {
+                            Some(event) => {
+                                event.encode(body);
+                                *unsent += 1;
+                            }
+                            None => break After::End,
+                        }
                     }
-                    Ok(None) => break After::End,
-                    Err(_) => break After::Failed("event source"),
-                }
-            },
+                }))
+                .unwrap_or(After::Failed("event source"))
+            }
             Source::Channel(channel) => {
                 let unsent = &mut self.unsent_events;
                 let pulled = channel.pull(|event| {
@@ -169,13 +175,11 @@ impl Stream {
         let Source::Interval { tick, .. } = &mut self.source else {
             return After::Wait;
         };
-        let ticker = &mut self.ticker;
-        ticker.now = now;
-        ticker.events.clear();
-        let failed = catch_unwind(AssertUnwindSafe(|| tick(ticker))).is_err();
-        ticker.tick += 1;
+        let mut ticker = Ticker::new(self.ticks, now);
+        let failed = catch_unwind(AssertUnwindSafe(|| tick(&mut ticker))).is_err();
+        self.ticks += 1;
         self.unsent_events += ticker.events.len() as u64;
-        for event in ticker.events.drain(..) {
+        for event in &ticker.events {
             event.encode(body);
         }
         if failed {

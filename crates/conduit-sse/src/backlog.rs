@@ -27,6 +27,21 @@ impl SharedEvent {
         SharedEvent { seq, id: Arc::from(id), bytes, body: start..end }
     }
 
+    /// The same event with bytes of its own. Queues count references to the bytes as they send them: threads
+    /// that each send to many connections should each have their own copy, so that they do not contend for
+    /// one reference count on every send.
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// let event = conduit_sse::SharedEvent::new(1, "1", Arc::from(&b"data: x\n\n"[..]), 0..9);
+    /// let copy = event.detached();
+    /// assert_eq!(copy, event);
+    /// assert!(!Arc::ptr_eq(copy.bytes(), event.bytes()));
+    /// ```
+    pub fn detached(&self) -> SharedEvent {
+        SharedEvent { bytes: Arc::from(&self.bytes[..]), ..self.clone() }
+    }
+
     /// The hub's sequence number.
     pub fn seq(&self) -> u64 {
         self.seq
@@ -152,10 +167,10 @@ impl Backlog {
 
     /// The sequence number of the held event with this id, newest first (ids need not be unique).
     pub fn seq_of(&self, id: &str) -> Option<u64> {
-        if let Some((seq, newest)) = &self.newest {
-            if &**newest == id {
-                return Some(*seq);
-            }
+        if let Some((seq, newest)) = &self.newest
+            && &**newest == id
+        {
+            return Some(*seq);
         }
         self.entries.iter().rev().find(|e| &*e.id == id).map(|e| e.seq)
     }

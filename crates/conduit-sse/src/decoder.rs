@@ -220,13 +220,13 @@ impl Decoder {
     pub fn feed(&mut self, chunk: &[u8]) -> Result<(), DecodeError> {
         let mut result = Ok(());
         let mut rest = self.strip_bom(chunk);
-        if self.after_cr {
-            if let Some((&first, tail)) = rest.split_first() {
-                self.after_cr = false;
-                if first == b'\n' {
-                    self.probe.add(1);
-                    rest = tail;
-                }
+        if self.after_cr
+            && let Some((&first, tail)) = rest.split_first()
+        {
+            self.after_cr = false;
+            if first == b'\n' {
+                self.probe.add(1);
+                rest = tail;
             }
         }
         while !rest.is_empty() {

@@ -1,6 +1,8 @@
 //! The [`Event`] builder and its wire encoding.
 
+use std::borrow::Cow;
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::lines::{self, Breaks};
@@ -28,15 +30,191 @@ const DATA_PREFIX: &[u8] = b"data: ";
 /// assert_eq!(event.encoded_len(), buf.len());
 /// # Ok::<(), conduit_sse::EventError>(())
 /// ```
+///
+/// # Cheap events
+///
+/// Each of the setters above copies its value into a `String` of its own. An event built many times a second
+/// can avoid every allocation: [`event_static`](Event::event_static) keeps a `&'static str` name as it is,
+/// [`id_u64`](Event::id_u64) keeps a number's digits inside the event, and data can be shared
+/// ([`data_shared`](Event::data_shared), one `Arc<str>` for many events), static
+/// ([`data_static`](Event::data_static)), or formatted straight into the event
+/// ([`data_fmt`](Event::data_fmt): up to [`INLINE_DATA`] bytes are kept inside the event itself).
+///
+/// ```
+/// use conduit_sse::Event;
+///
+/// let i = 7;
+/// let event = Event::new().event_static("tick")?.id_u64(i).data_fmt(format_args!("{{\"n\": {i}}}"));
+/// let mut buf = Vec::new();
+/// event.encode(&mut buf);
+/// assert_eq!(buf, b"event: tick\nid: 7\ndata: {\"n\": 7}\n\n");
+/// # Ok::<(), conduit_sse::EventError>(())
+/// ```
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Event {
-    data: Option<String>,
+    data: Option<Text>,
     data_breaks: Breaks,
-    event: Option<String>,
-    id: Option<String>,
+    event: Option<Cow<'static, str>>,
+    id: Option<Id>,
     retry: Option<Duration>,
     comment: Option<String>,
     comment_breaks: Breaks,
+}
+
+/// Bytes of data [`Event::data_fmt`] keeps inside the event; longer data goes to a `String`.
+pub const INLINE_DATA: usize = 62;
+
+/// A field's text, wherever it lives.
+#[derive(Clone)]
+enum Text {
+    Owned(String),
+    Static(&'static str),
+    Shared(Arc<str>),
+    Inline(InlineText),
+}
+
+impl Text {
+    fn as_str(&self) -> &str {
+        match self {
+            Text::Owned(s) => s,
+            Text::Static(s) => s,
+            Text::Shared(s) => s,
+            Text::Inline(s) => s.as_str(),
+        }
+    }
+
+    /// The bytes, without the UTF-8 check that `as_str` makes of inline text (encoding needs none).
+    #[inline]
+    fn as_bytes(&self) -> &[u8] {
+        match self {
+            Text::Owned(s) => s.as_bytes(),
+            Text::Static(s) => s.as_bytes(),
+            Text::Shared(s) => s.as_bytes(),
+            Text::Inline(s) => s.as_bytes(),
+        }
+    }
+}
+
+/// Equality and `Debug` by text, whatever the storage: an id set as a number equals the same id set as text.
+macro_rules! compared_as_str {
+    ($($ty:ty),*) => {$(
+        impl PartialEq for $ty {
+            fn eq(&self, other: &Self) -> bool {
+                self.as_str() == other.as_str()
+            }
+        }
+
+        impl Eq for $ty {}
+
+        impl fmt::Debug for $ty {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                fmt::Debug::fmt(self.as_str(), f)
+            }
+        }
+    )*};
+}
+
+compared_as_str!(Text, Id);
+
+/// Up to [`INLINE_DATA`] bytes of UTF-8 kept in place.
+#[derive(Clone, Copy)]
+struct InlineText {
+    len: u8,
+    bytes: [u8; INLINE_DATA],
+}
+
+impl InlineText {
+    const EMPTY: InlineText = InlineText { len: 0, bytes: [0; INLINE_DATA] };
+
+    fn as_str(&self) -> &str {
+        // Only whole `str`s are ever appended, so the bytes are UTF-8; an empty text is the safe answer otherwise.
+        std::str::from_utf8(self.as_bytes()).unwrap_or_default()
+    }
+
+    #[inline]
+    fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..usize::from(self.len)]
+    }
+}
+
+/// Formats into a text in place: inline until it is full, then into a `String` holding everything so far.
+struct DataWriter<'a>(&'a mut Text);
+
+impl fmt::Write for DataWriter<'_> {
+    #[inline]
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        match self.0 {
+            Text::Inline(inline) => {
+                let len = usize::from(inline.len);
+                match inline.bytes.get_mut(len..len + s.len()) {
+                    Some(room) => {
+                        room.copy_from_slice(s.as_bytes());
+                        inline.len += s.len() as u8;
+                    }
+                    None => {
+                        let mut spilled = String::with_capacity(2 * (len + s.len()));
+                        spilled.push_str(inline.as_str());
+                        spilled.push_str(s);
+                        *self.0 = Text::Owned(spilled);
+                    }
+                }
+            }
+            Text::Owned(string) => string.push_str(s),
+            // Never made for a writer; appending keeps the text whole all the same.
+            Text::Static(_) | Text::Shared(_) => *self.0 = Text::Owned(format!("{}{s}", self.0.as_str())),
+        }
+        Ok(())
+    }
+}
+
+/// An id: text as given, or a number's decimal digits kept in place.
+#[derive(Clone)]
+enum Id {
+    Text(String),
+    Decimal(Decimal),
+}
+
+impl Id {
+    fn as_str(&self) -> &str {
+        match self {
+            Id::Text(s) => s,
+            Id::Decimal(d) => d.as_str(),
+        }
+    }
+
+    #[inline]
+    fn as_bytes(&self) -> &[u8] {
+        match self {
+            Id::Text(s) => s.as_bytes(),
+            Id::Decimal(d) => d.as_bytes(),
+        }
+    }
+}
+
+/// A `u64` in decimal: at most 20 digits, right-aligned.
+#[derive(Clone, Copy)]
+struct Decimal {
+    start: u8,
+    digits: [u8; 20],
+}
+
+impl Decimal {
+    #[inline]
+    fn new(n: u64) -> Decimal {
+        let mut digits = [b'0'; 20];
+        let start = write_digits(n, &mut digits);
+        Decimal { start: start as u8, digits }
+    }
+
+    fn as_str(&self) -> &str {
+        // ASCII digits only.
+        std::str::from_utf8(self.as_bytes()).unwrap_or_default()
+    }
+
+    #[inline]
+    fn as_bytes(&self) -> &[u8] {
+        &self.digits[usize::from(self.start)..]
+    }
 }
 
 impl Event {
@@ -51,8 +229,46 @@ impl Event {
     /// several `data:` lines, which clients join back with LF. Data therefore can
     /// never inject other fields, and needs no validation.
     #[must_use]
-    pub fn data(mut self, data: impl Into<String>) -> Self {
-        let data = data.into();
+    pub fn data(self, data: impl Into<String>) -> Self {
+        self.with_data(Text::Owned(data.into()))
+    }
+
+    /// Sets (replaces) the data with text that lives for the whole program, without copying it.
+    #[must_use]
+    #[inline]
+    pub fn data_static(self, data: &'static str) -> Self {
+        self.with_data(Text::Static(data))
+    }
+
+    /// Sets (replaces) the data with shared text, without copying it: the same `Arc<str>` can be the data of
+    /// any number of events.
+    #[must_use]
+    #[inline]
+    pub fn data_shared(self, data: Arc<str>) -> Self {
+        self.with_data(Text::Shared(data))
+    }
+
+    /// Sets (replaces) the data with `args` formatted straight into the event: up to [`INLINE_DATA`] bytes are
+    /// kept inside it without allocating; longer data is moved to a `String`.
+    ///
+    /// ```
+    /// let event = conduit_sse::Event::new().data_fmt(format_args!("{} + {} = {}", 1, 2, 1 + 2));
+    /// assert_eq!(event.data_str(), Some("1 + 2 = 3"));
+    /// ```
+    #[must_use]
+    #[inline(always)]
+    pub fn data_fmt(mut self, args: fmt::Arguments<'_>) -> Self {
+        // Formatted where it stays, so the inline bytes are never moved afterwards.
+        let data = self.data.insert(Text::Inline(InlineText::EMPTY));
+        // Writing to either kind of buffer never fails; a `Display` impl that reports an error leaves what it
+        // wrote before that.
+        let _ = fmt::write(&mut DataWriter(data), args);
+        self.data_breaks = Breaks::scan(data.as_bytes());
+        self
+    }
+
+    #[inline]
+    fn with_data(mut self, data: Text) -> Self {
         self.data_breaks = Breaks::scan(data.as_bytes());
         self.data = Some(data);
         self
@@ -87,8 +303,22 @@ impl Event {
     ///
     /// [`EventError::InvalidEventName`] if `name` contains CR or LF, which would
     /// otherwise end the field early and let the rest inject new fields.
-    pub fn event(mut self, name: impl Into<String>) -> Result<Self, EventError> {
-        let name = name.into();
+    pub fn event(self, name: impl Into<String>) -> Result<Self, EventError> {
+        self.with_event(Cow::Owned(name.into()))
+    }
+
+    /// Sets (replaces) the event type with a name that lives for the whole program, without copying it.
+    ///
+    /// # Errors
+    ///
+    /// [`EventError::InvalidEventName`] if `name` contains CR or LF, as for [`event`](Event::event).
+    #[inline(always)]
+    pub fn event_static(self, name: &'static str) -> Result<Self, EventError> {
+        self.with_event(Cow::Borrowed(name))
+    }
+
+    #[inline(always)]
+    fn with_event(mut self, name: Cow<'static, str>) -> Result<Self, EventError> {
         if lines::find_break(name.as_bytes()).is_some() {
             return Err(EventError::InvalidEventName);
         }
@@ -112,8 +342,17 @@ impl Event {
         if lines::find_break(bytes).is_some() || bytes.contains(&0) {
             return Err(EventError::InvalidId);
         }
-        self.id = Some(id);
+        self.id = Some(Id::Text(id));
         Ok(self)
+    }
+
+    /// Sets (replaces) the id with a number, written in decimal. Its digits are kept inside the event, so
+    /// this never allocates, and digits never need checking.
+    #[must_use]
+    #[inline(always)]
+    pub fn id_u64(mut self, id: u64) -> Self {
+        self.id = Some(Id::Decimal(Decimal::new(id)));
+        self
     }
 
     /// Sets (replaces) the client's reconnection time.
@@ -140,7 +379,7 @@ impl Event {
 
     /// The data, as given to [`data`](Event::data) or produced by [`json`](Event::json).
     pub fn data_str(&self) -> Option<&str> {
-        self.data.as_deref()
+        self.data.as_ref().map(Text::as_str)
     }
 
     /// The event type set with [`event`](Event::event).
@@ -150,7 +389,7 @@ impl Event {
 
     /// The id set with [`id`](Event::id).
     pub fn id_str(&self) -> Option<&str> {
-        self.id.as_deref()
+        self.id.as_ref().map(Id::as_str)
     }
 
     /// The reconnection time set with [`retry`](Event::retry), untruncated.
@@ -221,13 +460,13 @@ impl Event {
             len += EVENT_PREFIX.len() + name.len() + 1;
         }
         if let Some(id) = &self.id {
-            len += ID_PREFIX.len() + id.len() + 1;
+            len += ID_PREFIX.len() + id.as_bytes().len() + 1;
         }
         if let Some(retry) = self.retry {
             len += RETRY_PREFIX.len() + decimal_len(retry.as_millis()) + 1;
         }
         if let Some(data) = &self.data {
-            len += self.data_breaks.encoded_len(DATA_PREFIX.len(), data.len());
+            len += self.data_breaks.encoded_len(DATA_PREFIX.len(), data.as_bytes().len());
         }
         if self.has_fields() {
             len += 1;
@@ -273,18 +512,30 @@ fn write_field(buf: &mut Vec<u8>, prefix: &[u8], value: &[u8]) {
 /// `u128::MAX` has 39 decimal digits.
 const MAX_DIGITS: usize = 39;
 
-fn push_decimal(buf: &mut Vec<u8>, mut n: u128) {
+fn push_decimal(buf: &mut Vec<u8>, n: u128) {
     let mut digits = [0u8; MAX_DIGITS];
-    let mut start = MAX_DIGITS;
+    let start = write_digits(n, &mut digits);
+    buf.extend_from_slice(&digits[start..]);
+}
+
+/// Writes `n` in decimal at the end of `digits` (which must have room: 20 bytes for a `u64`, 39 for a `u128`)
+/// and returns where the digits start. Generic so that a `u64` is divided as a `u64`.
+#[inline]
+fn write_digits<T>(mut n: T, digits: &mut [u8]) -> usize
+where
+    T: Copy + PartialEq + From<u8> + std::ops::Rem<Output = T> + std::ops::Div<Output = T> + TryInto<u8>,
+{
+    let (ten, zero) = (T::from(10), T::from(0));
+    let mut start = digits.len();
     loop {
         start -= 1;
-        digits[start] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
+        // A remainder of ten is below ten: the conversion cannot fail.
+        digits[start] = b'0' + (n % ten).try_into().unwrap_or(0);
+        n = n / ten;
+        if n == zero {
+            return start;
         }
     }
-    buf.extend_from_slice(&digits[start..]);
 }
 
 fn decimal_len(n: u128) -> usize {
@@ -416,6 +667,76 @@ mod tests {
             assert_eq!(&buf[..6], b"prefix", "case {name:?}");
             assert_eq!(&buf[6..], expected.as_bytes(), "case {name:?}");
         }
+    }
+
+    #[test]
+    fn cheap_setters_encode_as_the_plain_ones() {
+        let long = "x".repeat(INLINE_DATA + 1);
+        let cases: Vec<(&str, Event, Event)> = vec![
+            ("static name", Event::new().event_static("tick").unwrap(), Event::new().event("tick").unwrap()),
+            ("number id", Event::new().id_u64(42), Event::new().id("42").unwrap()),
+            ("zero id", Event::new().id_u64(0), Event::new().id("0").unwrap()),
+            ("largest id", Event::new().id_u64(u64::MAX), Event::new().id(u64::MAX.to_string()).unwrap()),
+            ("static data", Event::new().data_static("a\nb"), Event::new().data("a\nb")),
+            ("shared data", Event::new().data_shared(Arc::from("a\r\nb")), Event::new().data("a\r\nb")),
+            ("formatted data", Event::new().data_fmt(format_args!("{}-{}", 1, "\r")), Event::new().data("1-\r")),
+            ("empty formatted", Event::new().data_fmt(format_args!("")), Event::new().data("")),
+            ("spilled", Event::new().data_fmt(format_args!("{long}")), Event::new().data(long.clone())),
+            (
+                "all cheap",
+                Event::new().event_static("update").unwrap().id_u64(7).data_fmt(format_args!("{{\"n\": {}}}", 7)),
+                Event::new().event("update").unwrap().id("7").unwrap().data("{\"n\": 7}"),
+            ),
+        ];
+        for (name, cheap, plain) in cases {
+            assert_eq!(encoded(&cheap), encoded(&plain), "case {name:?}");
+            assert_eq!(cheap.encoded_len(), encoded(&plain).len(), "case {name:?}");
+            assert_eq!(cheap, plain, "case {name:?}");
+            assert_eq!(
+                (cheap.data_str(), cheap.id_str(), cheap.event_name()),
+                (plain.data_str(), plain.id_str(), plain.event_name())
+            );
+        }
+    }
+
+    #[test]
+    fn formatted_data_spills_at_the_inline_limit() {
+        // Pieces of every size around the limit, with multi-byte characters straddling it.
+        for len in 0..INLINE_DATA + 8 {
+            for piece in ["a", "é", "世", "🦀"] {
+                let text: String = piece.repeat(len / piece.len() + 1).chars().take(len).collect();
+                let event = Event::new().data_fmt(format_args!("{text}{piece}"));
+                let want = format!("{text}{piece}");
+                assert_eq!(event.data_str(), Some(want.as_str()), "{len} x {piece:?}");
+                assert_eq!(event.encoded_len(), encoded(&event).len());
+            }
+        }
+    }
+
+    #[test]
+    fn formatting_errors_keep_what_was_written() {
+        struct Fails;
+        impl fmt::Display for Fails {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("part")?;
+                Err(fmt::Error)
+            }
+        }
+        let event = Event::new().data_fmt(format_args!("a {Fails} b"));
+        assert_eq!(event.data_str(), Some("a part"));
+    }
+
+    #[test]
+    fn static_names_are_checked_too() {
+        assert!(matches!(Event::new().event_static("a\nb"), Err(EventError::InvalidEventName)));
+        assert!(matches!(Event::new().event_static("\r"), Err(EventError::InvalidEventName)));
+        assert_eq!(Event::new().event_static("").unwrap().event_name(), Some(""));
+    }
+
+    #[test]
+    fn cheap_events_stay_small() {
+        // Events are moved through builder chains and queued by the thousand: keep an eye on their size.
+        assert!(std::mem::size_of::<Event>() <= 200, "{}", std::mem::size_of::<Event>());
     }
 
     #[test]

@@ -66,7 +66,7 @@ mod stream;
 
 pub use backlog::{Backlog, BacklogLimits, OutOfOrder, ResetReason, ResumePlan, SharedEvent, plan_resume};
 pub use decoder::{DecodeError, Decoder, MessageEvent};
-pub use event::{Event, EventError, KEEP_ALIVE_COMMENT, encode_comment};
+pub use event::{Event, EventError, INLINE_DATA, KEEP_ALIVE_COMMENT, encode_comment};
 pub use head::{STREAM_HEADERS, write_response_head};
 pub use keep_alive::KeepAlive;
 pub use stream::{SseStream, StreamError};

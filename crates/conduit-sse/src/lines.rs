@@ -90,7 +90,16 @@ pub(crate) struct Breaks {
 }
 
 impl Breaks {
+    #[inline]
     pub(crate) fn scan(text: &[u8]) -> Self {
+        // Most values are one line: one search says so, without the line iterator.
+        if find_break(text).is_none() {
+            return Breaks::default();
+        }
+        Self::count_lines(text)
+    }
+
+    fn count_lines(text: &[u8]) -> Self {
         let mut line_count = 0usize;
         let mut line_bytes = 0usize;
         for line in lines(text) {

@@ -15,6 +15,7 @@ mod client;
 mod json;
 mod procfs;
 mod table;
+mod targets;
 
 use client::{Conn, Fetched};
 use json::Json;
@@ -23,6 +24,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use table::Table;
+use targets::{Goal, Target};
 
 /// The server every ratio is taken against.
 const FLOOR: &str = "floor";
@@ -43,7 +45,7 @@ struct Options {
     conns: Option<usize>,
     idle: Option<Vec<usize>>,
     events: u64,
-    subscribers: Option<usize>,
+    subscribers: Option<Vec<usize>>,
     rate: u64,
     broadcast_seconds: Option<u64>,
     sub_threads: usize,
@@ -56,7 +58,7 @@ struct Options {
 
 const USAGE: &str = "usage:
   harness run --scenario N --server NAME=HOST:PORT[@PID] ... [--quick] [--reps N] [--conns N]
-              [--idle 1000,10000] [--events N] [--subscribers N] [--rate N] [--broadcast-seconds N]
+              [--idle 1000,10000] [--events N] [--subscribers 1000,10000] [--rate N] [--broadcast-seconds N]
               [--sub-threads N] [--clk-tck HZ] [--nofile N] [--timeout SECS] [--max-seconds SECS] [--out DIR]
   harness report [--dir DIR] [--meta KEY=VALUE ...]";
 
@@ -106,17 +108,9 @@ fn parse_run(args: &[String]) -> Result<Options, String> {
             "--quick" => o.quick = true,
             "--reps" => o.reps = Some(number(value()?)?.max(1) as usize),
             "--conns" => o.conns = Some(number(value()?)?.max(1) as usize),
-            "--idle" => {
-                let list = value()?
-                    .split(',')
-                    .filter(|s| !s.is_empty())
-                    .map(|s| s.trim().parse::<usize>())
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(|e| format!("--idle: {e}"))?;
-                o.idle = Some(list);
-            }
+            "--idle" => o.idle = Some(parse_list(flag, &value()?)?),
             "--events" => o.events = number(value()?)?.max(1),
-            "--subscribers" => o.subscribers = Some(number(value()?)?.max(1) as usize),
+            "--subscribers" => o.subscribers = Some(parse_list(flag, &value()?)?),
             "--rate" => o.rate = number(value()?)?.clamp(1, 10_000),
             "--broadcast-seconds" => o.broadcast_seconds = Some(number(value()?)?.clamp(1, 3600)),
             "--sub-threads" => o.sub_threads = number(value()?)?.clamp(1, 64) as usize,
@@ -142,6 +136,31 @@ fn parse_run(args: &[String]) -> Result<Options, String> {
     Ok(o)
 }
 
+/// `1000,10000`: sizes, sorted, without duplicates or zeros.
+fn parse_list(flag: &str, text: &str) -> Result<Vec<usize>, String> {
+    let mut list = text
+        .split(',')
+        .filter(|s| !s.trim().is_empty())
+        .map(|s| s.trim().parse::<usize>())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("{flag}: {e}"))?;
+    list.sort_unstable();
+    list.dedup();
+    list.retain(|&n| n > 0);
+    if list.is_empty() {
+        return Err(format!("{flag}: no sizes given"));
+    }
+    Ok(list)
+}
+
+/// What one scenario measured: its tables, its JSON, the servers that failed, and the targets it checks.
+struct Measured {
+    tables: Vec<Table>,
+    json: Json,
+    failed: Vec<String>,
+    targets: Vec<Target>,
+}
+
 /// `NAME=HOST:PORT[@PID]`.
 fn parse_server(spec: &str) -> Result<Server, String> {
     let (name, rest) =
@@ -157,20 +176,28 @@ fn run(o: &Options) -> Result<(), String> {
     std::fs::create_dir_all(&o.out).map_err(|e| format!("{}: {e}", o.out.display()))?;
     let deadline = Instant::now() + Duration::from_secs(o.max_seconds);
     let load_before = procfs::loadavg();
-    let (mut table, json, failed) = match o.scenario {
+    let Measured { mut tables, json, failed, targets } = match o.scenario {
         1 => scenario_1(o, deadline),
         2 => scenario_2(o, deadline),
         3 => scenario_3(o, deadline),
         _ => scenario_4(o, deadline),
     };
     let load_after = procfs::loadavg();
-    table.note(format!(
-        "load average (1, 5, 15 min) before {load_before}, after {load_after}: other work on the machine shows here"
-    ));
-    let json = json.with("loadavg_before", load_before).with("loadavg_after", load_after);
+    if let Some(last) = tables.last_mut() {
+        last.note(format!(
+            "load average (1, 5, 15 min) before {load_before}, after {load_after}: other work on the machine shows here"
+        ));
+    }
+    let json = json
+        .with("loadavg_before", load_before)
+        .with("loadavg_after", load_after)
+        .with("targets", Json::Arr(targets.iter().map(Target::json).collect()));
     let stem = o.out.join(format!("scenario-{}", o.scenario));
-    write(&stem.with_extension("txt"), &table.render())?;
+    let text: Vec<String> = tables.iter().map(Table::render).collect();
+    write(&stem.with_extension("txt"), &text.join("\n"))?;
     write(&stem.with_extension("json"), &json.pretty())?;
+    let lines: Vec<String> = std::iter::once(names(o).join("\t")).chain(targets.iter().map(Target::to_line)).collect();
+    write(&o.out.join(format!("targets-{}.tsv", o.scenario)), &(lines.join("\n") + "\n"))?;
     eprintln!("  scenario {} written to {}", o.scenario, stem.with_extension("txt").display());
     if failed.is_empty() { Ok(()) } else { Err(format!("scenario {}: failed for {}", o.scenario, failed.join(", "))) }
 }
@@ -312,7 +339,7 @@ fn fetch_checked(o: &Options, s: &Server, path: &str) -> Result<Fetched, String>
 // ---------------------------------------------------------------------------------------------------------
 // Scenario 1: one stream at a time.
 
-fn scenario_1(o: &Options, deadline: Instant) -> (Table, Json, Vec<String>) {
+fn scenario_1(o: &Options, deadline: Instant) -> Measured {
     let reps = o.reps.unwrap_or(if o.quick { 5 } else { 100 });
     let warmup: u64 = if o.quick { 1 } else { 5 };
     let path = stream_path(o.events);
@@ -366,11 +393,21 @@ fn scenario_1(o: &Options, deadline: Instant) -> (Table, Json, Vec<String>) {
     );
     let mut servers_json = Vec::new();
     let mut rows: [Vec<String>; 5] = Default::default();
+    let mut target = Target {
+        label: format!("1 stream x {} events, median time", o.events),
+        goal: Goal::FloorRatioAtMost(1.2),
+        cells: Vec::new(),
+        judged: None,
+    };
     for (k, s) in o.servers.iter().enumerate() {
         let samples: Vec<f64> = rounds.iter().filter_map(|r| r[k]).collect();
         let med = table::median(&samples);
         let (lo, hi) = table::min_max(&samples);
         let ratio = floor_ratio(&rounds, k, floor);
+        target.cells.push(format!("{} ({})", table::secs(med), table::ratio(ratio)));
+        if s.name == targets::JUDGED {
+            target.judged = ratio;
+        }
         let (cpu_sched, cpu_stat) = cpu_ms(o, &cpu_before, &cpu_after, k, samples.len() as f64);
         rows[0].push(table::secs(med));
         rows[1].push(format!("{} – {}", table::secs(lo), table::secs(hi)));
@@ -414,7 +451,7 @@ fn scenario_1(o: &Options, deadline: Instant) -> (Table, Json, Vec<String>) {
                 .with("quick", o.quick),
         )
         .with("servers", Json::Arr(servers_json));
-    (t, json, failed)
+    Measured { tables: vec![t], json, failed, targets: vec![target] }
 }
 
 fn add_errors(t: &mut Table, o: &Options, errors: &[Option<String>]) -> Vec<String> {
@@ -487,7 +524,7 @@ fn concurrent(o: &Options, s: &Server, conns: usize, path: &str) -> Result<Concu
     Ok(Concurrent { wall: last - first, events })
 }
 
-fn scenario_2(o: &Options, deadline: Instant) -> (Table, Json, Vec<String>) {
+fn scenario_2(o: &Options, deadline: Instant) -> Measured {
     let conns = o.conns.unwrap_or(if o.quick { 10 } else { 100 });
     let rounds_wanted = match o.reps {
         Some(reps) => reps.div_ceil(10),
@@ -551,20 +588,56 @@ fn scenario_2(o: &Options, deadline: Instant) -> (Table, Json, Vec<String>) {
         &names(o),
     );
     let mut servers_json = Vec::new();
-    let mut rows: [Vec<String>; 5] = Default::default();
+    let mut rows: [Vec<String>; 7] = Default::default();
+    let mut share_target = Target {
+        label: format!("{conns} streams x {} events, events/s", o.events),
+        goal: Goal::FloorShareAtLeast(0.8),
+        cells: Vec::new(),
+        judged: None,
+    };
+    let mut cpu_target = Target {
+        label: "server CPU per event (concurrent)".into(),
+        goal: Goal::FloorRatioAtMost(1.3),
+        cells: Vec::new(),
+        judged: None,
+    };
+    // CPU per event by the precise clock where there is one, else by ticks.
+    let cpu_per_event: Vec<Option<f64>> = (0..o.servers.len())
+        .map(|k| {
+            let events = rounds.iter().filter(|r| r[k].is_some()).count() as f64 * total_events;
+            let (sched, stat) = cpu_ms(o, &cpu_before, &cpu_after, k, events);
+            sched.or(stat).map(|ms| ms / 1e3)
+        })
+        .collect();
     for (k, s) in o.servers.iter().enumerate() {
         let walls: Vec<f64> = rounds.iter().filter_map(|r| r[k]).collect();
         let rates: Vec<f64> = walls.iter().map(|w| total_events / w).collect();
         let med = table::median(&rates);
         let (lo, hi) = table::min_max(&rates);
         let ratio = floor_ratio(&rounds, k, floor);
+        let share = targets::floor_share(&rounds, k, floor);
         let streams = (walls.len() * conns) as f64;
         let (cpu_sched, cpu_stat) = cpu_ms(o, &cpu_before, &cpu_after, k, streams);
+        let (event_sched, event_stat) = cpu_ms(o, &cpu_before, &cpu_after, k, streams * o.events as f64);
+        let cpu_ratio = floor.and_then(|f| Some(cpu_per_event[k]? / cpu_per_event[f]?));
+        let share_cell = share.map_or("-".into(), |x| format!("{:.1} %", x * 100.0));
+        share_target.cells.push(format!("{} ({share_cell})", table::rate(med)));
+        cpu_target.cells.push(format!(
+            "{} ({})",
+            cpu_per_event[k].map_or("-".into(), table::secs),
+            table::ratio(cpu_ratio)
+        ));
+        if s.name == targets::JUDGED {
+            share_target.judged = share;
+            cpu_target.judged = cpu_ratio;
+        }
         rows[0].push(table::rate(med));
         rows[1].push(format!("{} – {}", table::rate(lo), table::rate(hi)));
         rows[2].push(table::secs(table::median(&walls)));
         rows[3].push(table::ratio(ratio));
-        rows[4].push(cpu_cell(cpu_sched, cpu_stat));
+        rows[4].push(share_cell);
+        rows[5].push(cpu_cell(cpu_sched, cpu_stat));
+        rows[6].push(cpu_cell(event_sched, event_stat));
         servers_json.push(
             Json::obj()
                 .with("name", s.name.as_str())
@@ -576,6 +649,8 @@ fn scenario_2(o: &Options, deadline: Instant) -> (Table, Json, Vec<String>) {
                 .with("events_per_s_max", hi)
                 .with("wall_s_median", table::median(&walls))
                 .with("time_ratio_to_floor_median", ratio)
+                .with("events_per_s_share_of_floor_median", share)
+                .with("server_cpu_us_per_event", cpu_per_event[k].map(|s| s * 1e6))
                 .with("server_cpu_ms_per_stream_schedstat", cpu_sched)
                 .with("server_cpu_ms_per_stream_stat", cpu_stat)
                 .with("wall_s", walls),
@@ -586,7 +661,9 @@ fn scenario_2(o: &Options, deadline: Instant) -> (Table, Json, Vec<String>) {
         "min – max",
         "wall time per round (median)",
         "x floor time (median of per-round ratios)",
+        "events/s as a share of the floor's (median of per-round ratios)",
         "server CPU / stream",
+        "server CPU / event",
     ];
     for (label, cells) in labels.iter().zip(rows) {
         t.row(*label, cells);
@@ -608,7 +685,7 @@ fn scenario_2(o: &Options, deadline: Instant) -> (Table, Json, Vec<String>) {
                 .with("quick", o.quick),
         )
         .with("servers", Json::Arr(servers_json));
-    (t, json, failed)
+    Measured { tables: vec![t], json, failed, targets: vec![share_target, cpu_target] }
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -684,11 +761,8 @@ struct IdleSample {
     open_s: f64,
 }
 
-fn scenario_3(o: &Options, deadline: Instant) -> (Table, Json, Vec<String>) {
+fn scenario_3(o: &Options, deadline: Instant) -> Measured {
     let mut sizes = o.idle.clone().unwrap_or_else(|| if o.quick { vec![200] } else { vec![1000, 10_000] });
-    sizes.sort_unstable();
-    sizes.dedup();
-    sizes.retain(|&n| n > 0);
     let mut notes = Vec::new();
     if let Some(nofile) = o.nofile {
         // Both the harness and each server need a descriptor per connection, plus their own.
@@ -804,6 +878,16 @@ fn scenario_3(o: &Options, deadline: Instant) -> (Table, Json, Vec<String>) {
         .map(|(_, samples, _)| samples.last().map_or("-".into(), |x| table::bytes(x.rss_kib as f64 * 1024.0)))
         .collect();
     t.row("VmRSS with the most open", cells);
+    let mut targets = Vec::new();
+    if let Some(&most) = sizes.last() {
+        let per = |k: usize| per_conn(k, most);
+        targets.push(Target {
+            label: format!("idle stream memory at {most}"),
+            goal: Goal::BytesAtMost(768.0),
+            cells: (0..o.servers.len()).map(|k| per(k).map_or("-".into(), table::bytes)).collect(),
+            judged: targets::judged_index(&names(o)).and_then(per),
+        });
+    }
     t.note("the sizes are cumulative steps on one fresh server: each figure is (VmRSS at N - VmRSS before) / N");
     t.note("floor holds each idle stream on its own thread (64 KiB stacks): it is a thread-per-connection reference, not a minimum");
     for n in notes {
@@ -848,7 +932,7 @@ fn scenario_3(o: &Options, deadline: Instant) -> (Table, Json, Vec<String>) {
                 .with("quick", o.quick),
         )
         .with("servers", Json::Arr(servers_json));
-    (t, json, failed)
+    Measured { tables: vec![t], json, failed, targets }
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -861,9 +945,70 @@ fn reply_subscribers(reply: &str) -> Option<u64> {
     digits.parse().ok()
 }
 
-fn scenario_4(o: &Options, deadline: Instant) -> (Table, Json, Vec<String>) {
-    let mut p = broadcast::Params {
-        subscribers: o.subscribers.unwrap_or(if o.quick { 200 } else { 10_000 }),
+fn scenario_4(o: &Options, deadline: Instant) -> Measured {
+    let mut sizes = o.subscribers.clone().unwrap_or_else(|| if o.quick { vec![100, 300] } else { vec![1000, 10_000] });
+    let mut notes = Vec::new();
+    if let Some(nofile) = o.nofile {
+        // The harness needs a descriptor per subscriber, and so does each server.
+        let cap = nofile.saturating_sub(256).max(1);
+        if sizes.iter().any(|&n| n > cap) {
+            notes.push(format!("at most {cap} subscribers: the open-file limit is {nofile}"));
+            sizes = sizes.into_iter().map(|n| n.min(cap)).collect();
+            sizes.dedup();
+        }
+    }
+    let mut tables = Vec::new();
+    let mut runs = Vec::new();
+    let mut failed: Vec<String> = Vec::new();
+    let mut targets = Vec::new();
+    let judged = targets::judged_index(&names(o));
+    let floor = floor_index(o);
+    let mut p99_target = None;
+    for &size in &sizes {
+        let run = broadcast_size(o, deadline, size, &notes);
+        let cell = |values: &[Option<f64>], k: usize| {
+            let ratio = floor.and_then(|f| Some(values[k]? / values[f]?));
+            format!("{} ({})", values[k].map_or("-".into(), table::secs), table::ratio(ratio))
+        };
+        let judge = |values: &[Option<f64>]| Some(values[judged?]? / values[floor?]?);
+        targets.push(Target {
+            label: format!("broadcast, CPU per delivery, {size} subscribers"),
+            goal: Goal::FloorRatioAtMost(1.15),
+            cells: (0..o.servers.len()).map(|k| cell(&run.cpu_per_delivery, k)).collect(),
+            judged: judge(&run.cpu_per_delivery),
+        });
+        p99_target = Some(Target {
+            label: format!("broadcast p99, {size} subscribers"),
+            goal: Goal::FloorRatioAtMost(1.2),
+            cells: (0..o.servers.len()).map(|k| cell(&run.p99, k)).collect(),
+            judged: judge(&run.p99),
+        });
+        for name in run.failed {
+            if !failed.contains(&name) {
+                failed.push(name);
+            }
+        }
+        tables.push(run.table);
+        runs.push(run.json);
+    }
+    targets.extend(p99_target);
+    let json = Json::obj().with("scenario", 4u64).with("runs", Json::Arr(runs));
+    Measured { tables, json, failed, targets }
+}
+
+/// One broadcast size measured on every server in turn.
+struct BroadcastRun {
+    table: Table,
+    json: Json,
+    failed: Vec<String>,
+    /// Per server: server CPU seconds per delivered event, and the p99 latency in seconds.
+    cpu_per_delivery: Vec<Option<f64>>,
+    p99: Vec<Option<f64>>,
+}
+
+fn broadcast_size(o: &Options, deadline: Instant, subscribers: usize, notes: &[String]) -> BroadcastRun {
+    let p = broadcast::Params {
+        subscribers,
         rate: o.rate,
         seconds: o.broadcast_seconds.unwrap_or(if o.quick { 2 } else { 10 }),
         threads: o.sub_threads,
@@ -872,34 +1017,19 @@ fn scenario_4(o: &Options, deadline: Instant) -> (Table, Json, Vec<String>) {
         settle: Duration::from_millis(if o.quick { 200 } else { 1000 }),
         io_timeout: o.timeout,
     };
-    let mut notes = Vec::new();
-    if let Some(nofile) = o.nofile {
-        // The harness needs a descriptor per subscriber, and so does each server.
-        let cap = nofile.saturating_sub(256).max(1);
-        if p.subscribers > cap {
-            notes.push(format!("only {cap} subscribers, not {}: the open-file limit is {nofile}", p.subscribers));
-            p.subscribers = cap;
-        }
-    }
     eprintln!(
         "scenario 4: {} subscribers, {} events ({}/s for {} s), on each of {} servers",
         p.subscribers,
         p.events(),
         p.rate,
         p.seconds,
-        o.servers.iter().filter(|s| s.name != FLOOR).count()
+        o.servers.len()
     );
-    // The floor has no broadcast: it is listed, and not contacted.
-    let measured: Vec<bool> = o.servers.iter().map(|s| s.name != FLOOR).collect();
     let mut errors: Vec<Option<String>> = vec![None; o.servers.len()];
     let mut outcomes: Vec<Option<broadcast::Outcome>> = Vec::new();
     let mut settles: Vec<Option<f64>> = Vec::new();
-    for (k, s) in o.servers.iter().enumerate() {
-        if !measured[k] {
-            outcomes.push(None);
-            settles.push(None);
-            continue;
-        }
+    for s in &o.servers {
+        let k = outcomes.len();
         if let Err(e) = ready(o, s, deadline) {
             eprintln!("  {}: {e}", s.name);
             errors[k] = Some(e);
@@ -960,6 +1090,8 @@ fn scenario_4(o: &Options, deadline: Instant) -> (Table, Json, Vec<String>) {
         &names(o),
     );
     let mut servers_json = Vec::new();
+    let mut cpu_per_delivery = vec![None; o.servers.len()];
+    let mut p99s = vec![None; o.servers.len()];
     let mut rows: Vec<(String, Vec<String>)> = [
         "subscribers open (response head received)",
         "time to open them",
@@ -981,15 +1113,13 @@ fn scenario_4(o: &Options, deadline: Instant) -> (Table, Json, Vec<String>) {
     .collect();
     for (k, s) in o.servers.iter().enumerate() {
         let Some(out) = outcomes[k].as_mut() else {
-            let cell = if measured[k] { "-" } else { "n/a" };
             for (_, cells) in &mut rows {
-                cells.push(cell.into());
+                cells.push("-".into());
             }
             servers_json.push(
                 Json::obj()
                     .with("name", s.name.as_str())
                     .with("addr", s.addr.to_string())
-                    .with("measured", measured[k])
                     .with("error", errors[k].clone()),
             );
             continue;
@@ -1009,6 +1139,8 @@ fn scenario_4(o: &Options, deadline: Instant) -> (Table, Json, Vec<String>) {
         let after = [out.cpu_after];
         let (cpu_total_sched, cpu_total_stat) = cpu_ms(o, &before, &after, 0, 1.0);
         let (cpu_event_sched, cpu_event_stat) = cpu_ms(o, &before, &after, 0, out.delivered as f64);
+        cpu_per_delivery[k] = cpu_event_sched.or(cpu_event_stat).map(|ms| ms / 1e3);
+        p99s[k] = p99;
         let (client_sched, client_stat) =
             cpu_ms(o, &[out.client_cpu_before], &[out.client_cpu_after], 0, out.delivered as f64);
         let start_reply = match &out.start_reply {
@@ -1051,7 +1183,6 @@ fn scenario_4(o: &Options, deadline: Instant) -> (Table, Json, Vec<String>) {
             Json::obj()
                 .with("name", s.name.as_str())
                 .with("addr", s.addr.to_string())
-                .with("measured", true)
                 .with("error", errors[k].clone())
                 .with("passed", out.passed())
                 .with("subscribers_open", out.opened)
@@ -1085,15 +1216,14 @@ fn scenario_4(o: &Options, deadline: Instant) -> (Table, Json, Vec<String>) {
     t.note("latency: receive time (the read that brought the event) minus the t_us the server stamped at publish, both SystemTime on this machine, over every delivery");
     t.note("server CPU: schedstat of the server's threads from just before the start request to the last delivery (or the time limit)");
     t.note("servers are measured one after the other, each with its subscribers opened fresh; the harness reads with 2 threads on the same 2 cores");
-    if measured.contains(&false) {
-        t.note("floor: n/a, it has no broadcast");
-    }
+    t.note(
+        "floor: one thread writes each event to every subscriber's socket in turn, the kernel's cost and nothing else",
+    );
     for n in notes {
-        t.note(n);
+        t.note(n.as_str());
     }
     let failed = add_errors(&mut t, o, &errors);
     let json = Json::obj()
-        .with("scenario", 4u64)
         .with("title", t.title.as_str())
         .with(
             "params",
@@ -1107,7 +1237,7 @@ fn scenario_4(o: &Options, deadline: Instant) -> (Table, Json, Vec<String>) {
                 .with("quick", o.quick),
         )
         .with("servers", Json::Arr(servers_json));
-    (t, json, failed)
+    BroadcastRun { table: t, json, failed, cpu_per_delivery, p99: p99s }
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -1116,6 +1246,7 @@ fn scenario_4(o: &Options, deadline: Instant) -> (Table, Json, Vec<String>) {
 fn report(args: &[String]) -> Result<(), String> {
     let mut dir = PathBuf::from("results");
     let mut meta = Json::obj();
+    let mut quick = false;
     let mut it = args.iter();
     while let Some(flag) = it.next() {
         let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
@@ -1123,6 +1254,7 @@ fn report(args: &[String]) -> Result<(), String> {
             "--dir" => dir = PathBuf::from(value),
             "--meta" => {
                 let (k, v) = value.split_once('=').ok_or_else(|| format!("--meta {value:?}: expected KEY=VALUE"))?;
+                quick |= k == "quick" && v == "1";
                 meta = meta.with(k, v);
             }
             other => return Err(format!("unknown option {other:?}\n{USAGE}")),
@@ -1130,7 +1262,18 @@ fn report(args: &[String]) -> Result<(), String> {
     }
     let mut scenarios = Vec::new();
     let mut tables = String::new();
+    let mut servers: Vec<String> = Vec::new();
+    let mut all_targets = Vec::new();
     for n in 1..=4 {
+        if let Ok(text) = std::fs::read_to_string(dir.join(format!("targets-{n}.tsv"))) {
+            let mut lines = text.lines();
+            if let Some(header) = lines.next()
+                && servers.is_empty()
+            {
+                servers = header.split('\t').map(str::to_owned).collect();
+            }
+            all_targets.extend(lines.filter_map(Target::from_line));
+        }
         let stem = dir.join(format!("scenario-{n}"));
         let Ok(json) = std::fs::read_to_string(stem.with_extension("json")) else {
             continue;
@@ -1149,6 +1292,10 @@ fn report(args: &[String]) -> Result<(), String> {
     let latest = dir.join("latest.json");
     write(&latest, &all.pretty())?;
     print!("{tables}");
+    if !all_targets.is_empty() {
+        let names: Vec<&str> = servers.iter().map(String::as_str).collect();
+        println!("{}", targets::table(&names, &all_targets, quick).render());
+    }
     println!("results: {}", latest.display());
     Ok(())
 }

@@ -474,10 +474,10 @@ fn reference(config: ChunkedConfig, wire: &[u8]) -> Outcome {
         if size == 0 {
             break;
         }
-        if let Some(max) = config.max_body_bytes() {
-            if total.checked_add(size).is_none_or(|total| total > max) {
-                return (data, Err(BodyTooLarge));
-            }
+        if let Some(max) = config.max_body_bytes()
+            && total.checked_add(size).is_none_or(|total| total > max)
+        {
+            return (data, Err(BodyTooLarge));
         }
         total = total.saturating_add(size);
         let available = wire.len() - pos;
