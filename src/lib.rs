@@ -8,7 +8,7 @@
 //!
 //! ```text
 //!  conduit::server   Server, Router, Sse streams, config         conduit::client   blocking EventSource
-//!        |                                                            |      (std TcpStream, reconnects)
+//!        |                                                            |      (TcpStream or https, reconnects)
 //!  conduit::sse      Event, encoder, keep-alive      (sans-I/O)  <----+      uses the sse Decoder
 //!  conduit::http     RequestParser, ResponseHead     (sans-I/O)  <----+      and the http types
 //!        |
@@ -16,6 +16,9 @@
 //!
 //!  conduit::redis    RedisBackbone: the hub on Redis Streams, for many nodes (above conduit::server)
 //! ```
+//!
+//! The `tls` feature, on by default, lets a server serve HTTPS on its own loop (`ServerConfig::tls`, with a
+//! `conduit::net::TlsConfig`); without default features the package builds without it.
 //!
 //! ```no_run
 //! use conduit::server::{Request, Router, Server, ServerConfig, Sse};

@@ -1,11 +1,13 @@
 //! The example's command line, as a newcomer meets it: `--help`, host names in `--addr`, clear errors.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Output, Stdio};
 
 fn example() -> Command {
-    let mut command = Command::new(env!("CARGO"));
-    command.args(["run", "--quiet", "--example", "sse_simple_server", "--"]).current_dir(env!("CARGO_MANIFEST_DIR"));
+    let mut command = common::cargo();
+    command.args(["run", "--quiet", "--example", "sse_simple_server", "--"]);
     command
 }
 
@@ -18,7 +20,7 @@ fn help_prints_usage_and_exits_zero() {
     let out = run(&["--help"]);
     assert!(out.status.success(), "{out:?}");
     let usage = String::from_utf8_lossy(&out.stdout);
-    for option in ["--addr", "--token", "--cors-origin", "CONDUIT_ADDR"] {
+    for option in ["--addr", "--token", "--cors-origin", "CONDUIT_ADDR", "--tls-cert", "--tls-key", "--public-scheme"] {
         assert!(usage.contains(option), "usage mentions {option}: {usage}");
     }
 }
@@ -31,6 +33,12 @@ fn bad_arguments_are_refused_with_a_reason_and_status_2() {
         (&["--token", "has space"][..], "without spaces"),
         (&["--bogus"][..], "unexpected argument"),
         (&["--redis", "http://127.0.0.1:6379"][..], "must start with redis://"),
+        (&["--tls-cert", "cert.pem"][..], "--tls-key <FILE>"),
+        (&["--tls-key", "key.pem"][..], "--tls-cert <FILE>"),
+        (
+            &["--tls-cert", "/nonexistent/cert.pem", "--tls-key", "/nonexistent/key.pem"][..],
+            "cannot read /nonexistent/cert.pem",
+        ),
     ] {
         let out = run(args);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {out:?}");

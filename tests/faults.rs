@@ -648,10 +648,9 @@ fn example_server_binary() -> PathBuf {
     let exe = std::env::current_exe().expect("the test's own path");
     let profile_dir = exe.parent().and_then(Path::parent).expect("a profile directory");
     let target_dir = profile_dir.parent().expect("a target directory");
-    let mut cargo = Command::new(env!("CARGO"));
+    let mut cargo = common::cargo();
     cargo
         .args(["build", "--example", "sse_simple_server", "--message-format=json-render-diagnostics"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
         .env("CARGO_TARGET_DIR", target_dir)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{Conn, TIMEOUT, connect, local_config, roundtrip, wait_until};
+use common::{Conn, TIMEOUT, connect, local_config, metric, roundtrip, wait_until};
 use conduit::server::{
     ACCESS_LOG_TARGET, HealthConfig, Hub, HubConfig, Metrics, OPENMETRICS_CONTENT_TYPE, Request, Response, Router,
     Server, ServerConfig, SpawnedServer, Sse, Ticker,
@@ -88,11 +88,6 @@ fn get(addr: SocketAddr, target: &str) -> (common::Head, String) {
     let (head, body) =
         roundtrip(addr, format!("GET {target} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").as_bytes());
     (head, String::from_utf8(body).unwrap())
-}
-
-/// The value of the metric line `series` (name and labels exactly as rendered).
-fn metric(text: &str, series: &str) -> Option<f64> {
-    text.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
 }
 
 fn numbers(n: u64) -> Sse {

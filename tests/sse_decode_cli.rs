@@ -1,14 +1,15 @@
 //! The `sse_decode` example as a program: a stream on stdin, JSON lines on stdout.
 
+mod common;
+
 use std::io::Write;
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 use std::thread;
 
 /// Runs `cargo run --example sse_decode` with `input` on stdin and waits for it to exit.
 fn run_example(input: Vec<u8>) -> Output {
-    let mut child = Command::new(env!("CARGO"))
+    let mut child = common::cargo()
         .args(["run", "--quiet", "--example", "sse_decode"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -3,6 +3,7 @@
 //! ```text
 //! cargo run --example sse_simple_server                 # http://127.0.0.1:8000
 //! cargo run --example sse_simple_server -- --addr localhost:9000
+//! cargo run --example sse_simple_server -- --tls-cert cert.pem --tls-key key.pem   # https://127.0.0.1:8000
 //! cargo run --example sse_simple_server -- --help
 //! CONDUIT_ADDR=0.0.0.0:8000 RUST_LOG=debug cargo run --example sse_simple_server
 //! ```
@@ -28,7 +29,9 @@
 //! `CONDUIT_REDIS_URL`) the hub runs on Redis Streams: several processes on one Redis serve the same topics, and
 //! `GET /readyz` answers 503 while Redis is unreachable. Requests that wait for the hub (publishing, the chat
 //! routes) are answered from a bounded set of threads (`--hub-threads`, `--hub-queue`; 503 past them), since on
-//! Redis each waits for a round trip that the event loop must never wait for. SIGINT or SIGTERM shuts down gracefully: every open
+//! Redis each waits for a round trip that the event loop must never wait for. With `--tls-cert FILE --tls-key
+//! FILE` (PEM; both or neither) it serves HTTPS on the loop; behind a proxy that terminates TLS,
+//! `--public-scheme` tells CORS which scheme browsers use. SIGINT or SIGTERM shuts down gracefully: every open
 //! stream gets a `shutdown` event (with `retry:`) and its end, then the process exits 0; a second signal
 //! exits at once.
 
@@ -40,12 +43,13 @@ use clap::Parser;
 use conduit::http::AllowedHosts;
 use conduit::server::auth::require_bearer;
 use conduit::server::{
-    CorsConfig, HealthConfig, Hub, HubConfig, Metrics, Offload, PublishError, Reply, Request, Response, Router, Server,
-    ServerConfig, Sse, StatusCode,
+    CorsConfig, HealthConfig, Hub, HubConfig, Metrics, Offload, PublicScheme, PublishError, Reply, Request, Response,
+    Router, Server, ServerConfig, Sse, StatusCode, TlsConfig,
 };
 use conduit::sse::Event;
 use serde_json::json;
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -75,6 +79,17 @@ struct Options {
     /// Redis serves the same topics.
     #[arg(long, value_name = "URL", env = "CONDUIT_REDIS_URL", hide_env_values = true)]
     redis: Option<conduit::redis::RedisConfig>,
+    /// Serve HTTPS with this PEM certificate chain (the server's certificate first, then intermediates).
+    #[arg(long, value_name = "FILE", env = "CONDUIT_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, value_name = "FILE", env = "CONDUIT_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// The scheme browsers reach the server by, for telling same-origin pages from others (--cors-origin):
+    /// the listener's, a fixed one behind a proxy that terminates TLS, or the proxy's X-Forwarded-Proto (only
+    /// when nothing but the proxy can reach the server).
+    #[arg(long, value_enum, value_name = "SCHEME", env = "CONDUIT_PUBLIC_SCHEME", default_value = "listener")]
+    public_scheme: SchemeOption,
     /// Chat replies generated at once; more get 503.
     #[arg(long, value_name = "N", default_value_t = ChatConfig::default().max_replies as u32, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     max_replies: u32,
@@ -91,6 +106,30 @@ struct Options {
     #[arg(long, value_name = "N", default_value_t = HubThreads::default().queue as u32,
           value_parser = clap::value_parser!(u32).range(0..=100_000))]
     hub_queue: u32,
+}
+
+/// `--public-scheme`: where the scheme of the server's origin comes from.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum SchemeOption {
+    /// `https` with --tls-cert, `http` otherwise.
+    Listener,
+    /// Always `http`.
+    Http,
+    /// Always `https` (behind a proxy that terminates TLS).
+    Https,
+    /// The X-Forwarded-Proto header set by the proxy.
+    XForwardedProto,
+}
+
+impl From<SchemeOption> for PublicScheme {
+    fn from(option: SchemeOption) -> PublicScheme {
+        match option {
+            SchemeOption::Listener => PublicScheme::Listener,
+            SchemeOption::Http => PublicScheme::Http,
+            SchemeOption::Https => PublicScheme::Https,
+            SchemeOption::XForwardedProto => PublicScheme::XForwardedProto,
+        }
+    }
 }
 
 /// How many requests that wait for the hub are served at once (see `--hub-threads`).
@@ -148,6 +187,16 @@ fn main() {
         std::process::exit(2);
     });
     let mut config = ServerConfig::new(options.addr);
+    if let (Some(cert), Some(key)) = (&options.tls_cert, &options.tls_key) {
+        match TlsConfig::from_pem_files(cert, key) {
+            Ok(tls) => config.tls = Some(tls),
+            Err(e) => {
+                eprintln!("invalid --tls-cert/--tls-key: {e}");
+                std::process::exit(2);
+            }
+        }
+    }
+    config.public_scheme = options.public_scheme.into();
     config.allowed_hosts = match allowed_hosts(&options) {
         Ok(hosts) => hosts,
         Err(e) => {
@@ -190,7 +239,8 @@ fn main() {
             std::process::exit(1);
         }
     };
-    log::info!("Conduit demo on http://{}/", server.local_addr());
+    let scheme = if options.tls_cert.is_some() { "https" } else { "http" };
+    log::info!("Conduit demo on {scheme}://{}/", server.local_addr());
     if token_generated {
         // Printed, not logged: it is a secret, and this is the one place the user can learn it.
         println!("API token (for /publish and /api/chat/stream): {token}");

@@ -45,6 +45,11 @@ pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
     }
 }
 
+/// The value of the metric line `series` (name and labels exactly as rendered).
+pub fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
 /// The numeric ids of the events in a decoded stream body, in order.
 pub fn ids(body: &[u8]) -> Vec<u64> {
     std::str::from_utf8(body)
@@ -246,50 +251,66 @@ pub fn roundtrip(addr: SocketAddr, raw: &[u8]) -> (Head, Vec<u8>) {
     conn.read_response()
 }
 
+/// `cargo` in this package's directory, for building and running its examples from a test. Cargo gives a test
+/// process its package's `CARGO_MANIFEST_*` and `CARGO_PKG_*` variables; build scripts that watch them (ring's
+/// does) would see them changed and rebuild, here and again in the next plain `cargo` command, so they are
+/// removed.
+pub fn cargo() -> Command {
+    let mut command = Command::new(env!("CARGO"));
+    command.current_dir(env!("CARGO_MANIFEST_DIR"));
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        if name.starts_with("CARGO_MANIFEST_") || name.starts_with("CARGO_PKG_") {
+            command.env_remove(&*name);
+        }
+    }
+    command
+}
+
 /// An example server as a process on a free loopback port (`--addr 127.0.0.1:0` and `args`), found from the
 /// address it logs. It is killed with SIGKILL when dropped, so it never outlives the test.
 pub struct ExampleProcess {
     pub child: Child,
     pub addr: SocketAddr,
+    /// `http`, or `https` when it serves TLS.
+    pub scheme: String,
 }
 
 impl ExampleProcess {
     /// `examples/sse_simple_server`.
     pub fn start(args: &[&str]) -> ExampleProcess {
         // `Conn` names the host `test`, raw requests in tests `t`.
-        ExampleProcess::launch("sse_simple_server", "Conduit demo on http://", &["--allowed-host", "t,test"], args)
+        ExampleProcess::launch("sse_simple_server", "Conduit demo on ", &["--allowed-host", "t,test"], args)
     }
 
     /// `examples/mcp_server` (its endpoint is `/mcp` at `addr`).
     pub fn start_mcp(args: &[&str]) -> ExampleProcess {
-        ExampleProcess::launch("mcp_server", "MCP endpoint on http://", &[], args)
+        ExampleProcess::launch("mcp_server", "MCP endpoint on ", &[], args)
     }
 
     /// Runs the example `name` with `extra` and `args`, and waits for the log line that has `marker` before its
-    /// address.
+    /// URL (`scheme://address/...`).
     fn launch(name: &str, marker: &str, extra: &[&str], args: &[&str]) -> ExampleProcess {
-        let mut child = Command::new(env!("CARGO"))
+        let mut child = cargo()
             .args(["run", "--quiet", "--example", name, "--", "--addr", "127.0.0.1:0"])
             .args(extra)
             .args(args)
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn the example");
         let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let process = |addr| ExampleProcess { child, addr };
-        let addr = loop {
+        let (scheme, addr) = loop {
             let line = lines.next().expect("the example logs its address").expect("read stderr");
-            if let Some(rest) = line.split(marker).nth(1) {
+            if let Some((scheme, rest)) = line.split(marker).nth(1).and_then(|url| url.split_once("://")) {
                 let host_port = rest.split('/').next().unwrap_or(rest);
-                break host_port.trim().parse().expect("address");
+                break (scheme.to_owned(), host_port.trim().parse().expect("address"));
             }
         };
         // Keep draining its log so it never blocks on a full pipe.
         std::thread::spawn(move || lines.for_each(drop));
-        process(addr)
+        ExampleProcess { child, addr, scheme }
     }
 
     /// SIGKILL, and wait for it.

@@ -1,6 +1,6 @@
 //! Server configuration: every limit the server enforces, with the defaults documented in the README.
 
-use crate::cors::CorsConfig;
+use crate::cors::{CorsConfig, PublicScheme, Scheme};
 use crate::health::HealthConfig;
 use crate::metrics::Metrics;
 use conduit_http::{AllowedHosts, Limits};
@@ -64,6 +64,16 @@ pub struct ServerConfig {
     pub write_timeout: Option<Duration>,
     /// Which other origins' pages may use the server; `None` adds no CORS headers (same-origin only).
     pub cors: Option<CorsConfig>,
+    /// The scheme of the server's origin as browsers see it, which CORS's same-origin test compares with a
+    /// page's `Origin`: the listener's by default (`https` with `tls`, `http` otherwise). Behind
+    /// a proxy that terminates TLS, set [`PublicScheme::Https`], or [`PublicScheme::XForwardedProto`] when
+    /// only the proxy can reach the server.
+    pub public_scheme: PublicScheme,
+    /// Serve TLS (rustls, ALPN `http/1.1`) with this certificate and key on every connection; `None` serves
+    /// plain HTTP. A handshake that fails or is not complete within the configuration's handshake timeout
+    /// closes that connection alone, counted as `tls_handshake` in `conduit_disconnects_total`.
+    #[cfg(feature = "tls")]
+    pub tls: Option<conduit_net::TlsConfig>,
     /// Sent to every open stream when the server shuts down, before the stream ends: for example an event
     /// with a `retry:` telling clients when to reconnect.
     pub shutdown_event: Option<conduit_sse::Event>,
@@ -105,6 +115,9 @@ impl Default for ServerConfig {
             linger: Duration::from_secs(2),
             write_timeout: Some(Duration::from_secs(60)),
             cors: None,
+            public_scheme: PublicScheme::Listener,
+            #[cfg(feature = "tls")]
+            tls: None,
             shutdown_event: None,
             shutdown_delay: Duration::ZERO,
             metrics: Some(Metrics::new()),
@@ -119,5 +132,14 @@ impl ServerConfig {
     /// The default configuration listening on `addr`.
     pub fn new(addr: SocketAddr) -> Self {
         ServerConfig { addr, ..ServerConfig::default() }
+    }
+
+    /// The scheme the listener speaks: `https` when it serves TLS.
+    pub(crate) fn listener_scheme(&self) -> Scheme {
+        #[cfg(feature = "tls")]
+        if self.tls.is_some() {
+            return Scheme::Https;
+        }
+        Scheme::Http
     }
 }

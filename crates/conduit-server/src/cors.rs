@@ -122,17 +122,117 @@ pub(crate) enum Verdict {
     Answer(Response),
 }
 
-/// True when `origin` (`scheme://host[:port]`) names the host the request was sent to.
-fn same_origin(origin: &str, host: Option<&str>) -> bool {
-    let Some(host) = host else { return false };
-    let authority = origin.split_once("://").map_or(origin, |(_, rest)| rest);
-    authority.eq_ignore_ascii_case(host)
+/// The scheme of an origin the server can be reached by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Scheme {
+    Http,
+    Https,
 }
 
-/// Decides what CORS requires for `req`; `allowed_methods` lists the methods the request's path accepts.
-pub(crate) fn check(config: Option<&CorsConfig>, req: &Request, allowed_methods: &[&str]) -> Verdict {
+impl Scheme {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Scheme::Http => "http",
+            Scheme::Https => "https",
+        }
+    }
+
+    /// The port an origin of this scheme has when it names none.
+    fn default_port(self) -> u16 {
+        match self {
+            Scheme::Http => 80,
+            Scheme::Https => 443,
+        }
+    }
+
+    /// `http` or `https`, in any case.
+    fn parse(text: &str) -> Option<Scheme> {
+        [Scheme::Http, Scheme::Https].into_iter().find(|s| text.eq_ignore_ascii_case(s.as_str()))
+    }
+}
+
+/// Which scheme the server's own origin has, as the browser sees it: CORS lets a page on that origin through
+/// as same-origin, and checks every other against [`CorsConfig`].
+///
+/// An origin is a scheme, a host and a port, so `http://example.com` is not `https://example.com`: a page
+/// served over plain HTTP, which anyone on the network path can rewrite, must not pass for the HTTPS site.
+/// Directly on a listener the scheme is known (`https` with `ServerConfig::tls`); behind a proxy that
+/// terminates TLS the listener speaks `http` while browsers speak `https`, and this setting says so.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PublicScheme {
+    /// The listener's own: `https` when it serves TLS, `http` otherwise.
+    #[default]
+    Listener,
+    /// Always `http`.
+    Http,
+    /// Always `https`: browsers reach the server only through a proxy that terminates TLS.
+    Https,
+    /// The request's `X-Forwarded-Proto` (`http` or `https`), the listener's scheme when it has none; a request
+    /// naming anything else, or several values, is treated as cross-origin. For a server behind a proxy that
+    /// sets the header on every request (nginx `proxy_set_header X-Forwarded-Proto $scheme`, Caddy by default)
+    /// and that nothing but the proxy can reach, since any client can send the header.
+    XForwardedProto,
+}
+
+impl PublicScheme {
+    /// The scheme of the origin `req` was sent to, on a listener speaking `listener`; `None` when it cannot be
+    /// told (a forwarded scheme that is neither `http` nor `https`).
+    pub(crate) fn of(self, listener: Scheme, req: &Request) -> Option<Scheme> {
+        match self {
+            PublicScheme::Listener => Some(listener),
+            PublicScheme::Http => Some(Scheme::Http),
+            PublicScheme::Https => Some(Scheme::Https),
+            PublicScheme::XForwardedProto => {
+                let mut values = req.headers().get_all("x-forwarded-proto");
+                match (values.next(), values.next()) {
+                    (None, _) => Some(listener),
+                    (Some(value), None) => std::str::from_utf8(value).ok().and_then(|v| Scheme::parse(v.trim())),
+                    (Some(_), Some(_)) => None,
+                }
+            }
+        }
+    }
+}
+
+/// `text` without `prefix`, compared ASCII case-insensitively.
+fn strip_prefix_ignore_case<'a>(text: &'a str, prefix: &str) -> Option<&'a str> {
+    let head = text.get(..prefix.len())?;
+    head.eq_ignore_ascii_case(prefix).then(|| &text[prefix.len()..])
+}
+
+/// True when `origin` (`scheme://host[:port]`, as browsers serialize it) is the origin `req` was sent to: the
+/// same scheme (`scheme`, the server's own), the same host, and the same port, a missing port being the
+/// scheme's default on either side.
+fn same_origin(origin: &str, scheme: Option<Scheme>, req: &Request) -> bool {
+    let (Some(scheme), Some(host)) = (scheme, req.host()) else { return false };
+    let Some(port) = strip_prefix_ignore_case(origin, scheme.as_str())
+        .and_then(|rest| rest.strip_prefix("://"))
+        .and_then(|rest| strip_prefix_ignore_case(rest, host))
+    else {
+        return false;
+    };
+    let origin_port = match port.strip_prefix(':') {
+        None if port.is_empty() => scheme.default_port(),
+        Some(digits) if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) => {
+            let Ok(port) = digits.parse::<u16>() else { return false };
+            port
+        }
+        _ => return false,
+    };
+    origin_port == req.port().unwrap_or(scheme.default_port())
+}
+
+/// Decides what CORS requires for `req`, sent to an origin of scheme `scheme` (`None`: unknown, so no page is
+/// same-origin); `allowed_methods` lists the methods the request's path accepts.
+pub(crate) fn check(
+    config: Option<&CorsConfig>,
+    req: &Request,
+    scheme: Option<Scheme>,
+    allowed_methods: &[&str],
+) -> Verdict {
     let Some(origin) = req.header("origin") else { return Verdict::SameOrigin };
-    if same_origin(origin, req.header("host")) {
+    if same_origin(origin, scheme, req) {
         return Verdict::SameOrigin;
     }
     let Some(config) = config else { return Verdict::SameOrigin };
@@ -163,6 +263,8 @@ mod tests {
         headers.iter().fold(Request::new(method, "/stream").unwrap(), |r, (n, v)| r.with_header(n, v))
     }
 
+    const HTTP: Option<Scheme> = Some(Scheme::Http);
+
     fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
         headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
     }
@@ -173,15 +275,15 @@ mod tests {
         let methods = ["GET", "HEAD", "OPTIONS"];
         let host = ("Host", "api.test:8000");
         // No Origin, or the server's own: nothing to do, with or without a configuration.
-        assert_eq!(check(Some(&config), &req(Method::Get, &[host]), &methods), Verdict::SameOrigin);
+        assert_eq!(check(Some(&config), &req(Method::Get, &[host]), HTTP, &methods), Verdict::SameOrigin);
         let own = [host, ("Origin", "http://api.test:8000")];
-        assert_eq!(check(Some(&config), &req(Method::Get, &own), &methods), Verdict::SameOrigin);
+        assert_eq!(check(Some(&config), &req(Method::Get, &own), HTTP, &methods), Verdict::SameOrigin);
         // Without a configuration cross-origin requests get no headers (the browser refuses to read).
         let other = [host, ("Origin", "http://evil.test")];
-        assert_eq!(check(None, &req(Method::Get, &other), &methods), Verdict::SameOrigin);
+        assert_eq!(check(None, &req(Method::Get, &other), HTTP, &methods), Verdict::SameOrigin);
 
         let allowed = [host, ("Origin", "http://app.test:3000")];
-        match check(Some(&config), &req(Method::Get, &allowed), &methods) {
+        match check(Some(&config), &req(Method::Get, &allowed), HTTP, &methods) {
             Verdict::Allowed(h) => {
                 assert_eq!(header(&h, "Access-Control-Allow-Origin"), Some("http://app.test:3000"));
                 assert_eq!(header(&h, "Vary"), Some("Origin"));
@@ -190,9 +292,75 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        match check(Some(&config), &req(Method::Get, &other), &methods) {
+        match check(Some(&config), &req(Method::Get, &other), HTTP, &methods) {
             Verdict::Answer(r) => assert_eq!(r.status_code(), StatusCode::FORBIDDEN),
             v => panic!("{v:?}"),
+        }
+    }
+
+    /// Same-origin means the same scheme, host and port as the origin the request was sent to; the scheme is
+    /// the listener's unless the configuration says where browsers' scheme comes from.
+    #[test]
+    fn same_origin_needs_the_scheme_the_host_and_the_port() {
+        use PublicScheme::{Listener, XForwardedProto};
+        let (http, https) = (Scheme::Http, Scheme::Https);
+        let host = |h| ("Host", h);
+        let proto = |p| ("X-Forwarded-Proto", p);
+        /// Listener, public scheme, request headers, Origin, same origin?
+        type Case<'a> = (Scheme, PublicScheme, &'a [(&'a str, &'a str)], &'a str, bool);
+        #[rustfmt::skip]
+        let cases: &[Case<'_>] = &[
+            (http, Listener, &[host("api.test:8000")], "http://api.test:8000", true),
+            (http, Listener, &[host("API.test:8000")], "HTTP://api.TEST:8000", true),
+            (http, Listener, &[host("api.test:8000")], "https://api.test:8000", false),
+            (https, Listener, &[host("api.test:8443")], "https://api.test:8443", true),
+            // A plaintext page (which anyone on the path can rewrite) on the TLS site's host and port.
+            (https, Listener, &[host("api.test:8443")], "http://api.test:8443", false),
+            (https, Listener, &[host("api.test")], "http://api.test", false),
+            // A missing port is the scheme's default, on either side.
+            (https, Listener, &[host("api.test")], "https://api.test", true),
+            (https, Listener, &[host("api.test:443")], "https://api.test", true),
+            (https, Listener, &[host("api.test")], "https://api.test:443", true),
+            (http, Listener, &[host("api.test")], "http://api.test:80", true),
+            (http, Listener, &[host("api.test")], "http://api.test:443", false),
+            (http, Listener, &[host("api.test:8000")], "http://api.test:8001", false),
+            (http, Listener, &[host("api.test:8000")], "http://api.test", false),
+            (http, Listener, &[host("[::1]:8000")], "http://[::1]:8000", true),
+            (http, Listener, &[host("[::1]:8000")], "http://[::2]:8000", false),
+            // Not an origin of this host, or not an origin at all.
+            (http, Listener, &[host("api.test")], "http://api.test.evil", false),
+            (http, Listener, &[host("api.test")], "http://api.test:+80", false),
+            (http, Listener, &[host("api.test")], "http://api.test:", false),
+            (http, Listener, &[host("api.test")], "http://api.test:99999", false),
+            (http, Listener, &[host("api.test")], "http://api.test/", false),
+            (http, Listener, &[host("api.test")], "api.test", false),
+            (http, Listener, &[host("api.test")], "null", false),
+            (http, Listener, &[], "http://api.test", false),
+            // Behind a proxy that terminates TLS: a fixed scheme, or the forwarded one.
+            (http, PublicScheme::Https, &[host("api.test")], "https://api.test", true),
+            (http, PublicScheme::Https, &[host("api.test")], "http://api.test", false),
+            (https, PublicScheme::Http, &[host("api.test")], "http://api.test", true),
+            (http, XForwardedProto, &[host("api.test"), proto("https")], "https://api.test", true),
+            (http, XForwardedProto, &[host("api.test"), proto(" HTTPS ")], "https://api.test", true),
+            (http, XForwardedProto, &[host("api.test"), proto("https")], "http://api.test", false),
+            (http, XForwardedProto, &[host("api.test"), proto("http")], "http://api.test", true),
+            (http, XForwardedProto, &[host("api.test")], "http://api.test", true),
+            (https, XForwardedProto, &[host("api.test")], "https://api.test", true),
+            (http, XForwardedProto, &[host("api.test"), proto("https, http")], "https://api.test", false),
+            (http, XForwardedProto, &[host("api.test"), proto("https"), proto("https")], "https://api.test", false),
+            (http, XForwardedProto, &[host("api.test"), proto("ftp")], "http://api.test", false),
+            // Believed only when configured.
+            (http, Listener, &[host("api.test"), proto("https")], "https://api.test", false),
+        ];
+        for &(listener, public, headers, origin, expected) in cases {
+            let request = req(Method::Get, headers);
+            let scheme = public.of(listener, &request);
+            let what = format!("{listener:?} listener, {public:?}, {headers:?}, Origin {origin}");
+            assert_eq!(same_origin(origin, scheme, &request), expected, "{what}");
+            // The verdict follows: same-origin runs the handler untouched, anything else meets the allow list.
+            let with_origin = request.with_header("Origin", origin);
+            let verdict = check(Some(&CorsConfig::allow_origins(["http://app.test"])), &with_origin, scheme, &["GET"]);
+            assert_eq!(verdict == Verdict::SameOrigin, expected, "{what}: {verdict:?}");
         }
     }
 
@@ -215,7 +383,7 @@ mod tests {
             ("Access-Control-Request-Method", "POST"),
             ("Access-Control-Request-Headers", "authorization, content-type"),
         ];
-        match check(Some(&config), &req(Method::Options, &preflight), &["GET", "POST", "HEAD", "OPTIONS"]) {
+        match check(Some(&config), &req(Method::Options, &preflight), HTTP, &["GET", "POST", "HEAD", "OPTIONS"]) {
             Verdict::Answer(r) => {
                 assert_eq!(r.status_code(), StatusCode::NO_CONTENT);
                 let h = r.headers();

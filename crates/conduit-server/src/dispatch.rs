@@ -4,18 +4,19 @@
 //! and routing decisions, the route's guard and its body limit, so a request that will be refused is
 //! answered before any of its body is read.
 
-use crate::cors::{self, CorsConfig};
+use crate::config::ServerConfig;
+use crate::cors;
 use crate::reply::Reply;
 use crate::response::Response;
 use crate::router::Router;
 use conduit_http::{Request, StatusCode};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-/// The reply to `req`: the CORS answer, or the handler's reply with any CORS headers added. The router sets
-/// the request's path parameters. `admitted` says the head already passed [`admit`] (its guard is not run
+/// The reply to `req`: the CORS answer (under `config`'s CORS settings and public scheme), or the handler's
+/// reply with any CORS headers added. The router sets the request's path parameters. `admitted` says the head already passed [`admit`] (its guard is not run
 /// again).
-pub(crate) fn dispatch(router: &Router, cors: Option<&CorsConfig>, req: &mut Request, admitted: bool) -> Reply {
-    match verdict(router, cors, req) {
+pub(crate) fn dispatch(router: &Router, config: &ServerConfig, req: &mut Request, admitted: bool) -> Reply {
+    match verdict(router, config, req) {
         cors::Verdict::Answer(response) => Reply::Response(response),
         cors::Verdict::SameOrigin => unwound("handler", req, |req| router.handle_in_place(req, admitted), Reply::from),
         cors::Verdict::Allowed(headers) => {
@@ -30,12 +31,12 @@ pub(crate) fn dispatch(router: &Router, cors: Option<&CorsConfig>, req: &mut Req
 /// instead, with CORS headers when the origin is allowed so that a page can read why.
 pub(crate) fn admit(
     router: &Router,
-    cors: Option<&CorsConfig>,
+    config: &ServerConfig,
     req: &mut Request,
     announced: Option<u64>,
 ) -> Result<Option<usize>, Response> {
     let admit = |req: &mut Request| router.admit(req, announced);
-    match verdict(router, cors, req) {
+    match verdict(router, config, req) {
         cors::Verdict::Answer(response) => Err(response),
         cors::Verdict::SameOrigin => unwound("guard", req, admit, Err),
         cors::Verdict::Allowed(headers) => unwound("guard", req, admit, Err)
@@ -43,10 +44,14 @@ pub(crate) fn admit(
     }
 }
 
-/// What CORS says of `req` (nothing to do without an `Origin`).
-fn verdict(router: &Router, cors: Option<&CorsConfig>, req: &Request) -> cors::Verdict {
+/// What CORS says of `req` (nothing to do without an `Origin`), the server's origin having the scheme
+/// `config` gives it.
+fn verdict(router: &Router, config: &ServerConfig, req: &Request) -> cors::Verdict {
     match req.header("origin") {
-        Some(_) => cors::check(cors, req, &router.allowed(req)),
+        Some(_) => {
+            let scheme = config.public_scheme.of(config.listener_scheme(), req);
+            cors::check(config.cors.as_ref(), req, scheme, &router.allowed(req))
+        }
         None => cors::Verdict::SameOrigin,
     }
 }

@@ -100,8 +100,11 @@ pub use access_log::TARGET as ACCESS_LOG_TARGET;
 pub use backbone::{Backbone, BackboneError, BackboneEvent, Deliver, HistoryAnswer, HistoryError};
 pub use channel::{DEFAULT_CHANNEL_CAPACITY, Disconnected, SendFuture, SseSender, TrySendError};
 pub use conduit_http::{Method, Request, StatusCode};
+/// A listener's certificate, key and handshake deadline ([`ServerConfig::tls`]), from `conduit-net`.
+#[cfg(feature = "tls")]
+pub use conduit_net::{TlsConfig, TlsConfigError};
 pub use config::ServerConfig;
-pub use cors::{CorsConfig, CorsError};
+pub use cors::{CorsConfig, CorsError, PublicScheme};
 pub use health::{BackboneHealth, HealthConfig};
 pub use hub::{Hub, HubConfig, HubStats, OLDEST_EVENT_ID_HEADER, PublishError};
 pub use metrics::{Metrics, OPENMETRICS_CONTENT_TYPE};

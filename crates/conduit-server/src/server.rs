@@ -2,6 +2,7 @@
 //! other threads, [`SpawnedServer`] owns a server running on its own thread.
 
 use crate::config::ServerConfig;
+use crate::cors::Scheme;
 use crate::framing::encode_response;
 use crate::hub::Hub;
 use crate::message::Msg;
@@ -24,6 +25,8 @@ pub struct Server {
     /// One loop per worker; all share the listening port.
     event_loops: Vec<EventLoop<Service>>,
     handle: ServerHandle,
+    /// What the listener speaks, for the log.
+    scheme: Scheme,
 }
 
 impl std::fmt::Debug for Server {
@@ -71,6 +74,8 @@ impl Server {
             flush_timeout: config.flush_timeout,
             linger: config.linger,
             write_timeout: config.write_timeout,
+            #[cfg(feature = "tls")]
+            tls: config.tls.clone(),
             ..LoopConfig::default()
         };
         let router = Arc::new(router);
@@ -96,7 +101,7 @@ impl Server {
             metrics.attach(Arc::clone(&stats), counters, hub.clone());
         }
         let handle = ServerHandle { addr, remotes, stats, hub: hub.clone(), metrics: config.metrics.clone() };
-        Ok(Server { event_loops, handle })
+        Ok(Server { event_loops, handle, scheme: config.listener_scheme() })
     }
 
     /// The bound address (the real port when the configuration asked for port 0).
@@ -115,8 +120,8 @@ impl Server {
     /// # Errors
     /// Polling the OS failed, or a worker thread could not be started or panicked.
     pub fn run(self) -> io::Result<()> {
-        let Server { mut event_loops, handle } = self;
-        log::info!("serving on http://{} with {} event loop(s)", handle.addr, event_loops.len());
+        let Server { mut event_loops, handle, scheme } = self;
+        log::info!("serving on {}://{} with {} event loop(s)", scheme.as_str(), handle.addr, event_loops.len());
         let mut first = event_loops.remove(0);
         let mut workers = Vec::new();
         for (i, mut event_loop) in event_loops.into_iter().enumerate() {

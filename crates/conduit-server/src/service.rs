@@ -181,7 +181,7 @@ impl Service {
         };
         let decision = match misdirected(&self.config, head) {
             Some(refused) => Err(refused),
-            None => admit(&self.router, self.config.cors.as_ref(), head, length),
+            None => admit(&self.router, &self.config, head, length),
         };
         let refused = match decision {
             Ok(limit) => {
@@ -258,7 +258,7 @@ impl Service {
         }
         let reply = match misdirected(&self.config, &req) {
             Some(refused) => Reply::Response(refused),
-            None => dispatch(&self.router, self.config.cors.as_ref(), &mut req, admitted),
+            None => dispatch(&self.router, &self.config, &mut req, admitted),
         };
         self.send_reply(cx, id, req.version(), keep_alive, head_only, reply);
     }

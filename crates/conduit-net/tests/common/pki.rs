@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose, date_time_ymd};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// A certificate authority and one leaf it signed.
@@ -61,5 +62,39 @@ impl TestPki {
             leaf_pem: leaf.pem(),
             leaf_key_pem: leaf_key.serialize_pem(),
         }
+    }
+}
+
+/// A [`TestPki`] written out as PEM files, for what takes paths (a server's configuration, curl, a client's CA
+/// file), in a directory of their own that is removed on drop.
+pub struct PemFiles {
+    pub dir: PathBuf,
+    /// The CA certificate.
+    pub ca: PathBuf,
+    /// The leaf's certificate.
+    pub cert: PathBuf,
+    /// The leaf's private key.
+    pub key: PathBuf,
+}
+
+impl TestPki {
+    /// Writes the CA, the leaf and its key into a new directory named after `test` and this process.
+    pub fn write_files(&self, test: &str) -> PemFiles {
+        let dir = std::env::temp_dir().join(format!("conduit-pki-{test}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let write = |name: &str, contents: &str| {
+            let path = dir.join(name);
+            std::fs::write(&path, contents).unwrap();
+            path
+        };
+        let (ca, cert, key) =
+            (write("ca.pem", &self.ca_pem), write("cert.pem", &self.leaf_pem), write("key.pem", &self.leaf_key_pem));
+        PemFiles { dir, ca, cert, key }
+    }
+}
+
+impl Drop for PemFiles {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
