@@ -64,13 +64,14 @@ pub(crate) struct Conn {
     pub(crate) end: Option<Disconnect>,
     /// The request being answered, while the access log is on.
     pub(crate) request_log: Option<Box<RequestLog>>,
-    /// The head of a request whose body is being read (or waits to be admitted).
-    head: Option<Request>,
+    /// The head of a request whose body is being read (or waits to be admitted). Boxed, like `refused`: most
+    /// connections are idle or streaming, and pay for a pointer only.
+    head: Option<Box<Request>>,
     /// Bytes of the server's body budget this connection's request holds.
     pub(crate) body_reserved: usize,
     /// The answer to a request refused from its head whose (small) body is read only to be dropped, so that
     /// the connection can carry the next request.
-    pub(crate) refused: Option<crate::response::Response>,
+    pub(crate) refused: Option<Box<crate::response::Response>>,
 }
 
 /// What the buffered input holds next.
@@ -175,11 +176,11 @@ impl Conn {
             Parsed::Partial => Next::Partial { continue_due: parser.take_continue() },
             Parsed::Head(request, AnnouncedBody::None) => Next::Request { request, admitted: false },
             Parsed::Head(head, announced) => {
-                self.head = Some(head);
+                self.head = Some(Box::new(head));
                 Next::Head(announced)
             }
             Parsed::Body(body) => match self.head.take() {
-                Some(head) => Next::Request { request: head.with_body(body), admitted: true },
+                Some(head) => Next::Request { request: (*head).with_body(body), admitted: true },
                 // The parser hands out a body only after a head it announced: unreachable, never a panic.
                 None => Next::Invalid(ParseError::Malformed("a body without its head")),
             },
@@ -188,7 +189,7 @@ impl Conn {
 
     /// The head waiting for a decision (see [`Next::Head`]).
     pub(crate) fn head_mut(&mut self) -> Option<&mut Request> {
-        self.head.as_mut()
+        self.head.as_deref_mut()
     }
 
     /// Reads the waiting head's body, up to `limit` bytes.
@@ -204,7 +205,7 @@ impl Conn {
         if let Some(parser) = self.parser.as_mut() {
             parser.refuse_body();
         }
-        self.head.take()
+        self.head.take().map(|head| *head)
     }
 
     /// Returns the input buffer's memory once it is empty (idle connections are the common case), and what

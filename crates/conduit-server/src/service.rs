@@ -129,7 +129,7 @@ impl Service {
                             let (version, keep_alive) =
                                 (request.version(), request.keep_alive() && !self.shutting_down);
                             let head_only = request.method() == &Method::Head;
-                            self.respond(cx, id, version, refused, keep_alive, head_only);
+                            self.respond(cx, id, version, *refused, keep_alive, head_only);
                         }
                         None => self.answer(cx, id, request, admitted),
                     }
@@ -216,7 +216,7 @@ impl Service {
                 {
                     c.body_reserved = reserve;
                     if c.admit(reserve).is_ok() {
-                        c.refused = Some(refused);
+                        c.refused = Some(Box::new(refused));
                         return true;
                     }
                 }
