@@ -150,8 +150,9 @@ export function useExample(options = {}) {
 }
 
 /**
- * Runs `fn(page)` in a fresh browser context (own storage) on `url`, then closes it. Fails on any uncaught
- * exception in the page. `beforeGoto(page)` may set up listeners before the page loads.
+ * Runs `fn(page)` in a fresh browser context (own storage) on `url`, then closes it. Fails unless the page
+ * loads with 200, and on any uncaught exception in the page. `beforeGoto(page)` may set up listeners before the
+ * page loads.
  */
 export async function withPage(browser, url, fn, { beforeGoto } = {}) {
   const context = await browser.newContext({ viewport: VIEWPORT });
@@ -161,7 +162,8 @@ export async function withPage(browser, url, fn, { beforeGoto } = {}) {
     const errors = [];
     page.on('pageerror', (e) => errors.push(e));
     await beforeGoto?.(page);
-    await page.goto(url);
+    const response = await page.goto(url);
+    assert.equal(response.status(), 200, `loading ${url}`);
     await fn(page);
     assert.deepEqual(errors.map(String), [], 'uncaught errors in the page');
   } finally {

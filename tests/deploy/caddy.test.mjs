@@ -9,9 +9,9 @@ import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { after, before, test } from 'node:test';
-import { launchBrowser, newToken, sleep, startExample, stopGracefully } from '../browser/harness.mjs';
+import { launchBrowser, newToken, startExample, stopGracefully } from '../browser/harness.mjs';
 import {
-  agentFor, CADDY, CADDYFILE, changedLines, checkStreamsAtOnce, checkUnbuffered, curlStream, freePort,
+  agentFor, CADDY, CADDYFILE, changedLines, checkCurlThrough, checkStreamsAtOnce, curlStream, freePort,
   MAX_LATENCY_MS, pinFlag, post, recordingUpstream, render, servedSpki, startCaddy, tempDir,
 } from './proxies.mjs';
 
@@ -76,32 +76,7 @@ test('Caddy runs the committed deploy/caddy/Caddyfile: site block unchanged but 
 
 test('curl through Caddy: events unbuffered over HTTP/2 and HTTP/1.1, and a resume with Last-Event-ID',
   { timeout: 30_000 }, async (t) => {
-    const warmUp = await post(h.agent, `${site.origin}/publish?topic=warm-up`,
-      { body: 'warm-up', headers: { Authorization: `Bearer ${h.token}` } });
-    assert.equal(warmUp.status, 202);
-    for (const [version, protocol] of [['--http2', 'HTTP/2'], ['--http1.1', 'HTTP/1.1']]) {
-      const topic = `curl-${randomBytes(4).toString('hex')}`;
-      const stream = curlStream(`${site.origin}/stream?topic=${topic}`, { ca: site.caddy.ca, version });
-      try {
-        assert.equal(await stream.waitOpen(), 200);
-        assert.equal(stream.protocol(), protocol);
-        assert.match(stream.stderr(), /^< content-type: text\/event-stream/im);
-        const worst = await checkUnbuffered({ agent: h.agent, origin: site.origin, token: h.token, topic, stream });
-        t.diagnostic(`curl ${version}: slowest event ${worst} ms after its publish request`);
-      } finally {
-        await stream.stop();
-      }
-      const seen = stream.events;
-      const resumed = curlStream(`${site.origin}/stream?topic=${topic}`,
-        { ca: site.caddy.ca, version, headers: { 'Last-Event-ID': seen[1].id } });
-      try {
-        await resumed.waitEvents(seen.length - 2);
-        await sleep(200);
-        assert.deepEqual(resumed.events.map((e) => e.id), seen.slice(2).map((e) => e.id));
-      } finally {
-        await resumed.stop();
-      }
-    }
+    await checkCurlThrough(t, { agent: h.agent, origin: site.origin, token: h.token, ca: site.caddy.ca });
   });
 
 test(`12 EventSource streams of one origin are open at once over HTTP/2 through Caddy, each event within ${MAX_LATENCY_MS} ms`,

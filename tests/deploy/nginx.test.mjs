@@ -9,10 +9,10 @@ import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
 import { after, before, test } from 'node:test';
-import { launchBrowser, newToken, sleep, startExample, stopGracefully } from '../browser/harness.mjs';
+import { launchBrowser, newToken, sleep, startExample, stopGracefully, withPage } from '../browser/harness.mjs';
 import {
-  agentFor, changedLines, checkStreamsAtOnce, checkUnbuffered, curlStream, freePort, makeCertificate,
-  MAX_LATENCY_MS, NGINX_SITE, onOrigin, openCount, openStreams, pageProtocol, pinFlag, post, recordingUpstream,
+  agentFor, changedLines, checkCurlThrough, checkStreamsAtOnce, checkUnbuffered, curlStream, freePort, makeCertificate,
+  MAX_LATENCY_MS, NGINX_SITE, openCount, openStreams, pageProtocol, pinFlag, post, recordingUpstream,
   render, startNginx, tempDir,
 } from './proxies.mjs';
 
@@ -94,34 +94,7 @@ test(`${STREAMS} EventSource streams of one origin are open at once over one HTT
 
 test('curl through nginx: events unbuffered over HTTP/2 and HTTP/1.1, and a resume with Last-Event-ID',
   { timeout: 30_000 }, async (t) => {
-    // The agent's connection is made before anything is timed.
-    const warmUp = await post(h.agent, `${site.origin}/publish?topic=warm-up`,
-      { body: 'warm-up', headers: { Authorization: `Bearer ${h.token}` } });
-    assert.equal(warmUp.status, 202);
-    for (const [version, protocol] of [['--http2', 'HTTP/2'], ['--http1.1', 'HTTP/1.1']]) {
-      const topic = `curl-${randomBytes(4).toString('hex')}`;
-      const stream = curlStream(`${site.origin}/stream?topic=${topic}`, { ca: h.cert.cert, version });
-      try {
-        assert.equal(await stream.waitOpen(), 200);
-        assert.equal(stream.protocol(), protocol);
-        assert.match(stream.stderr(), /^< content-type: text\/event-stream/im);
-        const worst = await checkUnbuffered({ agent: h.agent, origin: site.origin, token: h.token, topic, stream });
-        t.diagnostic(`curl ${version}: slowest event ${worst} ms after its publish request`);
-      } finally {
-        await stream.stop();
-      }
-      // A reader that saw the second event resumes after it: the rest, each once, from the backlog.
-      const seen = stream.events;
-      const resumed = curlStream(`${site.origin}/stream?topic=${topic}`,
-        { ca: h.cert.cert, version, headers: { 'Last-Event-ID': seen[1].id } });
-      try {
-        await resumed.waitEvents(seen.length - 2);
-        await sleep(200);
-        assert.deepEqual(resumed.events.map((e) => e.id), seen.slice(2).map((e) => e.id));
-      } finally {
-        await resumed.stop();
-      }
-    }
+    await checkCurlThrough(t, { agent: h.agent, origin: site.origin, token: h.token, ca: h.cert.cert });
   });
 
 test('nginx redirects plain HTTP to HTTPS and refuses bodies over Conduit\'s 1 MiB before forwarding them',
@@ -196,7 +169,7 @@ test('nginx holds an HTTP/2 response head until body bytes follow: why Conduit s
 
 test('control: served over HTTP/1.1, the browser holds only six of the twelve streams', { timeout: 30_000 }, async () => {
   const { origin } = await startSite({ mutate: (text) => text.replace(/ ssl http2;/, ' ssl;') });
-  await onOrigin(h.browser, origin, async (page) => {
+  await withPage(h.browser, `${origin}/`, async (page) => {
     assert.equal(await pageProtocol(page), 'http/1.1');
     await openStreams(page, Array.from({ length: STREAMS }, (_, i) => `h1-${randomBytes(4).toString('hex')}-${i}`));
     await page.waitForFunction(() => window.streams.filter((s) => s.source.readyState === EventSource.OPEN).length >= 6);

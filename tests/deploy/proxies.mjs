@@ -2,7 +2,7 @@
 // nginx and Caddy started on free loopback ports from the configurations committed in deploy/ (only addresses,
 // ports and paths substituted), curl reading streams through them, and the checks shared by the test files.
 import { execFile, spawn } from 'node:child_process';
-import { createHash, X509Certificate } from 'node:crypto';
+import { createHash, randomBytes, X509Certificate } from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
@@ -13,7 +13,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import tls from 'node:tls';
 import { promisify } from 'node:util';
 import assert from 'node:assert/strict';
-import { ROOT, VIEWPORT } from '../browser/harness.mjs';
+import { ROOT, withPage } from '../browser/harness.mjs';
 
 const execFileAsync = promisify(execFile);
 
@@ -396,26 +396,6 @@ export async function checkUnbuffered({ agent, origin, token, topic, stream, cou
   return Math.max(...latencies);
 }
 
-/**
- * Opens a page on `origin` (the example's own page, through the proxy) in a fresh browser context, runs
- * `fn(page)`, then closes the context. Fails on any uncaught exception in the page.
- */
-export async function onOrigin(browser, origin, fn) {
-  const context = await browser.newContext({ viewport: VIEWPORT });
-  try {
-    const page = await context.newPage();
-    page.setDefaultTimeout(10_000);
-    const errors = [];
-    page.on('pageerror', (e) => errors.push(e));
-    const response = await page.goto(`${origin}/`);
-    assert.equal(response.status(), 200);
-    await fn(page);
-    assert.deepEqual(errors.map(String), [], 'uncaught errors in the page');
-  } finally {
-    await context.close();
-  }
-}
-
 /** The protocol of the page's own load, e.g. "h2" or "http/1.1". */
 export const pageProtocol = (page) => page.evaluate(() => performance.getEntriesByType('navigation')[0].nextHopProtocol);
 
@@ -454,7 +434,7 @@ export const openCount = (page) =>
  */
 export async function checkStreamsAtOnce({ browser, origin, token, topics, rounds = 3 }) {
   let worst;
-  await onOrigin(browser, origin, async (page) => {
+  await withPage(browser, `${origin}/`, async (page) => {
     assert.equal(await pageProtocol(page), 'h2');
     await openStreams(page, topics);
     await waitAllOpen(page, topics.length);
@@ -522,4 +502,38 @@ export async function recordingUpstream() {
     addr: `127.0.0.1:${server.address().port}`,
     close: () => new Promise((resolve) => { server.closeAllConnections(); server.close(() => resolve()); }),
   };
+}
+
+/**
+ * Through the proxy at `origin`, curl (trusting `ca`) reads a stream over HTTP/2 and over HTTP/1.1: it opens
+ * with 200 and the event-stream type, its events arrive unbuffered (see `checkUnbuffered`), and a reader that
+ * saw the second event resumes after it with the rest, each once, from the backlog.
+ */
+export async function checkCurlThrough(t, { agent, origin, token, ca }) {
+  // The agent's connection is made before anything is timed.
+  const warmUp = await post(agent, `${origin}/publish?topic=warm-up`,
+    { body: 'warm-up', headers: { Authorization: `Bearer ${token}` } });
+  assert.equal(warmUp.status, 202);
+  for (const [version, protocol] of [['--http2', 'HTTP/2'], ['--http1.1', 'HTTP/1.1']]) {
+    const topic = `curl-${randomBytes(4).toString('hex')}`;
+    const stream = curlStream(`${origin}/stream?topic=${topic}`, { ca, version });
+    try {
+      assert.equal(await stream.waitOpen(), 200);
+      assert.equal(stream.protocol(), protocol);
+      assert.match(stream.stderr(), /^< content-type: text\/event-stream/im);
+      const worst = await checkUnbuffered({ agent, origin, token, topic, stream });
+      t.diagnostic(`curl ${version}: slowest event ${worst} ms after its publish request`);
+    } finally {
+      await stream.stop();
+    }
+    const seen = stream.events;
+    const resumed = curlStream(`${origin}/stream?topic=${topic}`, { ca, version, headers: { 'Last-Event-ID': seen[1].id } });
+    try {
+      await resumed.waitEvents(seen.length - 2);
+      await sleep(200);
+      assert.deepEqual(resumed.events.map((e) => e.id), seen.slice(2).map((e) => e.id));
+    } finally {
+      await resumed.stop();
+    }
+  }
 }
