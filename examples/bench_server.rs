@@ -13,7 +13,9 @@
 //! | `POST /broadcast/start?rate=R&seconds=S` | publishes `R * S` events to `bench`, `R` a second (10, 10)       |
 //!
 //! Every `/stream` and `/idle` event is `event: update`, `id: i`, `data: {"count": i, "time": <unix seconds>}`
-//! for `i` in `0..N` (`Sse::from_iter`), the same bytes as the other servers in the comparison. Broadcast
+//! for `i` in `0..N`, the same bytes as the other servers in the comparison. `/stream` writes each event
+//! straight into the connection's buffer (`Sse::from_fn`), or, with `--stream-events built`, builds each as an
+//! `Event` and lets the server encode it (`Sse::from_iter`), so the two ways can be measured side by side. Broadcast
 //! events are `event: update`, `id: i`, `data: {"seq": i, "t_us": <unix microseconds at publish>}` for `i` in
 //! `0..R*S`, published through the hub (`Server::bind_with_hub`) on a fixed schedule by a thread started with
 //! the server, so that its CPU time stays in the process's per-thread counters. The start route hands the
@@ -24,15 +26,17 @@
 //! streams and the broadcast's 10,000 subscribers fit), the number of event loops from `--workers N` or
 //! `CONDUIT_BENCH_WORKERS` (default: one per core, as axum's multi-threaded runtime gets), and whether the server
 //! counts its Prometheus metrics from `--metrics on|off` or `CONDUIT_BENCH_METRICS` (default `on`, the library's
-//! default; `GET /metrics` renders them), so that their cost can be measured. Logging is at `warn` unless
+//! default; `GET /metrics` renders them), so that their cost can be measured, and how `/stream` makes its
+//! events from `--stream-events written|built` or `CONDUIT_BENCH_STREAM_EVENTS` (default `written`). Logging is at `warn` unless
 //! `RUST_LOG` says otherwise, so nothing is written per request.
 
 use conduit::server::{
     Hub, HubConfig, Metrics, PublishError, Request, Response, Router, Server, ServerConfig, ServerHandle, Sse,
     StatusCode, Ticker,
 };
-use conduit::sse::Event;
+use conduit::sse::{Event, EventSink};
 use std::net::SocketAddr;
+use std::ops::ControlFlow;
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -65,6 +69,8 @@ struct Args {
     max_connections: usize,
     workers: usize,
     metrics: bool,
+    /// `/stream` builds `Event`s instead of writing them in place.
+    built_events: bool,
 }
 
 fn main() {
@@ -73,7 +79,10 @@ fn main() {
         Ok(args) => args,
         Err(message) => {
             eprintln!("{message}");
-            eprintln!("usage: bench_server [--addr HOST:PORT] [--max-connections N] [--workers N] [--metrics on|off]");
+            eprintln!(
+                "usage: bench_server [--addr HOST:PORT] [--max-connections N] [--workers N] [--metrics on|off] \
+                 [--stream-events written|built]"
+            );
             std::process::exit(2);
         }
     };
@@ -97,7 +106,7 @@ fn main() {
         eprintln!("cannot start the publisher thread: {e}");
         std::process::exit(1);
     }
-    let mut router = router(start_tx, Arc::clone(&handle));
+    let mut router = router(start_tx, Arc::clone(&handle), args.built_events);
     if let Some(metrics) = &metrics {
         router = router.get("/metrics", metrics.handler());
     }
@@ -134,6 +143,10 @@ fn parse_args() -> Result<Args, String> {
         Ok(v) => on_off(&v).ok_or(format!("CONDUIT_BENCH_METRICS: on or off, not {v:?}"))?,
         Err(_) => true,
     };
+    let mut built_events = match std::env::var("CONDUIT_BENCH_STREAM_EVENTS") {
+        Ok(v) => built_or_written(&v).ok_or(format!("CONDUIT_BENCH_STREAM_EVENTS: written or built, not {v:?}"))?,
+        Err(_) => false,
+    };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let (flag, inline) = match arg.split_once('=') {
@@ -155,11 +168,15 @@ fn parse_args() -> Result<Args, String> {
                 let v = value()?;
                 metrics = on_off(&v).ok_or(format!("--metrics: on or off, not {v:?}"))?;
             }
+            "--stream-events" => {
+                let v = value()?;
+                built_events = built_or_written(&v).ok_or(format!("--stream-events: written or built, not {v:?}"))?;
+            }
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
     let addr = addr.parse().map_err(|e| format!("invalid address {addr:?}: {e}"))?;
-    Ok(Args { addr, max_connections, workers: workers.max(1), metrics })
+    Ok(Args { addr, max_connections, workers: workers.max(1), metrics, built_events })
 }
 
 fn on_off(value: &str) -> Option<bool> {
@@ -170,10 +187,19 @@ fn on_off(value: &str) -> Option<bool> {
     }
 }
 
-fn router(start: Sender<Broadcast>, handle: Arc<OnceLock<ServerHandle>>) -> Router {
+/// True for `built`, false for `written`.
+fn built_or_written(value: &str) -> Option<bool> {
+    match value {
+        "built" => Some(true),
+        "written" => Some(false),
+        _ => None,
+    }
+}
+
+fn router(start: Sender<Broadcast>, handle: Arc<OnceLock<ServerHandle>>, built_events: bool) -> Router {
     let start = Mutex::new(start);
     Router::new()
-        .get("/stream", stream)
+        .get("/stream", move |req: &Request| stream(req, built_events))
         .get("/idle", |_: &Request| idle())
         .get("/broadcast", |_: &Request| Sse::subscribe([TOPIC]))
         .post("/broadcast/start", move |req: &Request| start_broadcast(req, &start, &handle))
@@ -192,7 +218,7 @@ fn update(i: u64) -> Event {
     named_update().id_u64(i).data_fmt(format_args!(r#"{{"count": {i}, "time": {now}}}"#))
 }
 
-fn stream(req: &Request) -> Result<Sse, Response> {
+fn stream(req: &Request, built_events: bool) -> Result<Sse, Response> {
     let n = match req.query("n") {
         None => DEFAULT_EVENTS,
         Some(raw) => match raw.parse::<u64>() {
@@ -205,7 +231,21 @@ fn stream(req: &Request) -> Result<Sse, Response> {
             }
         },
     };
-    Ok(Sse::from_iter((0..n).map(update)))
+    if built_events {
+        return Ok(Sse::from_iter((0..n).map(update)));
+    }
+    // Written straight into the connection's buffer (the same bytes as `update`), as the floor formats its
+    // events into its own buffer: the cheapest way the API offers to send many events.
+    let mut next = 0;
+    Ok(Sse::from_fn(move |out: &mut EventSink<'_>| {
+        if next == n {
+            return Ok(ControlFlow::Break(()));
+        }
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs_f64();
+        out.event().event("update")?.id_u64(next).data_fmt(format_args!(r#"{{"count": {next}, "time": {now}}}"#));
+        next += 1;
+        Ok(ControlFlow::Continue(()))
+    }))
 }
 
 fn idle() -> Sse {

@@ -4,8 +4,9 @@ mod common;
 
 use common::{Conn, TIMEOUT, connect, ids, roundtrip, spawn, spawn_with, wait_until};
 use conduit::server::{Reply, Request, Response, Router, ServerConfig, Sse, StatusCode, Ticker};
-use conduit::sse::Event;
+use conduit::sse::{Event, EventSink};
 use std::io::{Read, Write};
+use std::ops::ControlFlow;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -246,6 +247,83 @@ fn a_panicking_handler_gets_500_and_the_server_goes_on() {
     assert_eq!(head.status, 500);
     let (head, body) = roundtrip(server.local_addr(), b"GET /ok HTTP/1.1\r\nHost: t\r\n\r\n");
     assert_eq!((head.status, body.as_slice()), (200, &b"ok"[..]));
+}
+
+#[test]
+fn a_writing_function_is_called_as_the_client_reads_and_ends_the_stream_when_it_says() {
+    // As for the iterator above: the stream is far past the high-water mark, so it only arrives whole if the
+    // loop calls the function again each time the client has read. Each call writes two events.
+    let payload = "x".repeat(5000);
+    let router = Router::new().get("/big", move |_: &Request| {
+        let payload = payload.clone();
+        let mut next = 1u64;
+        Sse::from_fn(move |out: &mut EventSink<'_>| {
+            for _ in 0..2 {
+                out.event().event("big")?.id_u64(next).data_fmt(format_args!("{next} {payload}"));
+                next += 1;
+            }
+            Ok(if next > 1000 { ControlFlow::Break(()) } else { ControlFlow::Continue(()) })
+        })
+    });
+    let mut cfg = config();
+    cfg.write_queue_limit = 256 * 1024;
+    let server = spawn_with(cfg, router);
+    let mut conn = Conn::open(server.local_addr());
+    conn.get("/big");
+    assert_eq!(conn.read_head().status, 200);
+    std::thread::sleep(Duration::from_millis(200));
+    let body = conn.read_chunked_body();
+    assert_eq!(ids(&body), (1..=1000).collect::<Vec<_>>());
+    let text = String::from_utf8(body).unwrap();
+    assert!(text.starts_with(&format!("event: big\nid: 1\ndata: 1 {}\n\n", "x".repeat(5000))), "{}", &text[..40]);
+    assert!(!text.contains("event: error"));
+}
+
+#[test]
+fn a_writing_function_that_fails_ends_its_stream_with_an_error_event_and_no_half_event() {
+    // (route, what the failing call does after its good events)
+    type Failing = fn(&mut EventSink<'_>) -> Result<ControlFlow<()>, conduit::sse::EventError>;
+    let table: [(&str, Failing); 3] = [
+        ("/refused", |out| {
+            out.event().id_u64(3).event("bad\nname")?.data("never");
+            Ok(ControlFlow::Continue(()))
+        }),
+        ("/panics", |out| {
+            let _half = out.event().id_u64(3);
+            panic!("producer bug")
+        }),
+        ("/silent", |_| Ok(ControlFlow::Continue(()))),
+    ];
+    let mut router = Router::new();
+    for (path, fail) in table {
+        router = router.get(path, move |_: &Request| {
+            let mut calls = 0u64;
+            Sse::from_fn(move |out: &mut EventSink<'_>| {
+                calls += 1;
+                if calls <= 2 {
+                    out.event().id_u64(calls).data_fmt(format_args!("event {calls}"));
+                    return Ok(ControlFlow::Continue(()));
+                }
+                fail(out)
+            })
+        });
+    }
+    let server = spawn(router);
+    for (path, _) in table {
+        let mut conn = Conn::open(server.local_addr());
+        conn.get(path);
+        assert_eq!(conn.read_head().status, 200, "{path}");
+        let rest = String::from_utf8(conn.read_to_end()).unwrap();
+        assert!(rest.contains("id: 1\ndata: event 1\n\n"), "{path}: {rest}");
+        assert!(rest.contains("id: 2\ndata: event 2\n\n"), "{path}: {rest}");
+        assert!(!rest.contains("id: 3"), "{path}: the half-written event is not sent: {rest}");
+        assert!(rest.contains("event: error\ndata: {\"error\":\"internal error\"}\n\n"), "{path}: {rest}");
+        assert!(rest.ends_with("0\r\n\r\n"), "{path}: the stream is terminated: {rest:?}");
+    }
+    // The server goes on.
+    let mut conn = Conn::open(server.local_addr());
+    conn.get("/silent");
+    assert_eq!(conn.read_head().status, 200);
 }
 
 #[test]

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Counts the instructions Conduit's bench_server executes in scenario 2 (100 concurrent streams of 1000 events)
-# with its metrics on and with them off, under valgrind's cachegrind. An instruction count does not depend on
-# what else the machine is doing, as times do, so it shows what counting metrics costs even on a busy machine.
+# in two modes, under valgrind's cachegrind: with its metrics on and off, or with its events written in place
+# and built as `Event`s. An instruction count does not depend on what else the machine is doing, as times do,
+# so it shows what such a choice costs even on a busy machine.
 #
-#   benches/compare/instructions.sh                 # 1 and 4 rounds per mode; prints instructions per stream
-#   benches/compare/instructions.sh --no-build
+#   benches/compare/instructions.sh                  # metrics on / off; prints instructions per stream
+#   benches/compare/instructions.sh --events         # events written / built
+#   benches/compare/instructions.sh --no-build       # with either of the above
 #
 # For each mode the server runs twice, serving 1 and then 4 rounds (after the harness's checks and warm-up);
 # the difference between the two counts is the cost of 3 rounds alone, start-up and warm-up left out. Needs
@@ -15,7 +17,15 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/../.." && pwd)"
 PORT="${BENCH_PORT:-18490}"
 NO_BUILD=0
-[ "${1:-}" = "--no-build" ] && NO_BUILD=1
+FLAG=--metrics
+MODES=(on off)
+for arg in "$@"; do
+    case "$arg" in
+        --no-build) NO_BUILD=1 ;;
+        --events) FLAG=--stream-events; MODES=(written built) ;;
+        *) echo "instructions.sh: unknown argument $arg (--events, --no-build)" >&2; exit 2 ;;
+    esac
+done
 
 command -v valgrind >/dev/null || { echo "instructions.sh: valgrind is required (apt-get install valgrind)" >&2; exit 1; }
 CONDUIT_TARGET="${CARGO_TARGET_DIR:-$ROOT/target}"
@@ -34,11 +44,11 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# Runs the server under cachegrind with metrics `$1`, serves `$2` measured rounds, and prints its instruction count.
+# Runs the server under cachegrind in mode `$1`, serves `$2` measured rounds, and prints its instruction count.
 count() {
     local mode="$1" rounds="$2" file="$OUT/cachegrind.$1.$2" i
     valgrind --tool=cachegrind --cache-sim=no --cachegrind-out-file="$file" \
-        "$SERVER" --addr "127.0.0.1:$PORT" --workers 1 --metrics "$mode" >"$OUT/server.log" 2>&1 &
+        "$SERVER" --addr "127.0.0.1:$PORT" --workers 1 "$FLAG" "$mode" >"$OUT/server.log" 2>&1 &
     PID=$!
     for i in $(seq 1 300); do
         (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break
@@ -53,11 +63,11 @@ count() {
 }
 
 declare -A PER_STREAM
-for mode in on off; do
+for mode in "${MODES[@]}"; do
     one="$(count "$mode" 1)"
     four="$(count "$mode" 4)"
     PER_STREAM[$mode]=$(( (four - one) / 300 ))
-    echo "metrics $mode: $one instructions with 1 round, $four with 4: $((PER_STREAM[$mode])) per stream"
+    echo "${FLAG#--} $mode: $one instructions with 1 round, $four with 4: $((PER_STREAM[$mode])) per stream"
 done
-awk -v on="${PER_STREAM[on]}" -v off="${PER_STREAM[off]}" \
-    'BEGIN { printf "instructions per stream, metrics on / off: %.4f\n", on / off }'
+awk -v a="${PER_STREAM[${MODES[0]}]}" -v b="${PER_STREAM[${MODES[1]}]}" -v what="${FLAG#--} ${MODES[0]} / ${MODES[1]}" \
+    'BEGIN { printf "instructions per stream, %s: %.4f\n", what, a / b }'

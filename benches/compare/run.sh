@@ -10,9 +10,10 @@
 #                                               100 then 300 subscribers for 2 s
 #   --reps N             BENCH_REPS=N           scenario 1 rounds (default 100); scenario 2 gets ceil(N/10)
 #   --scenarios LIST     BENCH_SCENARIOS=LIST   comma-separated, from 1,2,3,4 (default all)
-#   --only LIST          BENCH_ONLY=LIST        servers, from floor,conduit,axum,fastapi-std,fastapi-plain and
-#                                               conduit-nometrics (Conduit with its metrics off; only when listed)
-#   --port-base N        BENCH_PORT_BASE=N      servers listen on 127.0.0.1:N..N+5 (default 18400)
+#   --only LIST          BENCH_ONLY=LIST        servers, from floor,conduit,axum,fastapi-std,fastapi-plain,
+#                                               conduit-nometrics (Conduit with its metrics off) and conduit-built
+#                                               (its /stream building Events, not writing them; both only when listed)
+#   --port-base N        BENCH_PORT_BASE=N      servers listen on 127.0.0.1:N..N+6 (default 18400)
 #   --no-build           BENCH_NO_BUILD=1       use the binaries already built
 #   --conduit-workers N  BENCH_CONDUIT_WORKERS  Conduit's event loops (default 2)
 #
@@ -37,8 +38,9 @@ ONLY="${BENCH_ONLY:-}"
 PORT_BASE="${BENCH_PORT_BASE:-18400}"
 NO_BUILD="${BENCH_NO_BUILD:-0}"
 CONDUIT_WORKERS="${BENCH_CONDUIT_WORKERS:-2}"
-ALL_SERVERS=(floor conduit axum fastapi-std fastapi-plain conduit-nometrics)
-# Measured unless --only says otherwise; conduit-nometrics is there to measure what counting metrics costs.
+ALL_SERVERS=(floor conduit axum fastapi-std fastapi-plain conduit-nometrics conduit-built)
+# Measured unless --only says otherwise; conduit-nometrics is there to measure what counting metrics costs,
+# conduit-built what building each event as an `Event` costs against writing it in place.
 DEFAULT_SERVERS=(floor conduit axum fastapi-std fastapi-plain)
 
 usage() {
@@ -165,6 +167,9 @@ start_server() {
         conduit) "$CONDUIT_BIN" --addr "$addr" --workers "$CONDUIT_WORKERS" --metrics on >>"$log" 2>&1 & ;;
         conduit-nometrics)
             "$CONDUIT_BIN" --addr "$addr" --workers "$CONDUIT_WORKERS" --metrics off >>"$log" 2>&1 & ;;
+        conduit-built)
+            "$CONDUIT_BIN" --addr "$addr" --workers "$CONDUIT_WORKERS" --metrics on --stream-events built \
+                >>"$log" 2>&1 & ;;
         axum) "$AXUM_BIN" --addr "$addr" >>"$log" 2>&1 & ;;
         fastapi-std)
             "$VENV/bin/uvicorn" --app-dir "$HERE" fastapi_app:app --host 127.0.0.1 --port "$port" \
@@ -224,7 +229,7 @@ build_started=$SECONDS
 if [ "$NO_BUILD" != 1 ]; then
     echo "== cargo build --release (harness and floor)"
     cargo build --release --quiet --manifest-path "$HERE/harness/Cargo.toml"
-    if wants conduit || wants conduit-nometrics; then
+    if wants conduit || wants conduit-nometrics || wants conduit-built; then
         echo "== cargo build --release --example bench_server (Conduit)"
         cargo build --release --quiet --manifest-path "$ROOT/Cargo.toml" --example bench_server
     fi
@@ -237,7 +242,7 @@ build_seconds=$((SECONDS - build_started))
 for bin in "$HARNESS" "$HARNESS_DIR/floor"; do
     [ -x "$bin" ] || { echo "run.sh: $bin is missing (run without --no-build)" >&2; exit 1; }
 done
-for bin in "$CONDUIT_BIN:conduit" "$CONDUIT_BIN:conduit-nometrics" "$AXUM_BIN:axum"; do
+for bin in "$CONDUIT_BIN:conduit" "$CONDUIT_BIN:conduit-nometrics" "$CONDUIT_BIN:conduit-built" "$AXUM_BIN:axum"; do
     if wants "${bin##*:}" && [ ! -x "${bin%:*}" ]; then
         echo "run.sh: ${bin%:*} is missing (run without --no-build)" >&2
         exit 1

@@ -12,9 +12,11 @@
 //!  conduit-net      EventLoop, WriteQueue, Timers, Remote
 //! ```
 //!
-//! A stream's events come from one of three sources, none of which blocks the loop: a callback on the loop's
-//! timers ([`Sse::interval`]), an [`SseSender`] any thread can use ([`Sse::channel`]), or an iterator the loop
-//! pulls from as fast as the client reads ([`Sse::from_iter`]). A client that disconnects is noticed at once
+//! A stream's events come from one of these sources, none of which blocks the loop: a callback on the loop's
+//! timers ([`Sse::interval`]), an [`SseSender`] any thread can use ([`Sse::channel`]), an iterator the loop
+//! pulls from as fast as the client reads ([`Sse::from_iter`]) or a function writing events straight into the
+//! connection's buffer at the same pace ([`Sse::from_fn`], the cheapest), and the hub's topics
+//! ([`Sse::subscribe`]). A client that disconnects is noticed at once
 //! (EOF or a failed write); its stream, timers and source are freed and channel senders start failing.
 //!
 //! Async producers need no runtime support from this crate: [`SseSender::send_async`] is a plain

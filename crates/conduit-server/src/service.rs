@@ -501,7 +501,7 @@ impl Service {
         }
         match after {
             After::Failed(what) => {
-                log::error!("{what} of stream {id} panicked");
+                log::error!("stream {id} ended: {what}");
                 self.finish_stream(cx, id, Some("internal error"));
             }
             After::End => self.finish_stream(cx, id, None),

@@ -3,8 +3,9 @@
 
 use crate::channel::{Channel, DEFAULT_CHANNEL_CAPACITY, SseSender};
 use conduit_http::Request;
-use conduit_sse::{Event, SharedEvent};
+use conduit_sse::{Event, EventError, EventSink, SharedEvent};
 use std::collections::VecDeque;
+use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -13,7 +14,10 @@ use std::time::{Duration, Instant};
 /// - [`Sse::interval`]: a callback run on the event loop every period (the first time at once);
 /// - [`Sse::channel`]: an [`SseSender`] that any thread can use;
 /// - [`Sse::from_iter`]: an iterator the loop pulls from whenever the client has read what was sent, so a long
-///   stream goes out as fast as the client reads while memory stays bounded by the write queue.
+///   stream goes out as fast as the client reads while memory stays bounded by the write queue;
+/// - [`Sse::from_fn`]: the same, with a function that writes its events straight into the connection's buffer
+///   (the cheapest way to send many events);
+/// - [`Sse::subscribe`]: topics of the server's hub.
 ///
 /// ```
 /// use conduit_server::{Router, Sse, Ticker};
@@ -42,6 +46,7 @@ impl std::fmt::Debug for Sse {
         let kind = match &self.source {
             Source::Interval { .. } => "interval",
             Source::Iter(_) => "iter",
+            Source::Write(_) => "fn",
             Source::Channel(_) => "channel",
             Source::Subscription(_) => "subscription",
         };
@@ -56,12 +61,15 @@ impl std::fmt::Debug for Sse {
 
 pub(crate) type TickFn = Box<dyn FnMut(&mut Ticker) + Send>;
 
+pub(crate) type WriteFn = Box<dyn FnMut(&mut EventSink<'_>) -> Result<ControlFlow<()>, EventError> + Send>;
+
 pub(crate) enum Source {
     Interval {
         period: Duration,
         tick: TickFn,
     },
     Iter(Box<dyn Iterator<Item = Event> + Send>),
+    Write(WriteFn),
     Channel(Arc<Channel>),
     /// Boxed: a subscription's state is several times the size of the other sources', and every stream's
     /// `Source` would otherwise be as large (about 70 bytes more per idle stream).
@@ -135,6 +143,39 @@ impl Sse {
         I::IntoIter: Send + 'static,
     {
         Sse::with_source(Source::Iter(Box::new(events.into_iter())))
+    }
+
+    /// A stream written by `write`, which the loop calls whenever the client has read what was sent: each
+    /// call writes one or more events into the connection's buffer through the [`EventSink`] (with
+    /// [`EventSink::event`], which formats fields in place, or [`EventSink::send`] for a built [`Event`]) and
+    /// returns `Ok(`[`ControlFlow::Break`]`(()))` to end the stream after them. This is
+    /// [`from_iter`](Self::from_iter) without building each event and then encoding it: every byte is produced
+    /// once, where it is sent from.
+    ///
+    /// The stream ends with an `error` event (and the error is logged) if `write` returns an `Err` (an event
+    /// name or id it refused; the half-written event is not sent), panics, or returns `Continue` without
+    /// writing an event: a source with nothing to send now would otherwise be called in a busy loop. Events
+    /// that wait on something else belong on a [`channel`](Self::channel).
+    ///
+    /// ```
+    /// use conduit_server::{Router, Sse};
+    /// use std::ops::ControlFlow;
+    ///
+    /// let router = Router::new().get("/count", |_req: &_| {
+    ///     let mut i = 0u64;
+    ///     Sse::from_fn(move |out| {
+    ///         out.event().event("count")?.id_u64(i).data_fmt(format_args!("{{\"n\": {i}}}"));
+    ///         i += 1;
+    ///         Ok(if i == 1000 { ControlFlow::Break(()) } else { ControlFlow::Continue(()) })
+    ///     })
+    /// });
+    /// # let _ = router;
+    /// ```
+    pub fn from_fn<F>(write: F) -> Self
+    where
+        F: FnMut(&mut EventSink<'_>) -> Result<ControlFlow<()>, EventError> + Send + 'static,
+    {
+        Sse::with_source(Source::Write(Box::new(write)))
     }
 
     /// A stream fed from any thread through the returned sender, buffering up to

@@ -1,7 +1,7 @@
 //! Driving one stream: producing events from its source, writing them, keep-alive comments, and its end.
 //!
-//! A stream's events come from a timer callback ([`Source::Interval`]), an iterator the loop pulls
-//! ([`Source::Iter`]) or a channel fed by other threads ([`Source::Channel`]). Subscriptions to hub topics are
+//! A stream's events come from a timer callback ([`Source::Interval`]), an iterator or a writing function the
+//! loop pulls ([`Source::Iter`], [`Source::Write`]) or a channel fed by other threads ([`Source::Channel`]). Subscriptions to hub topics are
 //! fed by the fan-out instead (see `fanout`). Nothing here decides what a connection does after its stream:
 //! the functions say what the source wants next ([`After`]) and the dispatcher acts on it.
 
@@ -12,15 +12,18 @@ use crate::metrics::StreamMeter;
 use crate::sse::{Source, Ticker};
 use conduit_http::LAST_CHUNK;
 use conduit_net::{ConnId, TimerId, WriteError};
+use conduit_sse::EventSink;
 use conduit_sse::{Event, KEEP_ALIVE_COMMENT, KeepAlive};
+use std::borrow::Cow;
+use std::ops::ControlFlow;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::Instant;
 
 /// What a stream's source wants after producing a batch of events.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum After {
-    /// It panicked (the name says which kind of source): end the stream with an `error` event.
-    Failed(&'static str),
+    /// It failed (the text says how, for the log): end the stream with an `error` event.
+    Failed(Cow<'static, str>),
     /// It is exhausted: end the stream.
     End,
     /// It has more: produce again once the client has read.
@@ -139,7 +142,32 @@ impl Stream {
                         }
                     }
                 }))
-                .unwrap_or(After::Failed("event source"))
+                .unwrap_or(After::Failed(Cow::Borrowed("its event iterator panicked")))
+            }
+            // As for an iterator; a half-written event is taken back by its writer, even on a panic.
+            Source::Write(write) => {
+                let mut sink = EventSink::new(body);
+                let after = catch_unwind(AssertUnwindSafe(|| {
+                    loop {
+                        if queued + sink.len() >= high_water {
+                            break After::More;
+                        }
+                        let before = sink.events();
+                        match write(&mut sink) {
+                            Ok(ControlFlow::Break(())) => break After::End,
+                            Ok(ControlFlow::Continue(())) if sink.events() == before => {
+                                break After::Failed(Cow::Borrowed(
+                                    "its event function returned Continue without writing an event",
+                                ));
+                            }
+                            Ok(ControlFlow::Continue(())) => {}
+                            Err(e) => break After::Failed(Cow::Owned(format!("its event function failed: {e}"))),
+                        }
+                    }
+                }))
+                .unwrap_or(After::Failed(Cow::Borrowed("its event function panicked")));
+                self.unsent_events += sink.events();
+                after
             }
             Source::Channel(channel) => {
                 let unsent = &mut self.unsent_events;
@@ -183,7 +211,7 @@ impl Stream {
             event.encode(body);
         }
         if failed {
-            After::Failed("interval callback")
+            After::Failed(Cow::Borrowed("its interval callback panicked"))
         } else if ticker.end {
             After::End
         } else {

@@ -7,11 +7,11 @@ use std::time::Duration;
 
 use crate::lines::{self, Breaks};
 
-const COMMENT_PREFIX: &[u8] = b": ";
-const EVENT_PREFIX: &[u8] = b"event: ";
-const ID_PREFIX: &[u8] = b"id: ";
-const RETRY_PREFIX: &[u8] = b"retry: ";
-const DATA_PREFIX: &[u8] = b"data: ";
+pub(crate) const COMMENT_PREFIX: &[u8] = b": ";
+pub(crate) const EVENT_PREFIX: &[u8] = b"event: ";
+pub(crate) const ID_PREFIX: &[u8] = b"id: ";
+pub(crate) const RETRY_PREFIX: &[u8] = b"retry: ";
+pub(crate) const DATA_PREFIX: &[u8] = b"data: ";
 
 /// One server-sent event, built with consuming setters in the style of axum's `Event`.
 ///
@@ -503,7 +503,7 @@ pub fn encode_comment(buf: &mut Vec<u8>, text: &str) {
 pub const KEEP_ALIVE_COMMENT: &[u8] = b": keep-alive\n\n";
 
 #[inline]
-fn write_field(buf: &mut Vec<u8>, prefix: &[u8], value: &[u8]) {
+pub(crate) fn write_field(buf: &mut Vec<u8>, prefix: &[u8], value: &[u8]) {
     buf.extend_from_slice(prefix);
     buf.extend_from_slice(value);
     buf.push(b'\n');
@@ -512,7 +512,7 @@ fn write_field(buf: &mut Vec<u8>, prefix: &[u8], value: &[u8]) {
 /// `u128::MAX` has 39 decimal digits.
 const MAX_DIGITS: usize = 39;
 
-fn push_decimal(buf: &mut Vec<u8>, n: u128) {
+pub(crate) fn push_decimal(buf: &mut Vec<u8>, n: u128) {
     let mut digits = [0u8; MAX_DIGITS];
     let start = write_digits(n, &mut digits);
     buf.extend_from_slice(&digits[start..]);
@@ -521,7 +521,7 @@ fn push_decimal(buf: &mut Vec<u8>, n: u128) {
 /// Writes `n` in decimal at the end of `digits` (which must have room: 20 bytes for a `u64`, 39 for a `u128`)
 /// and returns where the digits start. Generic so that a `u64` is divided as a `u64`.
 #[inline]
-fn write_digits<T>(mut n: T, digits: &mut [u8]) -> usize
+pub(crate) fn write_digits<T>(mut n: T, digits: &mut [u8]) -> usize
 where
     T: Copy + PartialEq + From<u8> + std::ops::Rem<Output = T> + std::ops::Div<Output = T> + TryInto<u8>,
 {

@@ -1,5 +1,6 @@
 //! Sans-I/O Server-Sent Events for Conduit: the [`Event`] builder and its
-//! `text/event-stream` encoder, the [`KeepAlive`] timer, and [`SseStream`] for
+//! `text/event-stream` encoder, [`EventSink`] for writing events straight into a
+//! buffer without building them, the [`KeepAlive`] timer, and [`SseStream`] for
 //! writing a stream over any blocking [`std::io::Write`].
 //!
 //! ```text
@@ -63,6 +64,7 @@ mod head;
 mod keep_alive;
 mod lines;
 mod stream;
+mod writer;
 
 pub use backlog::{Backlog, BacklogLimits, OutOfOrder, ResetReason, ResumePlan, SharedEvent, plan_resume};
 pub use decoder::{DecodeError, Decoder, MessageEvent};
@@ -70,6 +72,7 @@ pub use event::{Event, EventError, INLINE_DATA, KEEP_ALIVE_COMMENT, encode_comme
 pub use head::{STREAM_HEADERS, write_response_head};
 pub use keep_alive::KeepAlive;
 pub use stream::{SseStream, StreamError};
+pub use writer::{EventSink, EventWriter};
 
 #[cfg(test)]
 mod test_util {
