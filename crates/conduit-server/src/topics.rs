@@ -11,15 +11,16 @@
 use crate::hub::{Hub, HubConfig};
 use conduit_net::ConnId;
 use conduit_sse::Backlog;
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 /// One topic as the loop keeps it.
 #[derive(Debug)]
 pub(crate) struct Topic {
     pub(crate) backlog: Backlog,
-    /// Subscribers that get each event as it is published.
-    pub(crate) live: HashSet<ConnId>,
+    /// Subscribers that get each event as it is published, in the order of their connections' places in the
+    /// loop's slab (see `fanout::deliver` for why the order matters).
+    pub(crate) live: BTreeSet<ConnId>,
     /// Subscribers reading the backlog through a cursor; each eviction checks that none of them needed it.
     pub(crate) catching_up: HashSet<ConnId>,
     /// The backlog holds the topic's history up to the loop's position: always, on the embedded backbone; on an
@@ -74,7 +75,7 @@ impl HubState {
         let joined = !self.distributed;
         self.topics.entry(Arc::clone(name)).or_insert_with(|| Topic {
             backlog: Backlog::new(backlog),
-            live: HashSet::new(),
+            live: BTreeSet::new(),
             catching_up: HashSet::new(),
             joined,
         })
