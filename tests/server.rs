@@ -27,16 +27,21 @@ fn a_pulled_producer_delivers_every_event_in_order_with_bounded_buffering() {
         let payload = payload.clone();
         Sse::from_iter((1..=1000u64).map(move |i| Event::new().id(i.to_string()).unwrap().data(payload.clone())))
     });
+    let body = read_slowly(router);
+    assert_eq!(ids(&body), (1..=1000).collect::<Vec<_>>());
+}
+
+/// `GET /big` from a server whose write queues hold 256 KiB, starting to read only after 200 ms: the server
+/// must wait for the client rather than queue everything or cut it off. The chunked body, whole.
+fn read_slowly(router: Router) -> Vec<u8> {
     let mut cfg = config();
     cfg.write_queue_limit = 256 * 1024;
     let server = spawn_with(cfg, router);
     let mut conn = Conn::open(server.local_addr());
     conn.get("/big");
     assert_eq!(conn.read_head().status, 200);
-    // A slow start: the server must wait for us rather than queue everything or cut us off.
     std::thread::sleep(Duration::from_millis(200));
-    let body = conn.read_chunked_body();
-    assert_eq!(ids(&body), (1..=1000).collect::<Vec<_>>());
+    conn.read_chunked_body()
 }
 
 #[test]
@@ -265,14 +270,7 @@ fn a_writing_function_is_called_as_the_client_reads_and_ends_the_stream_when_it_
             Ok(if next > 1000 { ControlFlow::Break(()) } else { ControlFlow::Continue(()) })
         })
     });
-    let mut cfg = config();
-    cfg.write_queue_limit = 256 * 1024;
-    let server = spawn_with(cfg, router);
-    let mut conn = Conn::open(server.local_addr());
-    conn.get("/big");
-    assert_eq!(conn.read_head().status, 200);
-    std::thread::sleep(Duration::from_millis(200));
-    let body = conn.read_chunked_body();
+    let body = read_slowly(router);
     assert_eq!(ids(&body), (1..=1000).collect::<Vec<_>>());
     let text = String::from_utf8(body).unwrap();
     assert!(text.starts_with(&format!("event: big\nid: 1\ndata: 1 {}\n\n", "x".repeat(5000))), "{}", &text[..40]);
