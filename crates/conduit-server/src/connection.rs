@@ -19,7 +19,7 @@ use crate::message::LoopContext;
 use crate::metrics::Disconnect;
 use crate::reply::Deferred;
 use crate::streaming::Stream;
-use conduit_http::{AnnouncedBody, ParseError, Parsed, Request, RequestParser, Version};
+use conduit_http::{AnnouncedBody, Method, ParseError, Parsed, Request, RequestParser, Version};
 use conduit_net::{ConnId, TimerId};
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -37,11 +37,29 @@ pub(crate) enum State {
 }
 
 /// A request whose handler answers later.
-pub(crate) struct Waiting {
-    pub(crate) deferred: Deferred,
+/// How a request is to be answered, as the request decides it: in its HTTP version, keeping the connection for
+/// another request or not, and with or without the body (`HEAD` gets the head only).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Answering {
     pub(crate) version: Version,
     pub(crate) keep_alive: bool,
     pub(crate) head_only: bool,
+}
+
+impl Answering {
+    /// For an answer to no request that could be read (a parse error, a timeout): HTTP/1.1, then close.
+    pub(crate) const NO_REQUEST: Answering =
+        Answering { version: Version::Http11, keep_alive: false, head_only: false };
+
+    /// `request`'s version and method; `keep_alive` as the caller decided it.
+    pub(crate) fn of(request: &Request, keep_alive: bool) -> Self {
+        Answering { version: request.version(), keep_alive, head_only: request.method() == &Method::Head }
+    }
+}
+
+pub(crate) struct Waiting {
+    pub(crate) deferred: Deferred,
+    pub(crate) to: Answering,
     /// Armed for `deferred_timeout`.
     pub(crate) timer: TimerId,
 }

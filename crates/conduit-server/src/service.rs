@@ -5,7 +5,7 @@
 
 use crate::access_log::{self, RequestLog, peer};
 use crate::config::ServerConfig;
-use crate::connection::{Conn, Conns, Next, State, Waiting};
+use crate::connection::{Answering, Conn, Conns, Next, State, Waiting};
 use crate::dispatch::{admit, dispatch};
 use crate::fanout;
 use crate::framing::{build_head, encode_response};
@@ -20,7 +20,7 @@ use crate::sse::{Source, Sse};
 use crate::stats::Stats;
 use crate::streaming::{After, Stream};
 use crate::topics::HubState;
-use conduit_http::{AnnouncedBody, BodyFraming, Method, ParseError, Request, RequestParser, StatusCode, Version};
+use conduit_http::{AnnouncedBody, BodyFraming, ParseError, Request, RequestParser, StatusCode, Version};
 use conduit_net::{CloseReason, ConnId, Context, Handler, TimerId, WriteError};
 use conduit_sse::{Event, KeepAlive, STREAM_HEADERS};
 use std::net::SocketAddr;
@@ -126,10 +126,8 @@ impl Service {
                     match c.refused.take() {
                         // Refused from its head; its body was read only to keep the connection usable.
                         Some(refused) => {
-                            let (version, keep_alive) =
-                                (request.version(), request.keep_alive() && !self.shutting_down);
-                            let head_only = request.method() == &Method::Head;
-                            self.respond(cx, id, version, *refused, keep_alive, head_only);
+                            let to = Answering::of(&request, request.keep_alive() && !self.shutting_down);
+                            self.respond(cx, id, to, *refused);
                         }
                         None => self.answer(cx, id, request, admitted),
                     }
@@ -231,19 +229,17 @@ impl Service {
         }
         self.stats.requests.fetch_add(1, Ordering::Relaxed);
         // The unread body is still on its way: the connection cannot carry another request.
-        let head_only = head.method() == &Method::Head;
-        self.respond(cx, id, head.version(), refused, false, head_only);
+        self.respond(cx, id, Answering::of(&head, false), refused);
         false
     }
 
     fn reject(&mut self, cx: &mut LoopContext<'_>, id: ConnId, error: &ParseError) {
-        self.respond(cx, id, Version::Http11, Response::error(error.status(), error), false, false);
+        self.respond(cx, id, Answering::NO_REQUEST, Response::error(error.status(), error));
     }
 
     /// Runs a request and sends its reply; `admitted` if its head already passed [`admit`](Self::admit).
     fn answer(&mut self, cx: &mut LoopContext<'_>, id: ConnId, mut req: Request, admitted: bool) {
-        let head_only = req.method() == &Method::Head;
-        let keep_alive = req.keep_alive() && !self.shutting_down;
+        let to = Answering::of(&req, req.keep_alive() && !self.shutting_down);
         if let Some(check) = health::check_for(&self.config.health, req.path()) {
             if let Some(log) = self.conns.get_mut(id).and_then(|c| c.request_log.as_mut()) {
                 log.quieter();
@@ -254,53 +250,37 @@ impl Service {
                 backbone_up: self.hub.hub.backbone_state(),
             };
             let response = health::answer(check, &req, readiness);
-            return self.send_reply(cx, id, req.version(), keep_alive, head_only, Reply::Response(response));
+            return self.send_reply(cx, id, to, Reply::Response(response));
         }
         let reply = match misdirected(&self.config, &req) {
             Some(refused) => Reply::Response(refused),
             None => dispatch(&self.router, &self.config, &mut req, admitted),
         };
-        self.send_reply(cx, id, req.version(), keep_alive, head_only, reply);
+        self.send_reply(cx, id, to, reply);
     }
 
-    fn send_reply(
-        &mut self,
-        cx: &mut LoopContext<'_>,
-        id: ConnId,
-        version: Version,
-        keep_alive: bool,
-        head_only: bool,
-        reply: Reply,
-    ) {
-        let keep_alive = keep_alive && !self.shutting_down && !self.draining;
+    fn send_reply(&mut self, cx: &mut LoopContext<'_>, id: ConnId, to: Answering, reply: Reply) {
+        let to = Answering { keep_alive: to.keep_alive && !self.shutting_down && !self.draining, ..to };
         match reply {
-            Reply::Response(r) => self.respond(cx, id, version, r, keep_alive, head_only),
-            Reply::Stream(sse) => self.start_stream(cx, id, version, keep_alive, head_only, sse),
-            Reply::Deferred(deferred) => self.wait_for(cx, id, version, keep_alive, head_only, deferred),
+            Reply::Response(r) => self.respond(cx, id, to, r),
+            Reply::Stream(sse) => self.start_stream(cx, id, to, sse),
+            Reply::Deferred(deferred) => self.wait_for(cx, id, to, deferred),
         }
     }
 
     /// A handler answers later: the connection waits (reading nothing further) until the answer comes, the
     /// responder is dropped (`500`) or `deferred_timeout` passes (`504`).
-    fn wait_for(
-        &mut self,
-        cx: &mut LoopContext<'_>,
-        id: ConnId,
-        version: Version,
-        keep_alive: bool,
-        head_only: bool,
-        deferred: Deferred,
-    ) {
+    fn wait_for(&mut self, cx: &mut LoopContext<'_>, id: ConnId, to: Answering, deferred: Deferred) {
         match deferred.attach(cx.remote(), id) {
             Answer::Ready(reply) => {
                 let reply = with_headers(reply, &deferred.headers);
-                self.send_reply(cx, id, version, keep_alive, head_only, reply);
+                self.send_reply(cx, id, to, reply);
             }
-            Answer::Abandoned => self.respond(cx, id, version, abandoned(), keep_alive, head_only),
+            Answer::Abandoned => self.respond(cx, id, to, abandoned()),
             Answer::Pending => {
                 let timer = cx.set_timer(cx.now() + self.config.deferred_timeout, id.to_u64());
                 let Some(c) = self.conns.get_mut(id) else { return };
-                c.state = State::Waiting(Box::new(Waiting { deferred, version, keep_alive, head_only, timer }));
+                c.state = State::Waiting(Box::new(Waiting { deferred, to, timer }));
             }
         }
     }
@@ -314,22 +294,22 @@ impl Service {
             return;
         }
         let State::Waiting(waiting) = std::mem::replace(&mut c.state, State::Reading) else { return };
-        let Waiting { deferred, version, keep_alive, head_only, timer } = *waiting;
+        let Waiting { deferred, to, timer } = *waiting;
         if !timed_out {
             cx.cancel_timer(timer);
         }
         match answer {
             Answer::Ready(reply) => {
                 let reply = with_headers(reply, &deferred.headers);
-                self.send_reply(cx, id, version, keep_alive, head_only, reply);
+                self.send_reply(cx, id, to, reply);
             }
             _ if timed_out => {
                 deferred.close();
                 log::warn!("connection {id}: no answer within {:?}", self.config.deferred_timeout);
                 let late = Response::error(StatusCode::GATEWAY_TIMEOUT, "no answer in time");
-                self.respond(cx, id, version, late, keep_alive, head_only);
+                self.respond(cx, id, to, late);
             }
-            _ => self.respond(cx, id, version, abandoned(), keep_alive, head_only),
+            _ => self.respond(cx, id, to, abandoned()),
         }
         self.process_input(cx, id);
     }
@@ -348,31 +328,16 @@ impl Service {
         }
     }
 
-    fn respond(
-        &mut self,
-        cx: &mut LoopContext<'_>,
-        id: ConnId,
-        version: Version,
-        r: Response,
-        keep_alive: bool,
-        head_only: bool,
-    ) {
-        if let Err(e) = cx.write_vec(id, encode_response(&r, version, keep_alive, head_only)) {
+    fn respond(&mut self, cx: &mut LoopContext<'_>, id: ConnId, to: Answering, r: Response) {
+        if let Err(e) = cx.write_vec(id, encode_response(&r, to.version, to.keep_alive, to.head_only)) {
             return self.write_refused(cx, id, e);
         }
-        self.record_response(id, r.status, if head_only { 0 } else { r.body.len() });
-        self.after_response(cx, id, keep_alive);
+        self.record_response(id, r.status, if to.head_only { 0 } else { r.body.len() });
+        self.after_response(cx, id, to.keep_alive);
     }
 
-    fn start_stream(
-        &mut self,
-        cx: &mut LoopContext<'_>,
-        id: ConnId,
-        version: Version,
-        keep_alive: bool,
-        head_only: bool,
-        mut sse: Sse,
-    ) {
+    fn start_stream(&mut self, cx: &mut LoopContext<'_>, id: ConnId, to: Answering, mut sse: Sse) {
+        let Answering { version, keep_alive, head_only } = to;
         let chunked = version == Version::Http11;
         let reuse = chunked && keep_alive;
         let framing = if chunked { BodyFraming::Chunked } else { BodyFraming::Close };
@@ -398,7 +363,7 @@ impl Service {
                         headers.push((OLDEST_EVENT_ID_HEADER.to_owned(), oldest));
                     }
                 }
-                Err(response) => return self.respond(cx, id, version, response, keep_alive, head_only),
+                Err(response) => return self.respond(cx, id, to, response),
             }
         }
         let mut head_bytes = Vec::with_capacity(256);
@@ -672,7 +637,7 @@ impl Handler for Service {
                 log::debug!("connection {id}: request not received in time");
                 c.ending(Disconnect::RequestTimeout);
                 let timeout = Response::error(StatusCode::REQUEST_TIMEOUT, "request not received in time");
-                self.respond(cx, id, Version::Http11, timeout, false, false);
+                self.respond(cx, id, Answering::NO_REQUEST, timeout);
             } else {
                 c.ending(if c.is_idle() { Disconnect::IdleTimeout } else { Disconnect::RequestTimeout });
                 cx.close(id);
