@@ -115,6 +115,44 @@ fn curl_reads_count_over_tls_from_the_example() {
     wait_until("both failed handshakes are counted", || scrape() == Some(2.0));
 }
 
+/// Whether a TLS handshake with the server at `addr`, as `localhost`, succeeds for a client trusting `pki`.
+fn handshake_succeeds(addr: SocketAddr, pki: &TestPki) -> bool {
+    let name = ServerName::try_from("localhost").unwrap();
+    let mut tls = ClientConnection::new(client_config(pki), name).unwrap();
+    let mut socket = connect(addr);
+    while tls.is_handshaking() {
+        if tls.complete_io(&mut socket).is_err() {
+            return false;
+        }
+    }
+    true
+}
+
+/// A certificate renewed on disk while the example runs (`--tls-reload-interval 1`): new connections get it
+/// within the interval, without a restart, and a client that trusts only the old one is refused from then on.
+#[test]
+fn the_example_serves_a_renewed_certificate_without_a_restart() {
+    let (old, renewed) = (TestPki::new(), TestPki::new());
+    let files = old.write_files("reload");
+    let (cert, key) = (files.cert.to_str().unwrap(), files.key.to_str().unwrap());
+    let args = ["--token", TOKEN, "--tls-cert", cert, "--tls-key", key, "--tls-reload-interval", "1"];
+    let server = ExampleProcess::start(&[&args[..], &["--allowed-host", "localhost"]].concat());
+    let addr = server.addr;
+    assert!(https_get(addr, &old, "/healthz", &[]).starts_with("HTTP/1.1 200"));
+    assert!(!handshake_succeeds(addr, &renewed), "the renewed certificate is not on disk yet");
+
+    // A renewal as ACME clients make it: the new files written over the old ones, the key last.
+    std::fs::write(&files.cert, &renewed.leaf_pem).unwrap();
+    std::fs::write(&files.key, &renewed.leaf_key_pem).unwrap();
+    let deadline = Instant::now() + TIMEOUT;
+    while !handshake_succeeds(addr, &renewed) {
+        assert!(Instant::now() < deadline, "the renewed certificate was not served within {TIMEOUT:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(https_get(addr, &renewed, "/healthz", &[]).starts_with("HTTP/1.1 200"));
+    assert!(!handshake_succeeds(addr, &old), "the old certificate is no longer presented");
+}
+
 /// conduit-client over TLS, trusting the test CA from a file: `/count?drop_after=2` drops each connection after
 /// two events, and the client reconnects over TLS with `Last-Event-ID` until it has every count exactly once.
 #[test]

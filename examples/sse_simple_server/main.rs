@@ -30,11 +30,14 @@
 //! `GET /readyz` answers 503 while Redis is unreachable. Requests that wait for the hub (publishing, the chat
 //! routes) are answered from a bounded set of threads (`--hub-threads`, `--hub-queue`; 503 past them), since on
 //! Redis each waits for a round trip that the event loop must never wait for. With `--tls-cert FILE --tls-key
-//! FILE` (PEM; both or neither) it serves HTTPS on the loop; behind a proxy that terminates TLS,
+//! FILE` (PEM; both or neither) it serves HTTPS on the loop, and looks at the files every
+//! `--tls-reload-interval` seconds (60) so that a renewed certificate is served without a restart; behind a
+//! proxy that terminates TLS,
 //! `--public-scheme` tells CORS which scheme browsers use. SIGINT or SIGTERM shuts down gracefully: every open
 //! stream gets a `shutdown` event (with `retry:`) and its end, then the process exits 0; a second signal
 //! exits at once.
 
+pub mod certificate;
 pub mod chat;
 pub mod demos;
 
@@ -85,6 +88,11 @@ struct Options {
     /// The PEM private key of --tls-cert.
     #[arg(long, value_name = "FILE", env = "CONDUIT_TLS_KEY", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// Seconds between looks at --tls-cert and --tls-key: when either changed (a renewal), new connections
+    /// get the new certificate; 0 reads them once, at start.
+    #[arg(long, value_name = "SECONDS", env = "CONDUIT_TLS_RELOAD_INTERVAL", default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(0..=86_400))]
+    tls_reload_interval: u64,
     /// The scheme browsers reach the server by, for telling same-origin pages from others (--cors-origin):
     /// the listener's, a fixed one behind a proxy that terminates TLS, or the proxy's X-Forwarded-Proto (only
     /// when nothing but the proxy can reach the server).
@@ -193,6 +201,13 @@ fn main() {
             Err(e) => {
                 eprintln!("invalid --tls-cert/--tls-key: {e}");
                 std::process::exit(2);
+            }
+        }
+        if let (Some(tls), 1..) = (&config.tls, options.tls_reload_interval) {
+            let interval = Duration::from_secs(options.tls_reload_interval);
+            if let Err(e) = certificate::watch(tls.clone(), interval) {
+                eprintln!("cannot start the TLS reload thread: {e}");
+                std::process::exit(1);
             }
         }
     }

@@ -6,7 +6,8 @@ mod common;
 
 use common::tls::{TestPki, TlsEnds, TlsStream, handshake, read_to_close_notify, tls_connect, tls_over};
 use common::{Msg, assert_counter_pattern, connect, connect_small_rcvbuf, control, counter_bytes, poll_until, start};
-use conduit_net::rustls::pki_types::ServerName;
+use conduit_net::rustls::pki_types::pem::PemObject;
+use conduit_net::rustls::pki_types::{CertificateDer, ServerName};
 use conduit_net::rustls::{self, AlertDescription, CertificateError, ClientConnection};
 use conduit_net::{CloseReason, ConnId, Context, Handler, LoopConfig, QueueFull, TlsFailure, WriteError};
 use std::collections::HashMap;
@@ -310,6 +311,36 @@ fn failed_handshakes_close_only_their_connection() {
         assert_eq!(tls_round_trip(&mut good, message.as_bytes()), message.as_bytes());
     }
     server.wait_counts((1, 0), "only the good connection is left, with no timer");
+    server.stop();
+}
+
+/// A certificate replaced while the loop runs (a renewal): the next handshakes get the new one, a client that
+/// trusts only the old one is refused, and a connection made before keeps its session.
+#[test]
+fn a_replaced_certificate_is_presented_from_the_next_handshake_on() {
+    let (old, renewed) = (TestPki::new(), TestPki::new());
+    let config = old.server();
+    let (probe, _seen) = Probe::new(Mode::Echo);
+    let server = start(LoopConfig { tls: Some(config.clone()), ..LoopConfig::default() }, probe);
+    let addr = server.addr;
+    let mut before = tls_connect(addr, &old.client());
+    assert_eq!(tls_round_trip(&mut before, b"before"), b"before");
+    assert_eq!(
+        failed_handshake(addr, &renewed.client()),
+        rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer)
+    );
+
+    config.replace_pem(renewed.leaf_pem.as_bytes(), renewed.leaf_key_pem.as_bytes()).unwrap();
+    let mut after = tls_connect(addr, &renewed.client());
+    assert_eq!(tls_round_trip(&mut after, b"after"), b"after");
+    let presented = after.conn.peer_certificates().unwrap()[0].to_vec();
+    let renewed_der = CertificateDer::from_pem_slice(renewed.leaf_pem.as_bytes()).unwrap();
+    assert_eq!(presented, renewed_der.to_vec());
+    assert_eq!(
+        failed_handshake(addr, &old.client()),
+        rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer)
+    );
+    assert_eq!(tls_round_trip(&mut before, b"still here"), b"still here");
     server.stop();
 }
 
