@@ -20,7 +20,7 @@
 //! (EOF or a failed write); its stream, timers and source are freed and channel senders start failing.
 //!
 //! Async producers need no runtime support from this crate: [`SseSender::send_async`] is a plain
-//! [`Future`](std::future::Future) woken by the loop when the stream has room or its client left, so it runs
+//! [`Future`] woken by the loop when the stream has room or its client left, so it runs
 //! under tokio, smol or a hand-written executor alike; and [`Hub::publish`] never waits for subscribers (it
 //! takes a short lock, numbers the event and hands it to the loops), so async code calls it directly. On an
 //! external backbone (Redis) it waits for the store instead: see its notes on which thread may call it.

@@ -53,7 +53,7 @@ impl Server {
     }
 
     /// Like [`bind`](Self::bind), serving `hub`'s topics: events published through it reach the streams
-    /// this server's handlers opened with [`Sse::subscribe`].
+    /// this server's handlers opened with [`Sse::subscribe`](crate::Sse::subscribe).
     ///
     /// # Errors
     /// As for [`bind`](Self::bind), `InvalidInput` for a configuration that cannot be served (see

@@ -83,7 +83,11 @@ impl<'a> EventSink<'a> {
     }
 }
 
-/// One event being written into an [`EventSink`]'s buffer; see the [module docs](self) for why.
+/// One event being written into an [`EventSink`]'s buffer, each field in its wire form as it is set: every byte
+/// is produced once, where it is sent from, instead of building an [`Event`] and then encoding it. The
+/// guarantees are the builder's: a name or id with a line break is refused before anything is written, data
+/// can never inject fields, and an event is written whole or not at all (a writer dropped before its final
+/// call, by an early `?` or a panic, takes back what it wrote).
 ///
 /// Fields go on the wire in the order they are set, and the event ends with one of the final calls, which
 /// write the data (if any) and the blank line that dispatches it. Setting a field twice writes it twice; for
