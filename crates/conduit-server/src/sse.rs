@@ -150,7 +150,8 @@ impl Sse {
     /// [`EventSink::event`], which formats fields in place, or [`EventSink::send`] for a built [`Event`]) and
     /// returns `Ok(`[`ControlFlow::Break`]`(()))` to end the stream after them. This is
     /// [`from_iter`](Self::from_iter) without building each event and then encoding it: every byte is produced
-    /// once, where it is sent from.
+    /// once, where it is sent from. The connection's high-water mark is checked between calls, so each call
+    /// should write a bounded amount (an event or a few): what one call writes is sent whole.
     ///
     /// The stream ends with an `error` event (and the error is logged) if `write` returns an `Err` (an event
     /// name or id it refused; the half-written event is not sent), panics, or returns `Continue` without
