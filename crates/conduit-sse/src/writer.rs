@@ -1,14 +1,6 @@
-//! Events written straight into a caller's buffer as they are built: [`EventSink`] and [`EventWriter`].
-//!
-//! An [`Event`] is a value: it is built, then [encoded](Event::encode). That costs a second pass over its
-//! fields and the room to hold them, which is nothing for an event a second and a measurable share of the
-//! CPU for a stream that sends hundreds of thousands. An [`EventWriter`] skips the value: every field is
-//! written in its wire form the moment it is set, data included (formatted or serialized straight into the
-//! buffer, then searched once for line breaks, which become new `data:` lines), so each byte is produced once.
-//!
-//! The guarantees are the builder's: a name or id with a line break is refused before anything is written,
-//! data can never inject fields, and an event is either written whole or not at all — a writer dropped
-//! before its final call (an early `?`, a panic) takes back what it wrote.
+//! Events written straight into a caller's buffer as they are built: [`EventSink`] and [`EventWriter`], whose
+//! docs say why (building an [`Event`] and then encoding it is a second pass that a stream of hundreds of
+//! thousands of events pays for) and what they guarantee.
 
 use std::fmt;
 use std::time::Duration;
