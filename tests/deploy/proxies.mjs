@@ -505,6 +505,34 @@ export async function recordingUpstream() {
 }
 
 /**
+ * Two streams opened through the proxy at `origin` by curl (trusting `ca`), with `Last-Event-ID` 41 then 42 and
+ * a client-claimed `X-Forwarded-For`, as `upstream` (a `recordingUpstream`) received them: each over HTTP/1.1
+ * without `Connection: close`, with its Last-Event-ID and `X-Forwarded-Proto: https`, the second on the first
+ * one's connection. Returns each request's headers, for what differs between proxies.
+ */
+export async function forwardedRequests({ origin, ca, upstream }) {
+  for (const lastEventId of ['41', '42']) {
+    const stream = curlStream(`${origin}/stream?topic=echo`, {
+      ca, headers: { 'Last-Event-ID': lastEventId, 'X-Forwarded-For': '203.0.113.9' },
+    });
+    try {
+      assert.equal(await stream.waitOpen(), 200);
+    } finally {
+      await stream.stop();
+    }
+  }
+  assert.equal(upstream.seen.length, 2);
+  for (const [i, { version, headers }] of upstream.seen.entries()) {
+    assert.equal(version, '1.1');
+    assert.equal(headers.connection, undefined, 'no Connection: close, so the connection can be reused');
+    assert.equal(headers['last-event-id'], ['41', '42'][i]);
+    assert.equal(headers['x-forwarded-proto'], 'https');
+  }
+  assert.equal(upstream.seen[1].port, upstream.seen[0].port, 'the second request reused the first one\'s connection');
+  return upstream.seen.map(({ headers }) => headers);
+}
+
+/**
  * Through the proxy at `origin`, curl (trusting `ca`) reads a stream over HTTP/2 and over HTTP/1.1: it opens
  * with 200 and the event-stream type, its events arrive unbuffered (see `checkUnbuffered`), and a reader that
  * saw the second event resumes after it with the rest, each once, from the backlog.
