@@ -7,16 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 [ "$#" -gt 0 ] || set -- tests/browser/*.test.mjs
 
-if [ ! -x /usr/bin/chromium ]; then
-    echo "== installing Debian's chromium"
-    sudo=""
-    if [ "$(id -u)" -ne 0 ]; then
-        command -v sudo >/dev/null 2>&1 || { echo "chromium is missing and this user cannot install it" >&2; exit 1; }
-        sudo=sudo
-    fi
-    $sudo apt-get update
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y chromium
-fi
+.ci/install-missing /usr/bin/chromium=chromium
 for tool in node npm cargo; do
     command -v "$tool" >/dev/null 2>&1 || { echo "$tool is required" >&2; exit 1; }
 done
