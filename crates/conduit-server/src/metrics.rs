@@ -180,7 +180,7 @@ impl LoopCounters {
 
 /// What one stream has sent, for its access-log line, counted on the loop's counters as well when metrics are
 /// on.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct StreamMeter {
     pub(crate) events: u64,
     /// Event-stream bytes (without HTTP chunk framing).

@@ -119,10 +119,7 @@ impl Service {
                     c.disarm_deadline(cx);
                     // The body is in the request now; what it reserved goes back to the budget.
                     self.stats.release_body(std::mem::take(&mut c.body_reserved));
-                    if let Some(level) = self.config.access_log {
-                        c.request_log = RequestLog::begin(&request, level);
-                    }
-                    self.stats.requests.fetch_add(1, Ordering::Relaxed);
+                    count_request(&self.config, &self.stats, c, &request);
                     match c.refused.take() {
                         // Refused from its head; its body was read only to keep the connection usable.
                         Some(refused) => {
@@ -224,10 +221,7 @@ impl Service {
         self.stats.release_body(std::mem::take(&mut c.body_reserved));
         let Some(head) = c.refuse() else { return false };
         c.disarm_deadline(cx);
-        if let Some(level) = self.config.access_log {
-            c.request_log = RequestLog::begin(&head, level);
-        }
-        self.stats.requests.fetch_add(1, Ordering::Relaxed);
+        count_request(&self.config, &self.stats, c, &head);
         // The unread body is still on its way: the connection cannot carry another request.
         self.respond(cx, id, Answering::of(&head, false), refused);
         false
@@ -395,8 +389,8 @@ impl Service {
         }
         let interval = matches!(sse.source, Source::Interval { .. });
         let retry = sse.retry.or(self.config.retry);
-        let mut stream = Stream::start(cx, id, sse.source, chunked, reuse, keep_alive);
-        stream.meter = StreamMeter::new(self.counters.clone());
+        let meter = StreamMeter::new(self.counters.clone());
+        let stream = Stream::start(cx, id, sse.source, chunked, reuse, keep_alive, meter);
         let Some(c) = self.conns.get_mut(id) else { return };
         c.start_streaming(stream);
         self.stats.streams.fetch_add(1, Ordering::Relaxed);
@@ -547,6 +541,14 @@ impl Service {
             cx.set_timer(at, SHUTDOWN_KEY);
         }
     }
+}
+
+/// A request whose head is complete is counted, and its access-log entry begun (when the log is on).
+fn count_request(config: &ServerConfig, stats: &Stats, c: &mut Conn, request: &Request) {
+    if let Some(level) = config.access_log {
+        c.request_log = RequestLog::begin(request, level);
+    }
+    stats.requests.fetch_add(1, Ordering::Relaxed);
 }
 
 /// The answer to a request naming a host the server does not serve (`ServerConfig::allowed_hosts`).

@@ -63,6 +63,7 @@ impl Stream {
         chunked: bool,
         reuse: bool,
         keep_alive: KeepAlive,
+        meter: StreamMeter,
     ) -> Stream {
         let keep_alive_timer = keep_alive.next_deadline().map(|at| cx.set_timer(at, id.to_u64()));
         let tick_timer = match &source {
@@ -80,7 +81,7 @@ impl Stream {
             keep_alive,
             keep_alive_timer,
             tick_timer,
-            meter: StreamMeter::default(),
+            meter,
             unsent_events: 0,
             cut_off: false,
         }
